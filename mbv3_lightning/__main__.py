@@ -1,0 +1,25 @@
+"""`python -m mbv3_lightning [overrides]`: train one configuration, or a grid with `-m`."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from mbv3_lightning.config import CONFIG_NAME, config_dir, register_resolvers
+
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name=CONFIG_NAME)
+def main(cfg: DictConfig) -> float | None:
+    # Imported here so `--help` and `--cfg job` answer without loading torch.
+    from mbv3_lightning.summary import print_summary
+    from mbv3_lightning.train import run
+
+    summary = run(cfg)
+    print_summary(summary)
+    return summary["metrics"].get("val/acc_best")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Image folder DataModules: scanning, validation, seeded splits and transforms."""

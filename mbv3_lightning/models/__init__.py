@@ -1,0 +1,1 @@
+"""Architectures (plain ``nn.Module`` builders), their registry and the Lightning system."""

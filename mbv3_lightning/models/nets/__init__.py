@@ -1,0 +1,1 @@
+"""Plain torch ``nn.Module`` builders; no Lightning imports here."""

@@ -1,0 +1,38 @@
+"""The short, readable table printed at the end of a run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+_SHOWN_METRICS = (
+    ("test/acc", "test accuracy"),
+    ("test/auroc", "test AUROC (macro)"),
+    ("val/acc_best", "best val accuracy"),
+    ("test/loss", "test loss"),
+)
+
+
+def render_summary(summary: dict[str, Any]) -> Table:
+    """A two-column table: what was trained, how well, how long, where the files are."""
+    table = Table(title=f"{summary['model']} on {summary['dataset']}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    metrics = summary["metrics"]
+    for key, label in _SHOWN_METRICS:
+        if key in metrics:
+            table.add_row(label, f"{metrics[key]:.4f}")
+    table.add_row("classes", str(summary["num_classes"]))
+    table.add_row("input size", f"{summary['input_size']} px")
+    table.add_row("parameters", f"{summary['params_total']:,}")
+    table.add_row("epochs", str(summary["epochs"]))
+    table.add_row("train time", f"{summary['train_time_s']:.1f} s")
+    table.add_row("wall time", f"{summary['wall_time_s']:.1f} s")
+    table.add_row("run directory", summary["run_dir"])
+    return table
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    Console().print(render_summary(summary))

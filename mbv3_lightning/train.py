@@ -1,0 +1,178 @@
+"""One training job: config -> (DataModule, ImageClassifier, Trainer) -> fit -> test -> files.
+
+This is the only module that calls ``hydra.utils.instantiate`` and reads Hydra's runtime state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig, OmegaConf
+
+from mbv3_lightning.models.registry import get_spec
+
+log = logging.getLogger(__name__)
+
+
+def resolve_input_size(cfg: DictConfig) -> int:
+    """``model.input_size``, else the dataset's preferred size, else the architecture default."""
+    spec = get_spec(cfg.model.arch)
+    return int(cfg.model.get("input_size") or cfg.dataset.get("input_size") or spec.input_size)
+
+
+def _wandb_group(cfg: DictConfig) -> str:
+    """All jobs of one multirun share a W&B group named after the sweep directory."""
+    hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
+    if hydra_cfg is not None and hydra_cfg.mode == RunMode.MULTIRUN:
+        sweep = Path(hydra_cfg.sweep.dir)
+        return f"{cfg.task_name}-{sweep.parent.name}-{sweep.name}"
+    return cfg.task_name
+
+
+def _instantiate_all(section: DictConfig | None, **extra: Any) -> list[Any]:
+    """Instantiate every entry of a dict of ``_target_`` configs (``null`` entries are skipped)."""
+    if not section:
+        return []
+    return [instantiate(node, **extra) for node in section.values() if node and "_target_" in node]
+
+
+def _check_fresh_run_dir(output_dir: Path, ckpt_path: str | None) -> None:
+    """Refuse to write a new run over a finished or checkpointed one in the same directory."""
+    if ckpt_path is not None:
+        return
+    existing = [p for p in ("metrics.json", "checkpoints/last.ckpt") if (output_dir / p).exists()]
+    if existing:
+        raise FileExistsError(
+            f"Run directory '{output_dir}' already holds a run ({', '.join(existing)}). Resume it "
+            f"with `ckpt_path={output_dir}/checkpoints/last.ckpt`, or pick a new directory "
+            "with `hydra.run.dir=...`."
+        )
+
+
+def build_components(
+    cfg: DictConfig,
+) -> tuple[L.LightningDataModule, L.LightningModule, list[Callback], list[Logger]]:
+    """Instantiate the DataModule, the classifier, callbacks and loggers from ``cfg``."""
+    output_dir = Path(cfg.paths.output_dir)
+    spec = get_spec(cfg.model.arch)
+    input_size = resolve_input_size(cfg)
+    datamodule = instantiate(
+        cfg.dataset, input_size=input_size, mean=spec.mean, std=spec.std, output_dir=output_dir
+    )
+    model = instantiate(
+        cfg.model,
+        num_classes=datamodule.num_classes,
+        class_names=list(datamodule.class_names),
+        input_size=input_size,
+        optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
+        scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True),
+        _convert_="all",
+    )
+    callbacks = _instantiate_all(cfg.get("callbacks"))
+    loggers: list[Logger] = []
+    for name, node in (cfg.get("logger") or {}).items():
+        if not node:
+            continue
+        extra = {"group": _wandb_group(cfg)} if name == "wandb" else {}
+        loggers.append(instantiate(node, **extra))
+    return datamodule, model, callbacks, loggers
+
+
+def _train_and_test(cfg: DictConfig) -> dict[str, Any]:
+    started = time.perf_counter()
+    output_dir = Path(cfg.paths.output_dir)
+    _check_fresh_run_dir(output_dir, cfg.get("ckpt_path"))
+    L.seed_everything(cfg.seed, workers=True)
+
+    datamodule, model, callbacks, loggers = build_components(cfg)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    counts = model.parameter_counts()
+    log.info(
+        "Model %s at %d px: %s of %s parameters trainable.",
+        cfg.model.arch,
+        model.input_size,
+        f"{counts['params_trainable']:,}",
+        f"{counts['params_total']:,}",
+    )
+    for logger in loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    train_time_s = 0.0
+    if cfg.get("train", True):
+        fit_started = time.perf_counter()
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        train_time_s = time.perf_counter() - fit_started
+    fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+    checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
+    best_ckpt = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
+    test_metrics: dict[str, float] = {}
+    if cfg.get("test", True) and datamodule.has_split("test"):
+        if best_ckpt is None:
+            log.warning("No best checkpoint was saved; testing the weights as they are now.")
+        results = trainer.test(model, datamodule=datamodule, ckpt_path=best_ckpt)
+        test_metrics = {k: float(v) for k, v in results[0].items()} if results else {}
+    elif cfg.get("test", True):
+        log.info("Dataset '%s' has no test split; skipping the test stage.", datamodule.name)
+
+    summary = {
+        "model": cfg.model.arch,
+        "dataset": datamodule.name,
+        "seed": cfg.seed,
+        "input_size": model.input_size,
+        "num_classes": datamodule.num_classes,
+        "class_names": list(datamodule.class_names),
+        "epochs": trainer.current_epoch,
+        "metrics": {**fit_metrics, **test_metrics},
+        **counts,
+        "train_time_s": round(train_time_s, 2),
+        "wall_time_s": round(time.perf_counter() - started, 2),
+        "best_ckpt": best_ckpt,
+        "run_dir": str(output_dir),
+        "device": str(trainer.strategy.root_device),
+        "torch_threads": torch.get_num_threads(),
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "lightning": L.__version__,
+        },
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    if trainer.is_global_zero:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _finish_wandb(failed: bool) -> None:
+    """Close this job's W&B run, if any, so multirun jobs never log into each other."""
+    wandb = sys.modules.get("wandb")  # only present if a WandbLogger was created
+    if wandb is not None and wandb.run is not None:
+        wandb.finish(exit_code=1 if failed else 0)
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Train (and test) one configuration; returns the summary also saved as metrics.json.
+
+    The W&B run is finished in every case, also when the job raises.
+    """
+    failed = True
+    try:
+        summary = _train_and_test(cfg)
+        failed = False
+        return summary
+    finally:
+        _finish_wandb(failed)
