@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import hydra
 from omegaconf import DictConfig
 
@@ -16,6 +18,10 @@ def main(cfg: DictConfig) -> float | None:
     from mbv3_lightning.summary import print_summary
     from mbv3_lightning.train import run
 
+    # Lightning prints through handlers of its own; under Hydra the root logger already prints
+    # to the console and to <run dir>/train.log, so drop Lightning's to avoid every line twice.
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).handlers.clear()
     summary = run(cfg)
     print_summary(summary)
     return summary["metrics"].get("val/acc_best")

@@ -1,0 +1,81 @@
+"""The Hydra configuration composes and config mistakes give actionable errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra.errors import InstantiationException
+
+from mbv3_lightning.models.registry import list_models
+from mbv3_lightning.resources import resource_path
+from mbv3_lightning.train import resolve_input_size, run
+
+from .conftest import FAST_OVERRIDES
+
+MODEL_CONFIGS = sorted(p.stem for p in (resource_path("conf") / "model").glob("*.yaml"))
+
+
+def test_default_config_is_the_demo(compose_cfg):
+    cfg = compose_cfg()
+    assert cfg.model.arch == "mobilenet_v3_small"
+    assert cfg.dataset.name == "fruits360_mini"
+    assert Path(cfg.dataset.root, "train", "apple_10").is_dir()
+    assert resolve_input_size(cfg) == 100  # the demo trains at its images' native size
+
+
+@pytest.mark.parametrize("name", MODEL_CONFIGS)
+def test_every_model_config_names_a_registered_architecture(compose_cfg, name):
+    cfg = compose_cfg([f"model={name}"])
+    assert cfg.model.arch in list_models()
+
+
+def test_model_input_size_overrides_dataset_hint(compose_cfg):
+    assert resolve_input_size(compose_cfg(["model.input_size=128"])) == 128
+    assert resolve_input_size(compose_cfg(["dataset.input_size=null"])) == 224
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mbv3_lightning", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_unknown_model_group_lists_the_choices(tmp_path):
+    result = _cli("model=nope", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Could not find 'model/nope'" in result.stderr
+    assert "mobilenet_v3_small" in result.stderr and "mobilenet_v3_large" in result.stderr
+    assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").rglob("*.ckpt"))
+
+
+def test_unknown_architecture_lists_registered_models(compose_cfg, tiny_dataset):
+    cfg = compose_cfg(["model.arch=resnet9000", *FAST_OVERRIDES])
+    with pytest.raises(ValueError, match=r"Unknown model architecture 'resnet9000'.*mobilenet_v3"):
+        run(cfg)
+
+
+def test_missing_dataset_root_is_named(tmp_path):
+    result = _cli("dataset=image_folder", "debug=fast", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "dataset.root" in result.stderr
+
+
+def test_wrong_type_is_explained(compose_cfg, tiny_dataset):
+    cfg = compose_cfg(
+        ["dataset=image_folder", f"dataset.root={tiny_dataset}", "dataset.batch_size=many"]
+    )
+    with pytest.raises(InstantiationException, match="batch_size must be a positive integer"):
+        run(cfg)
+
+
+def test_missing_dataset_folder_names_the_expected_layout(compose_cfg, tmp_path):
+    cfg = compose_cfg(["dataset=image_folder", f"dataset.root={tmp_path / 'nowhere'}"])
+    with pytest.raises(FileNotFoundError, match=r"does not exist.*train/<class>.*dataset\.root="):
+        run(cfg)

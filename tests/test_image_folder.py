@@ -1,0 +1,102 @@
+"""ImageFolderDataModule: layout checks, deterministic stratified split, image decoding."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mbv3_lightning.data.image_folder import ImageFolderDataModule, stratified_split
+from mbv3_lightning.data.images import load_rgb
+
+from .conftest import make_image_folder
+
+
+def _datamodule(root: Path, **kwargs) -> ImageFolderDataModule:
+    return ImageFolderDataModule(root, num_workers=0, input_size=32, batch_size=4, **kwargs)
+
+
+def test_split_is_stratified_and_seeded(tiny_dataset, tmp_path):
+    first = _datamodule(tiny_dataset, seed=7, output_dir=tmp_path / "a")
+    second = _datamodule(tiny_dataset, seed=7, output_dir=tmp_path / "b")
+    other = _datamodule(tiny_dataset, seed=8)
+    first.setup()
+    second.setup()
+    manifest_a = json.loads((tmp_path / "a" / "split_manifest.json").read_text())
+    manifest_b = json.loads((tmp_path / "b" / "split_manifest.json").read_text())
+    assert manifest_a["splits"] == manifest_b["splits"]
+    assert other.manifest()["splits"]["val"] != manifest_a["splits"]["val"]
+    # 10 train images per class, val_fraction 0.3 -> 3 per class in val, 7 in train
+    val_labels = [label for _, label in manifest_a["splits"]["val"]]
+    assert sorted(val_labels) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert len(manifest_a["splits"]["train"]) == 21
+    assert len(manifest_a["splits"]["test"]) == 12
+    train_files = {path for path, _ in manifest_a["splits"]["train"]}
+    assert not train_files & {path for path, _ in manifest_a["splits"]["val"]}
+    indices = json.loads((tmp_path / "a" / "class_indices.json").read_text())
+    assert indices["class_to_idx"] == {"apple": 0, "banana": 1, "cherry": 2}
+
+
+def test_split_of_one_class_ignores_the_others():
+    files = {name: [Path(f"{name}/{i}.jpg") for i in range(10)] for name in ("a", "b")}
+    _, val_two = stratified_split(files, 0.3, seed=0)
+    _, val_one = stratified_split({"a": files["a"]}, 0.3, seed=0)
+    assert val_two["a"] == val_one["a"]
+
+
+def test_existing_val_folder_is_used_as_is(tmp_path):
+    root = make_image_folder(tmp_path / "d", splits={"train": 5, "val": 2})
+    dm = _datamodule(root)
+    assert len(dm.samples("train")) == 15 and len(dm.samples("val")) == 6
+    assert not dm.has_split("test")
+
+
+def test_loaders_give_normalised_batches_of_the_input_size(tiny_dataset):
+    dm = _datamodule(tiny_dataset)
+    dm.setup()
+    images, labels = next(iter(dm.train_dataloader()))
+    assert images.shape == (4, 3, 32, 32) and images.dtype == torch.float32
+    assert labels.dtype == torch.int64
+    assert images.mean().abs() < 3  # normalised, not 0..255
+
+
+def test_class_only_in_test_split_is_an_error(tmp_path):
+    root = make_image_folder(tmp_path / "d", classes=("a", "b"), splits={"train": 3, "test": 1})
+    make_image_folder(root, classes=("a", "b", "zebra"), splits={"test": 1})
+    with pytest.raises(ValueError, match=r"not in .*train.*\['zebra'\]"):
+        _ = _datamodule(root).num_classes
+
+
+def test_missing_train_folder_explains_layout(tmp_path):
+    (tmp_path / "flat" / "a").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="No 'train/' folder"):
+        _ = _datamodule(tmp_path / "flat").num_classes
+
+
+@pytest.mark.parametrize(
+    ("mode", "suffix"),
+    [("L", ".png"), ("CMYK", ".jpg"), ("P", ".png"), ("RGBA", ".png"), ("LA", ".png")],
+)
+def test_every_colour_mode_loads_as_rgb(tmp_path, mode, suffix):
+    path = tmp_path / f"img{suffix}"
+    Image.new("RGB", (12, 8), (200, 30, 30)).convert(mode).save(path)
+    img = load_rgb(path)
+    assert img.mode == "RGB" and img.size == (12, 8)
+
+
+def test_transparent_pixels_become_white(tmp_path):
+    path = tmp_path / "alpha.png"
+    Image.new("RGBA", (4, 4), (0, 0, 0, 0)).save(path)
+    assert np.asarray(load_rgb(path)).min() == 255
+
+
+def test_exif_orientation_is_respected(tmp_path):
+    path = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display": stored 40x20, shown 20x40
+    Image.new("RGB", (40, 20), (10, 10, 10)).save(path, exif=exif)
+    assert load_rgb(path).size == (20, 40)
