@@ -16,6 +16,13 @@ from PIL import Image
 
 from mbv3_lightning.config import CONFIG_NAME, config_dir, register_resolvers
 
+# Subprocesses (`python -m mbv3_lightning ...`) must import this checkout, not whichever copy
+# happens to be installed.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+)
+
 # W&B never talks to a server from the tests.
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")

@@ -133,7 +133,6 @@ def test_multirun_grid_gives_every_job_its_own_directory(tmp_path):
         capture_output=True,
         text=True,
         timeout=600,
-        env={**__import__("os").environ, "WANDB_MODE": "offline"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir())
