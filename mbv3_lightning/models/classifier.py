@@ -60,11 +60,19 @@ class ImageClassifier(L.LightningModule):
         # The sanity check's validation batches must not count towards the best accuracy.
         self.val_acc_best.reset()
 
+    def compute_loss(
+        self, outputs: Any, targets: torch.Tensor, stage: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss and the logits the metrics see.
+
+        Architectures that train differently (e.g. an auxiliary head) override only this.
+        """
+        smoothing = self.hparams.label_smoothing if stage == "train" else 0.0
+        return F.cross_entropy(outputs, targets, label_smoothing=smoothing), outputs
+
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         images, targets = batch
-        logits = self(images)
-        smoothing = self.hparams.label_smoothing if stage == "train" else 0.0
-        loss = F.cross_entropy(logits, targets, label_smoothing=smoothing)
+        loss, logits = self.compute_loss(self(images), targets, stage)
         self._metrics(stage).update(logits.detach().float().softmax(dim=1), targets)
         self.log(
             f"{stage}/loss",
