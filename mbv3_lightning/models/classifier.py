@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from torchmetrics import MaxMetric, MetricCollection
 
 from mbv3_lightning.metrics import stage_metrics
+from mbv3_lightning.models.freeze import freeze as freeze_net
+from mbv3_lightning.models.freeze import hold_frozen_batchnorm
 from mbv3_lightning.models.optim import build_optimizer, build_scheduler
 from mbv3_lightning.models.registry import count_parameters, create_model, get_spec
 
@@ -30,6 +32,9 @@ class ImageClassifier(L.LightningModule):
         input_size: int | None = None,
         bn_momentum: float | None = 0.1,
         label_smoothing: float = 0.0,
+        pretrained: bool = False,
+        weights_path: str | None = None,
+        freeze: str | int | None = "none",
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
         **arch_kwargs: Any,
@@ -44,7 +49,15 @@ class ImageClassifier(L.LightningModule):
         self.input_size = input_size or spec.input_size
         self.mean, self.std = spec.mean, spec.std
         self.class_names = class_names or [str(i) for i in range(num_classes)]
-        self.net = create_model(arch, num_classes, bn_momentum=bn_momentum, **arch_kwargs)
+        self.net = create_model(
+            arch,
+            num_classes,
+            pretrained=pretrained,
+            weights_path=weights_path,
+            bn_momentum=bn_momentum,
+            **arch_kwargs,
+        )
+        freeze_net(self.net, spec, freeze)
         self.optimizer_cfg = optimizer or {"name": "adamw", "lr": 1e-3}
         self.scheduler_cfg = scheduler or {"name": "none"}
         # One collection per stage (attributes, not a ModuleDict: "train" is a Module method).
@@ -55,6 +68,17 @@ class ImageClassifier(L.LightningModule):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
+
+    def train(self, mode: bool = True) -> ImageClassifier:
+        """Lightning calls this every epoch; frozen blocks' BatchNorm must stay in eval mode."""
+        super().train(mode)
+        hold_frozen_batchnorm(self.net)
+        return self
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The checkpoint holds every weight, so rebuilding it (load_from_checkpoint) must not
+        # need the ImageNet file or weights_path again. Lightning stores a copy of hparams here.
+        checkpoint["hyper_parameters"].update(pretrained=False, weights_path=None)
 
     def on_train_start(self) -> None:
         # The sanity check's validation batches must not count towards the best accuracy.
