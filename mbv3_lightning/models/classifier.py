@@ -70,10 +70,15 @@ class ImageClassifier(L.LightningModule):
         return self.net(images)
 
     def train(self, mode: bool = True) -> ImageClassifier:
-        """Lightning calls this every epoch; frozen blocks' BatchNorm must stay in eval mode."""
+        """Train mode everywhere except the BatchNorm layers of frozen blocks."""
         super().train(mode)
         hold_frozen_batchnorm(self.net)
         return self
+
+    def on_train_epoch_start(self) -> None:
+        # Lightning does not call train() itself: it keeps (and restores after validation)
+        # each submodule's mode, so the frozen BatchNorm layers are set to eval here.
+        hold_frozen_batchnorm(self.net)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The checkpoint holds every weight, so rebuilding it (load_from_checkpoint) must not

@@ -94,21 +94,26 @@ def load_backbone(
     skipped = sorted(k for k in state_dict if _is_under(k, skip))
     backbone = {k: v for k, v in state_dict.items() if not _is_under(k, skip)}
     expected = {k for k in net.state_dict() if not _is_under(k, skip)}
+    own = net.state_dict()
     missing = sorted(expected - backbone.keys())
     unexpected = sorted(backbone.keys() - expected)
-    if missing or unexpected:
+    reshaped = sorted(k for k in expected & backbone.keys() if own[k].shape != backbone[k].shape)
+    if missing or unexpected or reshaped:
+        first = reshaped[0] if reshaped else None
+        shapes = (
+            f" (e.g. {first}: {tuple(backbone[first].shape)} in the file, "
+            f"{tuple(own[first].shape)} in the network)"
+            if first
+            else ""
+        )
         raise ValueError(
             f"Weights from {source} do not fit {type(net).__name__}: "
             f"{len(missing)} missing keys {missing[:5]}, {len(unexpected)} unexpected keys "
-            f"{unexpected[:5]}. Check that model.arch and its variant knobs (width_mult, size) "
-            "match the network the weights were saved from."
+            f"{unexpected[:5]}, {len(reshaped)} keys of another shape{shapes}. Check that "
+            "model.arch and its variant knobs (width_mult, size) match the network the weights "
+            "were saved from."
         )
-    try:
-        net.load_state_dict(backbone, strict=False)
-    except RuntimeError as error:  # same keys, different shapes
-        raise ValueError(
-            f"Weights from {source} do not fit {type(net).__name__}: {error}"
-        ) from None
+    net.load_state_dict(backbone, strict=False)
     log.info(
         "Loaded %d tensors from %s; skipped %d head keys: %s",
         len(backbone),
