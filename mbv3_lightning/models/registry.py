@@ -8,7 +8,6 @@ pretrained weights (if asked) and swaps the head(s) for the dataset's ``num_clas
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +22,6 @@ from mbv3_lightning.models.pretrained import (
     load_backbone,
     read_state_dict,
 )
-
-log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
