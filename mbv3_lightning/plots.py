@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 # Above this many classes a legend entry per class hides the curves: per-class ROC curves are
 # drawn as thin grey lines without labels, and confusion cells lose their number annotations.
@@ -34,6 +35,7 @@ def plot_curves(curves: Sequence[dict[str, Any]], path: Path, subtitle: str = ""
             if points:
                 ax.plot(*np.array(points).T, style, markersize=4, label=stage)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()
@@ -83,9 +85,9 @@ def plot_confusion(
     totals = matrix.sum(axis=1, keepdims=True)
     normalised = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
     n = len(class_names)
-    # ~0.16 inch per class keeps 130 names legible at 6 pt; small sets get a normal figure.
+    # ~0.16 inch (19 px) per class keeps 130 names legible at 6 pt; small sets get a normal figure.
     side = max(6.0, 0.16 * n + 3.0)
-    font = 10 if n <= 15 else max(5, int(10 - n / 20))
+    font = 10 if n <= 15 else max(6, int(10 - n / 20))
     fig = Figure(figsize=(side + 1.2, side), layout="constrained")
     ax = fig.subplots()
     image = ax.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0)
@@ -114,4 +116,4 @@ def plot_confusion(
                     color=colour,
                     fontsize=font - 1,
                 )
-    fig.savefig(path, dpi=100 if n > 60 else 120)
+    fig.savefig(path, dpi=120)

@@ -42,7 +42,7 @@ class WandbRunIdInCheckpoint(Callback):
 def wandb_run_id_from_checkpoint(ckpt_path: str | Path) -> str | None:
     """The W&B run id a checkpoint was saved under (``None`` for runs without W&B)."""
     # mmap: only the few bytes of the small entry are read, not the weights.
-    checkpoint = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=False)
+    checkpoint = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=True)
     return checkpoint.get(WANDB_RUN_ID_KEY)
 
 
