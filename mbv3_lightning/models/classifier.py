@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import MaxMetric, MetricCollection
 
-from mbv3_lightning.metrics import stage_metrics
+from mbv3_lightning.metrics import EvaluationReport, build_report, report_metrics, stage_metrics
 from mbv3_lightning.models.freeze import freeze as freeze_net
 from mbv3_lightning.models.freeze import hold_frozen_batchnorm
 from mbv3_lightning.models.optim import build_optimizer, build_scheduler
@@ -65,6 +65,10 @@ class ImageClassifier(L.LightningModule):
         self.val_metrics = stage_metrics(num_classes, "val")
         self.test_metrics = stage_metrics(num_classes, "test")
         self.val_acc_best = MaxMetric()
+        # Per-class scores, ROC curves and confusion matrix of the last test run; the run's file
+        # writer reads `test_report` once `trainer.test` has returned.
+        self.test_report_metrics = report_metrics(num_classes)
+        self.test_report: EvaluationReport | None = None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
@@ -102,7 +106,10 @@ class ImageClassifier(L.LightningModule):
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         images, targets = batch
         loss, logits = self.compute_loss(self(images), targets, stage)
-        self._metrics(stage).update(logits.detach().float().softmax(dim=1), targets)
+        probs = logits.detach().float().softmax(dim=1)
+        self._metrics(stage).update(probs, targets)
+        if stage == "test":
+            self.test_report_metrics.update(probs, targets)
         self.log(
             f"{stage}/loss",
             loss,
@@ -142,7 +149,11 @@ class ImageClassifier(L.LightningModule):
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
 
     def on_test_epoch_end(self) -> None:
-        self._log_epoch_metrics("test")
+        values = self._log_epoch_metrics("test")
+        self.test_report = build_report(
+            self.test_report_metrics.compute(), self.class_names, float(values["test/auroc"])
+        )
+        self.test_report_metrics.reset()
 
     def configure_optimizers(self) -> Any:
         trainable = [p for p in self.parameters() if p.requires_grad]
