@@ -38,6 +38,8 @@ def read_wandb_records(path: Path) -> list:
         if length == 0 and kind == 0:
             pos += left_in_block
             continue
+        if pos + 7 + length > len(data):
+            break  # the writer is mid-record
         pending += data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind in (_FULL, _LAST):
