@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -37,6 +38,8 @@ def read_wandb_records(path: Path) -> list:
         if length == 0 and kind == 0:
             pos += left_in_block
             continue
+        if pos + 7 + length > len(data):
+            break  # the writer is mid-record
         pending += data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind in (_FULL, _LAST):
@@ -47,11 +50,23 @@ def read_wandb_records(path: Path) -> list:
     return records
 
 
+def finished_records(run_dir: Path, wait_s: float = 120.0) -> list:
+    """The records of a finished offline run. W&B's service process writes the file after
+    ``wandb.finish()`` returns, so wait for the final ``exit`` record."""
+    (log_file,) = run_dir.glob("run-*.wandb")
+    deadline = time.monotonic() + wait_s
+    while True:
+        records = read_wandb_records(log_file)
+        if any(r.WhichOneof("record_type") == "exit" for r in records):
+            return records
+        assert time.monotonic() < deadline, f"{log_file} has no exit record: run not finished"
+        time.sleep(0.5)
+
+
 def offline_run(run_dir: Path) -> dict:
     """Identity, summary keys and logged keys of an offline run directory."""
-    (log_file,) = run_dir.glob("run-*.wandb")
     info: dict = {"summary": set(), "history": set()}
-    for record in read_wandb_records(log_file):
+    for record in finished_records(run_dir):
         kind = record.WhichOneof("record_type")
         if kind == "run":
             info.update(
@@ -63,9 +78,10 @@ def offline_run(run_dir: Path) -> dict:
                 config={u.key for u in record.run.config.update},
             )
         elif kind == "summary":
-            info["summary"] |= {u.key or "/".join(u.nested_key) for u in record.summary.update}
+            # media are nested (figures/roc -> path, size, ...); keep the logged name only
+            info["summary"] |= {u.key or u.nested_key[0] for u in record.summary.update}
         elif kind == "history":
-            info["history"] |= {i.key or "/".join(i.nested_key) for i in record.history.item}
+            info["history"] |= {i.key or i.nested_key[0] for i in record.history.item}
         elif kind == "config":
             info.setdefault("config", set()).update(u.key for u in record.config.update)
     return info
@@ -109,8 +125,8 @@ def test_run_logs_its_results_and_a_resume_continues_the_same_wandb_run(
     } <= first["summary"]
     assert {"train/loss", "val/acc", "val/loss"} <= first["history"]  # per-epoch curves
     assert {
-        "test/roc",
-        "test/confusion_matrix",
+        "test/roc_table",  # W&B stores a chart's data as <key>_table
+        "test/confusion_matrix_table",
         "test/per_class",
         "figures/curves",
         "figures/roc",
