@@ -71,9 +71,9 @@ def test_class_only_in_test_split_is_an_error(tmp_path):
         _ = _datamodule(root).num_classes
 
 
-def test_missing_train_folder_explains_layout(tmp_path):
-    (tmp_path / "flat" / "a").mkdir(parents=True)
-    with pytest.raises(FileNotFoundError, match="No 'train/' folder"):
+def test_a_single_class_folder_explains_the_layout(tmp_path):
+    make_image_folder(tmp_path / "flat", classes=("a",), splits={"": 2})
+    with pytest.raises(ValueError, match=r"1 class folder\(s\) \['a'\]; need at least 2"):
         _ = _datamodule(tmp_path / "flat").num_classes
 
 
