@@ -200,7 +200,7 @@ class ImageFolderDataModule(L.LightningDataModule):
             splits["train"], splits["val"] = stratified_split(
                 splits["train"], self.val_fraction, self.seed
             )
-        return splits
+        return {split: splits[split] for split in SPLITS if split in splits}
 
     def _where(self, split: str) -> Path:
         assert self.layout is not None
@@ -312,23 +312,22 @@ class ImageFolderDataModule(L.LightningDataModule):
     # ----------------------------------------------------------------- manifest
     def manifest(self) -> dict[str, object]:
         """The exact file lists of every split, relative to ``root``, and what was skipped."""
-        layout = {}
-        if self.layout is not None:
-            folders = self.layout.splits or {"all": self.layout.root}
-            layout = {split: str(path.relative_to(self.root)) for split, path in folders.items()}
+        splits = self.splits  # scans (and so detects the layout) on first use
+        assert self.layout is not None
+        folders = self.layout.splits or {"all": self.layout.root}
+        layout = {split: str(path.relative_to(self.root)) for split, path in folders.items()}
         return {
             "root": str(self.root.resolve()),
             "seed": self.seed,
             "val_fraction": self.val_fraction,
-            "test_fraction": self.test_fraction if self.layout and self.layout.flat else None,
+            "test_fraction": self.test_fraction if self.layout.flat else None,
             "layout": layout,
             "classes": self.class_keys,
             "splits": {
                 split: [
                     [str(path.relative_to(self.root)), label] for path, label in self.samples(split)
                 ]
-                for split in SPLITS
-                if split in self.splits
+                for split in splits
             },
             "skipped_images": {
                 str(path.relative_to(self.root)): error

@@ -70,7 +70,12 @@ def _split_folders(folder: Path) -> dict[str, Path] | None:
             f"Several folders in '{folder}' look like the same split: {ambiguous}. Keep one per "
             "split (move the others out), or point `dataset.root=` at a folder that has one."
         )
-    return {split: unwrap(dirs[0], same_name=True) for split, dirs in found.items()}
+    # in train, val, test order, so reports list the splits the way people read them
+    return {
+        split: unwrap(found[split][0], same_name=True)
+        for _, split in SPLIT_PREFIXES
+        if split in found
+    }
 
 
 def find_layouts(root: Path) -> list[Layout]:
