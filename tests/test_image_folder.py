@@ -100,3 +100,17 @@ def test_exif_orientation_is_respected(tmp_path):
     exif[0x0112] = 6  # "rotate 90 CW to display": stored 40x20, shown 20x40
     Image.new("RGB", (40, 20), (10, 10, 10)).save(path, exif=exif)
     assert load_rgb(path).size == (20, 40)
+
+
+def test_class_named_train_in_a_flat_folder_is_a_class_not_a_split(tmp_path):
+    root = make_image_folder(tmp_path / "vehicles", classes=("bus", "train"), splits={"": 4})
+    dm = _datamodule(root, test_fraction=0.25)
+    assert dm.class_keys == ["bus", "train"]
+    assert dm.manifest()["layout"] == {"all": "."}
+    assert [len(dm.samples(split)) for split in ("train", "val", "test")] == [4, 2, 2]
+
+
+def test_two_folders_for_one_split_are_named(tmp_path):
+    root = make_image_folder(tmp_path / "d", splits={"train": 2, "val": 1, "validation": 1})
+    with pytest.raises(ValueError, match=r"same split: \{'val': \['val', 'validation'\]\}"):
+        _ = _datamodule(root).num_classes

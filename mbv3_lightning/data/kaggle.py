@@ -16,7 +16,7 @@ CREDENTIALS_HINT = (
 def missing_dataset_message(name: str, root: Path, handle: str | None, layout: str) -> str:
     """What is missing, the layout we expect, and the two ways to fix it."""
     message = (
-        f"Dataset '{name}' not found at '{root}'. Expected layout: {layout}. "
+        f"Dataset '{name}': folder '{root}' does not exist. Expected layout: {layout}. "
         f"Point to a local copy with `dataset.root=/path/to/{name}`"
     )
     if handle:
