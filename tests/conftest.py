@@ -90,3 +90,9 @@ def compose_cfg(tmp_path: Path) -> Iterator:
 
     yield _compose
     GlobalHydra.instance().clear()
+
+
+@pytest.fixture(autouse=True)
+def _scan_cache_in_tmp(tmp_path_factory, monkeypatch) -> None:
+    """Image-check results are cached under the test session's temp dir, not ~/.cache."""
+    monkeypatch.setenv("MBV3_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "mbv3_cache"))

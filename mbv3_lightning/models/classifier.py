@@ -35,6 +35,7 @@ class ImageClassifier(L.LightningModule):
         pretrained: bool = False,
         weights_path: str | None = None,
         freeze: str | int | None = "none",
+        class_weights: list[float] | None = None,
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
         **arch_kwargs: Any,
@@ -69,6 +70,10 @@ class ImageClassifier(L.LightningModule):
         # writer reads `test_report` once `trainer.test` has returned.
         self.test_report_metrics = report_metrics(num_classes)
         self.test_report: EvaluationReport | None = None
+        # Training-loss weights per class (`dataset.balance=weights`); not saved as state, the
+        # hyper-parameters already hold them.
+        weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+        self.register_buffer("class_weights", weights, persistent=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
@@ -101,7 +106,9 @@ class ImageClassifier(L.LightningModule):
         Architectures that train differently (e.g. an auxiliary head) override only this.
         """
         smoothing = self.hparams.label_smoothing if stage == "train" else 0.0
-        return F.cross_entropy(outputs, targets, label_smoothing=smoothing), outputs
+        weight = self.class_weights if stage == "train" else None
+        loss = F.cross_entropy(outputs, targets, weight=weight, label_smoothing=smoothing)
+        return loss, outputs
 
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         images, targets = batch
