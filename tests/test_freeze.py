@@ -8,7 +8,7 @@ import torch
 
 from mbv3_lightning.data.image_folder import ImageFolderDataModule
 from mbv3_lightning.models.classifier import ImageClassifier
-from mbv3_lightning.models.freeze import feature_blocks, parse_freeze
+from mbv3_lightning.models.freeze import feature_blocks, freeze, parse_freeze
 from mbv3_lightning.models.registry import get_spec, list_models
 
 
@@ -73,7 +73,7 @@ def test_freezing_every_feature_block_leaves_only_the_head_part_trainable(name):
     model = ImageClassifier(name, 3)
     blocks = feature_blocks(model.net, get_spec(name))
     in_blocks = sum(p.numel() for b in blocks for p in b.parameters())
-    model = ImageClassifier(name, 3, freeze=len(blocks))
+    assert freeze(model.net, get_spec(name), len(blocks)) == in_blocks
     counts = model.parameter_counts()
     assert counts["params_trainable"] == counts["params_total"] - in_blocks
     head = model.net.get_submodule(get_spec(name).head)

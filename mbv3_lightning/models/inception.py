@@ -8,6 +8,7 @@ import torch
 from torchvision.models.inception import InceptionOutputs
 
 from mbv3_lightning.models.classifier import ImageClassifier
+from mbv3_lightning.models.registry import get_spec
 
 # torchvision's reference recipe: loss = CE(logits) + 0.4 * CE(aux_logits) while training.
 AUX_LOSS_WEIGHT = 0.4
@@ -20,13 +21,15 @@ class InceptionV3Classifier(ImageClassifier):
     """Trains InceptionV3 with its auxiliary head (weight 0.4); evaluation uses the main logits."""
 
     def __init__(self, arch: str, num_classes: int, **kwargs: Any) -> None:
-        super().__init__(arch, num_classes, **kwargs)
-        if kwargs.get("aux_logits", True) and self.input_size < AUX_MIN_INPUT_SIZE:
+        # Checked before building the network, so a bad size fails at once, not at step one.
+        input_size = kwargs.get("input_size") or get_spec(arch).input_size
+        if kwargs.get("aux_logits", True) and input_size < AUX_MIN_INPUT_SIZE:
             raise ValueError(
                 f"InceptionV3's auxiliary classifier needs input_size >= {AUX_MIN_INPUT_SIZE}, "
-                f"got {self.input_size}. Use model.input_size={AUX_MIN_INPUT_SIZE} or "
+                f"got {input_size}. Use model.input_size={AUX_MIN_INPUT_SIZE} or "
                 "model.aux_logits=false (then inputs down to 75 px work)."
             )
+        super().__init__(arch, num_classes, **kwargs)
 
     def compute_loss(
         self, outputs: Any, targets: torch.Tensor, stage: str
