@@ -80,6 +80,7 @@ def onnx_bytes(net: torch.nn.Module, info: ModelInfo, opset: int) -> bytes:
     with _torchscript_deprecation_silenced():
         # The TorchScript-based exporter is the deliberate choice (see the module docstring).
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", message="The feature will be removed", module="torch")
         torch.onnx.export(
             net,
             (example,),
@@ -186,8 +187,34 @@ def _write_atomically(path: Path, data: bytes) -> None:
     partial.replace(path)
 
 
-def export(cfg: DictConfig) -> dict[str, Any]:
-    """Export, check parity, benchmark, optionally quantise; returns the report it saves."""
+def _benchmark(
+    name: str,
+    predictor: Predictor,
+    size_bytes: int,
+    eager: Predictor,
+    batch: torch.Tensor,
+    runs: int,
+) -> RuntimeReport:
+    """Batch-1 latency, size and (unless it is the reference) the softmax gap to eager."""
+    latency = measure_latency(lambda: predictor.logits(batch[:1]), runs)
+    row = RuntimeReport(name, size_bytes / 1e6, latency.median_ms, latency.p95_ms)
+    if predictor is not eager:
+        row.max_softmax_diff = max_softmax_diff(eager, predictor, batch)
+        agree = eager.logits(batch).argmax(1) == predictor.logits(batch).argmax(1)
+        row.top1_agreement = float(agree.mean())
+    return row
+
+
+def _check_parity(row: RuntimeReport, tolerance: float, images: int) -> None:
+    if row.max_softmax_diff > tolerance:
+        raise ParityError(
+            f"{row.runtime} export differs from eager PyTorch by {row.max_softmax_diff:.2e} "
+            f"(max |softmax difference| on {images} images), above parity_tolerance="
+            f"{tolerance}. Nothing was written."
+        )
+
+
+def _validate(cfg: DictConfig) -> Path:
     if cfg.format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got '{cfg.format}'.")
     if cfg.quantize not in (None, "int8"):
@@ -197,50 +224,44 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = Path(cfg.ckpt_path)
     if not ckpt_path.is_file():
         raise FileNotFoundError(f"Checkpoint '{ckpt_path}' does not exist.")
-    out_dir = Path(cfg.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    return ckpt_path
 
+
+def export(cfg: DictConfig) -> dict[str, Any]:
+    """Export, check parity, benchmark, optionally quantise; returns the report it saves."""
+    ckpt_path = _validate(cfg)
+    # Find every image first, so a missing folder fails before minutes of exporting.
+    parity_paths = _parity_images(cfg, ckpt_path)
+    calibration = _calibration_images(cfg, ckpt_path) if cfg.quantize else []
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     net, info = load_checkpoint_network(ckpt_path)
     eager = TorchPredictor(net, info, ckpt_path)
     onnx_model = onnx_bytes(net, info, cfg.opset)
     script = torchscript_module(net, info)
-    runtimes: dict[str, tuple[Predictor, int]] = {
-        "PyTorch eager": (eager, _state_dict_bytes(net)),
-        "TorchScript": (
-            TorchScriptPredictor(script, info, ckpt_path),
-            len(_torchscript_bytes(script)),
-        ),
-        "ONNX Runtime": (
-            OnnxPredictor(onnx_model, info, ckpt_path, cfg.threads),
-            len(onnx_model),
-        ),
-    }
-
-    parity_paths = _parity_images(cfg, ckpt_path)
-    parity_batch = eager.preprocess([load_rgb(p) for p in parity_paths])
-    single = parity_batch[:1]
-    rows: dict[str, RuntimeReport] = {}
-    for name, (predictor, size) in runtimes.items():
-        latency = measure_latency(lambda p=predictor: p.logits(single), cfg.latency_runs)
-        rows[name] = RuntimeReport(name, size / 1e6, latency.median_ms, latency.p95_ms)
-        if predictor is not eager:
-            rows[name].max_softmax_diff = max_softmax_diff(eager, predictor, parity_batch)
-    log.info(
-        "Parity on %d images: %s",
-        len(parity_paths),
-        {n: r.max_softmax_diff for n, r in rows.items() if r.max_softmax_diff is not None},
-    )
-
-    written = "ONNX Runtime" if cfg.format == "onnx" else "TorchScript"
-    diff = rows[written].max_softmax_diff
-    if diff > cfg.parity_tolerance:
-        raise ParityError(
-            f"{written} export differs from eager PyTorch by {diff:.2e} (max |softmax "
-            f"difference| on {len(parity_paths)} images), above parity_tolerance="
-            f"{cfg.parity_tolerance}. Nothing was written."
+    onnx_fp32 = OnnxPredictor(onnx_model, info, ckpt_path, cfg.threads)
+    batch = eager.preprocess([load_rgb(p) for p in parity_paths])
+    runs = cfg.latency_runs
+    rows = {
+        row.runtime: row
+        for row in (
+            _benchmark("PyTorch eager", eager, _state_dict_bytes(net), eager, batch, runs),
+            _benchmark(
+                "TorchScript",
+                TorchScriptPredictor(script, info, ckpt_path),
+                len(_torchscript_bytes(script)),
+                eager,
+                batch,
+                runs,
+            ),
+            _benchmark("ONNX Runtime", onnx_fp32, len(onnx_model), eager, batch, runs),
         )
+    }
+    written = "ONNX Runtime" if cfg.format == "onnx" else "TorchScript"
+    _check_parity(rows[written], cfg.parity_tolerance, len(parity_paths))
+
+    out_dir = Path(cfg.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.format == "onnx":
         model_path = out_dir / f"{info.arch}.onnx"
         _write_atomically(model_path, onnx_model)
@@ -254,21 +275,12 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         from mbv3_lightning.quantize import quantize_int8
 
         int8_path = out_dir / f"{info.arch}.int8.onnx"
-        quantize_int8(model_path, int8_path, eager, _calibration_images(cfg, ckpt_path))
+        quantize_int8(model_path, int8_path, eager, calibration)
         int8 = OnnxPredictor(int8_path, info, int8_path, cfg.threads)
-        latency = measure_latency(lambda: int8.logits(single), cfg.latency_runs)
-        rows["ONNX Runtime int8"] = RuntimeReport(
-            "ONNX Runtime int8",
-            int8_path.stat().st_size / 1e6,
-            latency.median_ms,
-            latency.p95_ms,
-            max_softmax_diff=max_softmax_diff(eager, int8, parity_batch),
-            top1_agreement=float(
-                (eager.logits(parity_batch).argmax(1) == int8.logits(parity_batch).argmax(1)).mean()
-            ),
-        )
+        size = int8_path.stat().st_size
+        rows["ONNX Runtime int8"] = _benchmark("ONNX Runtime int8", int8, size, eager, batch, runs)
         if test_samples:
-            rows["ONNX Runtime"].test_accuracy = accuracy(runtimes["ONNX Runtime"][0], test_samples)
+            rows["ONNX Runtime"].test_accuracy = accuracy(onnx_fp32, test_samples)
             rows["ONNX Runtime int8"].test_accuracy = accuracy(int8, test_samples)
         else:
             log.warning("No test images (test_dir= or a manifest test split): accuracy skipped.")
@@ -296,6 +308,7 @@ def render_report(report: dict[str, Any]) -> Table:
         "median (ms)",
         "p95 (ms)",
         "max |Δ softmax|",
+        "top-1 agreement",
         "test accuracy",
     ):
         table.add_column(column, justify="left" if column == "runtime" else "right")
@@ -308,6 +321,7 @@ def render_report(report: dict[str, Any]) -> Table:
             f"{row['median_ms']:.2f}",
             f"{row['p95_ms']:.2f}",
             "reference" if diff is None else f"{diff:.1e}",
+            "" if diff is None else f"{row['top1_agreement']:.1%}",
             "" if accuracy_cell is None else f"{accuracy_cell:.4f}",
         )
     return table

@@ -90,3 +90,44 @@ def compose_cfg(tmp_path: Path) -> Iterator:
 
     yield _compose
     GlobalHydra.instance().clear()
+
+
+def compose_train_config(overrides: Sequence[str], output_dir: Path) -> DictConfig:
+    """`compose_cfg` for fixtures wider than one test (it leaves Hydra's global state clear)."""
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            cfg = compose(CONFIG_NAME, overrides=list(overrides), return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+    finally:
+        GlobalHydra.instance().clear()
+    with open_dict(cfg):
+        del cfg["hydra"]
+        cfg.paths.output_dir = str(output_dir)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The best checkpoint of a mobilenet_v3_small that learned three colour classes at 32 px.
+
+    Trained once per session for the predict, export and web page tests; its run directory
+    holds the split_manifest.json that export reads parity and calibration images from.
+    """
+    from mbv3_lightning.train import run
+
+    root = make_image_folder(tmp_path_factory.mktemp("colours"), splits={"train": 16, "test": 4})
+    overrides = [
+        "dataset=image_folder",
+        f"dataset.root={root}",
+        *FAST_OVERRIDES,
+        "model.input_size=32",
+        "trainer.max_epochs=6",
+        "optimizer.lr=0.01",
+        "model.bn_momentum=0.3",
+        "dataset.scale=[0.8,1.0]",
+    ]
+    summary = run(compose_train_config(overrides, tmp_path_factory.mktemp("trained_run")))
+    assert summary["metrics"]["test/acc"] >= 0.9, "the fixture model must have learned"
+    return Path(summary["best_ckpt"])
