@@ -99,7 +99,10 @@ def test_page_classifies_an_upload_and_rejects_a_non_image(
             page.get_by_text("mobilenet_v3_small").wait_for(timeout=PAGE_TIMEOUT_MS)
             page.locator("input[type=file]").set_input_files(str(image))
             page.get_by_role("heading", name=expected).wait_for(timeout=PAGE_TIMEOUT_MS)
-            assert page.get_by_text("ms (preprocessing + forward pass").is_visible()
+            # Streamlit streams the panel element by element: wait for the latency too.
+            latency = page.get_by_text("ms (preprocessing + forward pass")
+            latency.wait_for(timeout=PAGE_TIMEOUT_MS)
+            assert float(latency.inner_text().split(" ms")[0]) > 0
             if screenshot := os.environ.get("MBV3_APP_SCREENSHOT"):
                 page.screenshot(path=screenshot, full_page=True)
 
