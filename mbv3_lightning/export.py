@@ -40,6 +40,7 @@ from mbv3_lightning.inference import (
     torchscript_sidecar,
 )
 from mbv3_lightning.latency import measure_latency
+from mbv3_lightning.predict import resolve_inputs
 from mbv3_lightning.run_manifest import (
     Samples,
     class_keys_of_run,
@@ -143,8 +144,6 @@ def accuracy(predictor: Predictor, samples: Samples, batch_size: int = 32) -> fl
 
 def _parity_images(cfg: DictConfig, ckpt_path: Path) -> list[Path]:
     if cfg.images:
-        from mbv3_lightning.predict import resolve_inputs
-
         paths = resolve_inputs(str(cfg.images))
     else:
         paths = [path for path, _ in manifest_samples(ckpt_path, ("test", "val"))]

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from mbv3_lightning.config import config_dir, register_resolvers
 from mbv3_lightning.data.images import is_image_file, load_rgb
-from mbv3_lightning.inference import Predictor, top_k
+from mbv3_lightning.inference import Predictor, load_predictor, top_k
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +141,6 @@ register_resolvers()
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="predict")
 def main(cfg: DictConfig) -> None:
-    from mbv3_lightning.inference import load_predictor
-
     if cfg.top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {cfg.top_k}.")
     predictor = load_predictor(cfg.ckpt_path)
