@@ -20,21 +20,18 @@ import torch
 from PIL import Image
 
 from mbv3_lightning.data.transforms import eval_transform
+from mbv3_lightning.models.classifier import ImageClassifier
 from mbv3_lightning.models.registry import create_model, get_spec
 
 log = logging.getLogger(__name__)
 
-# ImageClassifier's own constructor arguments; every other hyper-parameter saved in a
-# checkpoint belongs to the architecture's builder (e.g. ``width_mult``).
+# ImageClassifier's own constructor arguments (read from its signature, so new ones such as
+# `freeze` are recognised); every other saved hyper-parameter belongs to the architecture's
+# builder (e.g. ``width_mult``).
 _CLASSIFIER_HPARAMS = {
-    "arch",
-    "num_classes",
-    "class_names",
-    "input_size",
-    "bn_momentum",
-    "label_smoothing",
-    "optimizer",
-    "scheduler",
+    name
+    for name, parameter in inspect.signature(ImageClassifier.__init__).parameters.items()
+    if parameter.kind is not inspect.Parameter.VAR_KEYWORD
 }
 TORCHSCRIPT_SIDECAR_SUFFIX = ".json"
 
