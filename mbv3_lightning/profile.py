@@ -11,8 +11,6 @@ import csv
 import io
 import json
 import logging
-import statistics
-import time
 from pathlib import Path
 from typing import Any
 
@@ -66,21 +64,15 @@ def cpu_latency_ms(net: Any, input_size: int, *, warmup: int, runs: int) -> dict
     """Median and p95 wall time of ``runs`` batch-1 forward passes after ``warmup`` untimed ones."""
     import torch
 
+    from mbv3_lightning.latency import measure_latency
+
     if runs < 2 or warmup < 0:
         raise ValueError(f"profile.runs must be >= 2 and profile.warmup >= 0, got {runs}/{warmup}.")
     image = torch.randn(1, 3, input_size, input_size)
     net.eval()
-    times = []
     with torch.inference_mode():
-        for i in range(warmup + runs):
-            started = time.perf_counter()
-            net(image)
-            if i >= warmup:
-                times.append((time.perf_counter() - started) * 1000)
-    return {
-        "latency_median_ms": statistics.median(times),
-        "latency_p95_ms": statistics.quantiles(times, n=20, method="inclusive")[-1],
-    }
+        latency = measure_latency(lambda: net(image), runs, warmup=warmup)
+    return {"latency_median_ms": latency.median_ms, "latency_p95_ms": latency.p95_ms}
 
 
 def profile_model(cfg: DictConfig) -> dict[str, Any]:

@@ -6,25 +6,12 @@ memory allocation and kernel selection), with gradients off and the network in e
 
 from __future__ import annotations
 
-import time
+import itertools
 
-import numpy as np
 import torch
 from torch import nn
 
-
-def _sync(device: torch.device) -> None:
-    # CUDA kernels run asynchronously; without a sync the clock stops before the work is done.
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed(net: nn.Module, batch: torch.Tensor, device: torch.device) -> float:
-    _sync(device)
-    started = time.perf_counter()
-    net(batch)
-    _sync(device)
-    return time.perf_counter() - started
+from mbv3_lightning.latency import measure_latency
 
 
 @torch.inference_mode()
@@ -51,19 +38,16 @@ def time_inference(
     net.eval()
     images = images.to(device)
     try:
-        singles = [images[i % len(images)].unsqueeze(0) for i in range(warmup + repeats)]
-        for single in singles[:warmup]:
-            _timed(net, single, device)
-        single_s = np.array([_timed(net, single, device) for single in singles[warmup:]])
-        _timed(net, images, device)  # warm-up at the batch size
-        batch_s = np.median([_timed(net, images, device) for _ in range(batch_repeats)])
+        singles = itertools.cycle(images[i].unsqueeze(0) for i in range(len(images)))
+        single = measure_latency(lambda: net(next(singles)), repeats, warmup=warmup, device=device)
+        batch = measure_latency(lambda: net(images), batch_repeats, warmup=1, device=device)
     finally:
         net.train(was_training)
     return {
         "test_ms_per_image": {
-            "median": round(float(np.median(single_s)) * 1000, 3),
-            "p95": round(float(np.percentile(single_s, 95)) * 1000, 3),
+            "median": round(single.median_ms, 3),
+            "p95": round(single.p95_ms, 3),
         },
-        "test_images_per_s": round(len(images) / float(batch_s), 1),
+        "test_images_per_s": round(len(images) / (batch.median_ms / 1000), 1),
         "test_timing_batch_size": len(images),
     }
