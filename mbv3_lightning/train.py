@@ -20,9 +20,10 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mbv3_lightning.models.registry import get_spec
+from mbv3_lightning.sweep import load_completed_summary, plan_resume
 
 log = logging.getLogger(__name__)
 
@@ -167,8 +168,18 @@ def _finish_wandb(failed: bool) -> None:
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train (and test) one configuration; returns the summary also saved as metrics.json.
 
-    The W&B run is finished in every case, also when the job raises.
+    With ``sweep.resume=true`` a finished run directory is skipped and a checkpointed one
+    continues from ``last.ckpt``. The W&B run is finished in every case, also when it raises.
     """
+    output_dir = Path(cfg.paths.output_dir)
+    plan = plan_resume(output_dir, bool(cfg.get("sweep", {}).get("resume", False)))
+    if plan.action == "skip":
+        log.info("'%s' already holds a finished run (metrics.json); skipping it.", output_dir)
+        return load_completed_summary(output_dir)
+    if plan.action == "resume" and cfg.get("ckpt_path") is None:
+        log.info("Resuming '%s' from %s.", output_dir, plan.ckpt_path)
+        with open_dict(cfg):
+            cfg.ckpt_path = str(plan.ckpt_path)
     failed = True
     try:
         summary = _train_and_test(cfg)
