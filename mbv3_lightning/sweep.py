@@ -189,6 +189,8 @@ class SweepTracker(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         resume = bool(OmegaConf.select(config, "sweep.resume", default=False))
         grid = expand_grid(config)
+        if OmegaConf.select(config, "sweep.dry_run", default=False):
+            raise SystemExit(_dry_run_listing(sweep_dir, grid))
         existing = _read_json(sweep_dir / SWEEP_FILE)
         if existing is not None and not resume:
             raise SystemExit(
@@ -244,6 +246,17 @@ class SweepTracker(Callback):
                 + "\nFix the cause and rerun the same command with `sweep.resume=true "
                 f"hydra.sweep.dir={sweep_dir}`: finished cells are skipped."
             )
+
+
+def _dry_run_listing(sweep_dir: Path, grid: list[list[str]] | None) -> int:
+    """Print the cells a multirun would launch (``sweep.dry_run=true``); the exit status."""
+    if grid is None:
+        print("This sweeper decides its cells while it runs; there is no fixed grid to list.")
+        return 0
+    print(f"{len(grid)} cells -> {sweep_dir}/<job number>/")
+    for job, overrides in enumerate(grid):
+        print(f"  #{job:<3d} {' '.join(overrides)}")
+    return 0
 
 
 def _grid_mismatch_message(sweep_dir: Path, old: list[list[str]], new: list[list[str]]) -> str:
