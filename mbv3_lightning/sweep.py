@@ -218,7 +218,7 @@ class SweepTracker(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         record = _read_json(sweep_dir / SWEEP_FILE) or {"grid": None}
         rows = _cell_rows(record.get("grid"), collect_cells(sweep_dir))
-        failed = [row for row in rows if row["status"] != "completed" and row["status"] != "skipped"]
+        failed = [row for row in rows if row["status"] not in ("completed", "skipped")]
         record.update(
             status="failed" if failed else "completed",
             ended_at=_now(),
@@ -237,7 +237,11 @@ class SweepTracker(Callback):
         if failed:
             lines = [
                 f"  #{r['job']} {' '.join(r['overrides'])}: {r['status']}"
-                + (f" ({r['error']}), see {sweep_dir / r['dir'] / TRACEBACK_FILE}" if "error" in r else "")
+                + (
+                    f" ({r['error']}), see {sweep_dir / r['dir'] / TRACEBACK_FILE}"
+                    if "error" in r
+                    else ""
+                )
                 for r in failed
             ]
             raise SystemExit(
@@ -262,7 +266,8 @@ def _dry_run_listing(sweep_dir: Path, grid: list[list[str]] | None) -> int:
 def _grid_mismatch_message(sweep_dir: Path, old: list[list[str]], new: list[list[str]]) -> str:
     """Explain why a resume was refused: the cells would land in other cells' directories."""
     first = next(
-        (i for i, (a, b) in enumerate(zip(old, new, strict=False)) if a != b), min(len(old), len(new))
+        (i for i, (a, b) in enumerate(zip(old, new, strict=False)) if a != b),
+        min(len(old), len(new)),
     )
     was = " ".join(old[first]) if first < len(old) else "(no such cell)"
     now = " ".join(new[first]) if first < len(new) else "(no such cell)"

@@ -171,7 +171,12 @@ def test_killed_sweep_resumes_exactly(tmp_path):
     assert second["resumed_from"] == str(sweep_dir / "1" / "checkpoints" / "last.ckpt")
     assert second["history"][0]["status"] == "running"  # the attempt that was killed
     sweep = _json(sweep_dir / "sweep.json")
-    assert [c["status"] for c in sweep["cells"]] == ["skipped", "completed", "completed", "completed"]
+    assert [c["status"] for c in sweep["cells"]] == [
+        "skipped",
+        "completed",
+        "completed",
+        "completed",
+    ]
     for cell in ("0", "1", "2", "3"):
         assert _json(sweep_dir / cell / "metrics.json")["epochs"] == 4
 
