@@ -179,8 +179,11 @@ def write_report(sweep_dir: Path, out_dir: Path | None = None) -> dict[str, Any]
     }
 
 
-def log_to_wandb(sweep_dir: Path, written: dict[str, Any], project: str) -> None:
-    """One W&B run in the sweep's group holding the results table and every figure."""
+def log_to_wandb(sweep_dir: Path, written: dict[str, Any], project: str) -> str:
+    """One W&B run in the sweep's group holding the results table and every figure.
+
+    Returns the group the run was logged in.
+    """
     import wandb
 
     from mbv3_lightning.wandb_login import wandb_offline
@@ -201,6 +204,7 @@ def log_to_wandb(sweep_dir: Path, written: dict[str, Any], project: str) -> None
             rows = list(csv.reader(f))
         run.log({"results": wandb.Table(columns=rows[0], data=rows[1:])})
         run.log({name: wandb.Image(str(path)) for name, path in written["figures"].items()})
+        return run.group
     finally:
         run.finish()
 
@@ -243,7 +247,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             table.add_row(*row)
         console.print(table)
     if cfg.report.wandb:
-        log_to_wandb(sweep_dir, written, cfg.report.project)
+        group = log_to_wandb(sweep_dir, written, cfg.report.project)
+        console.print(f"Logged to W&B group '{group}'.")
     console.print(f"Report: {written['report_md']}")
 
 

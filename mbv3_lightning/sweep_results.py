@@ -51,11 +51,14 @@ class Cell:
 
     @property
     def dataset(self) -> str:
+        # Every user folder is named "image_folder": its root's name tells them apart.
         root = _override_value(self.overrides, "dataset.root")
-        if root:  # several image_folder roots in one sweep share the name "image_folder"
-            return Path(root).name
         if self.summary is not None:
-            return str(self.summary.get("dataset"))
+            name = str(self.summary.get("dataset"))
+            root = root or (self.summary.get("config") or {}).get("dataset", {}).get("root")
+            return Path(root).name if root and name == "image_folder" else name
+        if root:
+            return Path(root).name
         return _override_value(self.overrides, "dataset") or self.shared.get("dataset", "unknown")
 
     @property

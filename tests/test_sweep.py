@@ -135,7 +135,7 @@ def _wait_for_checkpoint(path: Path, proc: subprocess.Popen, timeout: float) -> 
 
 @pytest.mark.slow
 def test_killed_sweep_resumes_exactly(tmp_path):
-    data = make_image_folder(tmp_path / "data", splits={"train": 40, "test": 4})
+    data = make_image_folder(tmp_path / "data", splits={"train": 20, "test": 4})
     sweep_dir = tmp_path / "sweep"
     grid = ["seed=1,2", "optimizer.lr=0.01,0.003"]
     common = [f"dataset.root={data}", "trainer.max_epochs=4", *CELL_OVERRIDES]
@@ -148,7 +148,7 @@ def test_killed_sweep_resumes_exactly(tmp_path):
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_for_checkpoint(sweep_dir / "1" / "checkpoints" / "last.ckpt", proc, timeout=300)
+        _wait_for_checkpoint(sweep_dir / "1" / "checkpoints" / "last.ckpt", proc, timeout=900)
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
