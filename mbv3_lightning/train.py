@@ -63,6 +63,22 @@ def _check_fresh_run_dir(output_dir: Path, ckpt_path: str | None) -> None:
         )
 
 
+def _multirun_safe_strategy(cfg: DictConfig) -> None:
+    """Use ``ddp_spawn`` instead of ``ddp`` inside a Hydra multirun.
+
+    Lightning's ``ddp`` starts each extra process by re-running ``sys.argv``; under ``-m`` that
+    is the whole multirun, so every cell would start the grid again in new directories.
+    ``ddp_spawn`` forks the workers from inside this job instead.
+    """
+    hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
+    if hydra_cfg is None or hydra_cfg.mode != RunMode.MULTIRUN:
+        return
+    if cfg.trainer.get("strategy") == "ddp" and cfg.trainer.get("devices") not in (1, "1"):
+        log.warning("Multirun job: using strategy 'ddp_spawn' instead of 'ddp'.")
+        with open_dict(cfg):
+            cfg.trainer.strategy = "ddp_spawn"
+
+
 def build_components(
     cfg: DictConfig,
 ) -> tuple[L.LightningDataModule, L.LightningModule, list[Callback], list[Logger]]:
@@ -99,6 +115,7 @@ def _train_and_test(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule, model, callbacks, loggers = build_components(cfg)
+    _multirun_safe_strategy(cfg)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     counts = model.parameter_counts()
     log.info(

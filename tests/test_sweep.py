@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from mbv3_lightning.callbacks import NonFiniteLossError
-from mbv3_lightning.train import run
+from mbv3_lightning.resources import resource_path
+from mbv3_lightning.train import resolve_input_size, run
 
 from .conftest import FAST_OVERRIDES, make_image_folder
 
@@ -198,3 +199,53 @@ def test_killed_sweep_resumes_exactly(tmp_path):
     expected = _json(tmp_path / "reference" / "metrics.json")["metrics"]
     got = _json(sweep_dir / "1" / "metrics.json")["metrics"]
     assert got == expected
+
+
+def _needs_configs(*names: str) -> None:
+    """Skip until the model/dataset configs a study uses exist (they come from other issues)."""
+    missing = [n for n in names if not (resource_path("conf") / f"{n}.yaml").is_file()]
+    if missing:
+        pytest.skip(f"needs conf/{', conf/'.join(missing)}.yaml (models/datasets issues)")
+
+
+def test_paper_mbv3_dry_run_lists_its_grid(tmp_path):
+    result = _multirun(
+        "experiment=paper_mbv3",
+        "sweep.dry_run=true",
+        f"hydra.sweep.dir={tmp_path / 's'}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line.split(maxsplit=1)[1] for line in result.stdout.splitlines() if "#" in line]
+    assert len(lines) == 15 and result.stdout.startswith("15 cells")
+    models = (
+        "mobilenet_v3_large",
+        "mobilenet_v3_small",
+        "alexnet",
+        "inception_v3",
+        "shufflenet_v2",
+    )
+    expected = {(m, d) for m in models for d in ("fruits360", "monkeys10", "birds")}
+    assert {(c.split()[0][6:], c.split()[1][8:]) for c in lines} == expected
+    assert not (tmp_path / "s").exists()  # nothing ran, nothing was written
+
+
+def test_paper_mbv3_cell_composes_with_the_papers_recipe(compose_cfg):
+    _needs_configs("model/inception_v3", "model/alexnet", "dataset/birds", "dataset/fruits360")
+    cfg = compose_cfg(["experiment=paper_mbv3", "model=inception_v3", "dataset=birds"])
+    assert resolve_input_size(cfg) == 299
+    cfg = compose_cfg(["experiment=paper_mbv3", "model=alexnet", "dataset=fruits360"])
+    assert resolve_input_size(cfg) == 224  # not the 100 px Fruits-360 photos' own size
+    assert cfg.model.pretrained is True and cfg.dataset.val_fraction == 0.3
+    assert cfg.optimizer.name == "sgd" and cfg.trainer.max_epochs == 10
+
+
+def test_demo_grid_and_the_other_studies_compose(compose_cfg):
+    cfg = compose_cfg(["experiment=demo_grid"])
+    assert cfg.dataset.name == "fruits360_mini" and cfg.trainer.max_epochs == 8
+    _needs_configs("model/mobilenet_v1", "dataset/car_colours")
+    cfg = compose_cfg(["experiment=mobilenet_width_resolution", "model.input_size=160"])
+    assert cfg.model.arch == "mobilenet_v1" and resolve_input_size(cfg) == 160
+    cfg = compose_cfg(["experiment=car_colours"])
+    assert (cfg.dataset.batch_size, cfg.trainer.max_epochs) == (8, 20)
+    assert (cfg.optimizer.lr, cfg.scheduler.name, cfg.scheduler.lrf) == (0.01, "cosine", 0.01)
