@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .conftest import FAST_OVERRIDES, make_image_folder
 
-DDP_ON_CPU = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.precision=32-true"]
+DDP_ON_CPU = ["trainer=ddp_cpu", "trainer.devices=2"]
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
