@@ -52,13 +52,11 @@ class ImageClassifier(L.LightningModule):
         self.val_metrics = stage_metrics(num_classes, "val")
         self.test_metrics = stage_metrics(num_classes, "test")
         self.val_acc_best = MaxMetric()
+        # In checkpoints, so a run resumed from last.ckpt remembers the best it had reached.
+        self.val_acc_best.persistent(True)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
-
-    def on_train_start(self) -> None:
-        # The sanity check's validation batches must not count towards the best accuracy.
-        self.val_acc_best.reset()
 
     def compute_loss(
         self, outputs: Any, targets: torch.Tensor, stage: str
@@ -109,6 +107,8 @@ class ImageClassifier(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         values = self._log_epoch_metrics("val")
+        if self.trainer.sanity_checking:
+            return  # its few batches must not count towards the best accuracy
         self.val_acc_best(values["val/acc"])
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
 
