@@ -162,7 +162,12 @@ def write_report(sweep_dir: Path, out_dir: Path | None = None) -> dict[str, Any]
         lines += _markdown_table(
             ["job", "overrides", "status", "error"],
             [
-                [str(c.job), " ".join(c.overrides) or str(c.run_dir), c.status, c.error or ""]
+                [
+                    str(c.job),
+                    " ".join(c.overrides) or str(c.run_dir),
+                    "running or interrupted" if c.status == "running" else c.status,
+                    c.error or "",
+                ]
                 for c in missing
             ],
         )

@@ -130,18 +130,17 @@ def load_cells(sweep_dir: Path) -> list[Cell]:
             "e.g. outputs/multirun/<date>/<time>."
         )
     record = _read_json(sweep_dir / "sweep.json") or {}
-    rows = record.get("cells") or []
-    found = {
-        p.parent
+    # A cell's own status.json is newer than sweep.json's snapshot (e.g. after a kill).
+    job_dirs = {
+        p.parents[len(Path(name).parts) - 1]
         for name in ("metrics.json", "status.json", ".hydra/overrides.yaml")
         for p in sweep_dir.glob(f"*/{name}")
     }
-    by_dir = {sweep_dir / row["dir"]: row for row in rows if "dir" in row}
     cells = []
-    for row in rows:
-        run_dir = sweep_dir / row["dir"] if "dir" in row else sweep_dir / str(row["job"])
-        cells.append(_cell(run_dir, row))
-    for run_dir in sorted(found - set(by_dir) - {c.run_dir for c in cells}):
+    for row in record.get("cells") or []:
+        run_dir = sweep_dir / str(row.get("dir", row["job"]))
+        cells.append(_cell(run_dir, {**row, **(_read_json(run_dir / "status.json") or {})}))
+    for run_dir in sorted(job_dirs - {c.run_dir for c in cells}):
         cells.append(_cell(run_dir, _read_json(run_dir / "status.json") or {}))
     if not cells:
         raise FileNotFoundError(
