@@ -18,7 +18,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mbv3_lightning.models.registry import get_spec
 from mbv3_lightning.run_files import (
@@ -29,6 +29,7 @@ from mbv3_lightning.run_files import (
     software_versions,
     write_run_files,
 )
+from mbv3_lightning.sweep import load_completed_summary, plan_resume
 from mbv3_lightning.wandb_logging import (
     WandbRunIdInCheckpoint,
     find_wandb_logger,
@@ -76,6 +77,22 @@ def _check_fresh_run_dir(output_dir: Path, ckpt_path: str | None) -> None:
         )
 
 
+def _multirun_safe_strategy(cfg: DictConfig) -> None:
+    """Use ``ddp_spawn`` instead of ``ddp`` inside a Hydra multirun.
+
+    Lightning's ``ddp`` starts each extra process by re-running ``sys.argv``; under ``-m`` that
+    is the whole multirun, so every cell would start the grid again in new directories.
+    ``ddp_spawn`` forks the workers from inside this job instead.
+    """
+    hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
+    if hydra_cfg is None or hydra_cfg.mode != RunMode.MULTIRUN:
+        return
+    if cfg.trainer.get("strategy") == "ddp" and cfg.trainer.get("devices") not in (1, "1"):
+        log.warning("Multirun job: using strategy 'ddp_spawn' instead of 'ddp'.")
+        with open_dict(cfg):
+            cfg.trainer.strategy = "ddp_spawn"
+
+
 def build_components(
     cfg: DictConfig,
 ) -> tuple[L.LightningDataModule, L.LightningModule, list[Callback], list[Logger]]:
@@ -119,6 +136,7 @@ def _train_and_test(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule, model, callbacks, loggers = build_components(cfg)
+    _multirun_safe_strategy(cfg)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     counts = model.parameter_counts()
     log.info(
@@ -196,8 +214,18 @@ def _finish_wandb(failed: bool) -> None:
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train (and test) one configuration; returns the summary also saved as metrics.json.
 
-    The W&B run is finished in every case, also when the job raises.
+    With ``sweep.resume=true`` a finished run directory is skipped and a checkpointed one
+    continues from ``last.ckpt``. The W&B run is finished in every case, also when it raises.
     """
+    output_dir = Path(cfg.paths.output_dir)
+    plan = plan_resume(output_dir, bool(cfg.get("sweep", {}).get("resume", False)))
+    if plan.action == "skip":
+        log.info("'%s' already holds a finished run (metrics.json); skipping it.", output_dir)
+        return load_completed_summary(output_dir)
+    if plan.action == "resume" and cfg.get("ckpt_path") is None:
+        log.info("Resuming '%s' from %s.", output_dir, plan.ckpt_path)
+        with open_dict(cfg):
+            cfg.ckpt_path = str(plan.ckpt_path)
     failed = True
     try:
         summary = _train_and_test(cfg)

@@ -74,6 +74,8 @@ class ImageClassifier(L.LightningModule):
         # hyper-parameters already hold them.
         weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         self.register_buffer("class_weights", weights, persistent=False)
+        # In checkpoints, so a run resumed from last.ckpt remembers the best it had reached.
+        self.val_acc_best.persistent(True)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
@@ -93,10 +95,6 @@ class ImageClassifier(L.LightningModule):
         # The checkpoint holds every weight, so rebuilding it (load_from_checkpoint) must not
         # need the ImageNet file or weights_path again. Lightning stores a copy of hparams here.
         checkpoint["hyper_parameters"].update(pretrained=False, weights_path=None)
-
-    def on_train_start(self) -> None:
-        # The sanity check's validation batches must not count towards the best accuracy.
-        self.val_acc_best.reset()
 
     def compute_loss(
         self, outputs: Any, targets: torch.Tensor, stage: str
@@ -152,6 +150,8 @@ class ImageClassifier(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         values = self._log_epoch_metrics("val")
+        if self.trainer.sanity_checking:
+            return  # its few batches must not count towards the best accuracy
         self.val_acc_best(values["val/acc"])
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
 

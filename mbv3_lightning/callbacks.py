@@ -1,0 +1,74 @@
+"""Lightning callbacks that keep long sweeps honest: stop on a non-finite loss, resume exactly."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss; continuing would only waste the job's time."""
+
+
+class NonFiniteLossGuard(Callback):
+    """Stop the job with a clear message as soon as the training loss is NaN or infinite.
+
+    ``Trainer(detect_anomaly=True)`` only reports NaNs met in the backward pass and is slow;
+    a loss that overflows to inf, or a NaN from the data, would train on silently. Checking
+    the loss itself is cheap and catches both.
+    """
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is None or bool(torch.isfinite(loss).all()):
+            return
+        lrs = [group["lr"] for opt in trainer.optimizers for group in opt.param_groups]
+        raise NonFiniteLossError(
+            f"Training loss became {loss.item()} at epoch {trainer.current_epoch}, batch "
+            f"{batch_idx} (global step {trainer.global_step}; learning rate {lrs}). The job "
+            "was stopped. Usual fixes: a lower `optimizer.lr`, gradient clipping "
+            "(`+trainer.gradient_clip_val=1.0`), `trainer.precision=32-true` instead of a "
+            "16-bit precision, or checking the data for corrupt images."
+        )
+
+
+class RngStateCheckpoint(Callback):
+    """Save the Python, NumPy and torch random states in every checkpoint and restore them.
+
+    Lightning restores weights, optimiser and loop counters but not the random generators
+    that shuffle batches and draw augmentations, so a run resumed from ``last.ckpt`` would
+    see different batches than an uninterrupted one. With this, a resumed deterministic run
+    reproduces the uninterrupted run's metrics exactly.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        # Tensors and plain numbers only, so checkpoints still load with `weights_only=True`.
+        _, keys, pos, has_gauss, gauss = np.random.get_state()
+        states: dict[str, Any] = {
+            "python": random.getstate(),
+            "numpy": (torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
+            "torch": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available():
+            states["cuda"] = torch.cuda.get_rng_state_all()
+        return states
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        random.setstate(state_dict["python"])
+        keys, pos, has_gauss, gauss = state_dict["numpy"]
+        np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        torch.set_rng_state(state_dict["torch"])
+        if "cuda" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])

@@ -1,0 +1,278 @@
+"""Fault-tolerant, resumable multiruns: a ``status.json`` per cell and a ``sweep.json`` per sweep.
+
+A *cell* is one job of a Hydra multirun (one directory under the sweep directory). Each cell
+records its own state (running, completed, skipped, failed, with timings and, on failure, a
+``traceback.txt``), so a sweep can be inspected while it runs and resumed after a crash or a
+``kill -9``: with ``sweep.resume=true`` a cell whose ``metrics.json`` exists is skipped, a cell
+with ``checkpoints/last.ckpt`` continues from it, and any other cell (failed or never started)
+runs from scratch. :class:`SweepTracker` (a Hydra callback) writes ``sweep.json`` (the grid
+and every cell's state) and makes the multirun exit non-zero, naming the failed cells.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+STATUS_FILE = "status.json"
+TRACEBACK_FILE = "traceback.txt"
+SWEEP_FILE = "sweep.json"
+METRICS_FILE = "metrics.json"  # written last by a finished run: its presence means "complete"
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ResumePlan:
+    """What a (re)started cell does: ``fresh``, ``resume`` from ``ckpt_path``, or ``skip``."""
+
+    action: str
+    ckpt_path: Path | None = None
+
+
+def plan_resume(run_dir: Path, resume: bool) -> ResumePlan:
+    """Decide from the files in ``run_dir`` whether a cell is skipped, resumed or run afresh."""
+    if not resume:
+        return ResumePlan("fresh")
+    if (run_dir / METRICS_FILE).is_file():
+        return ResumePlan("skip")
+    if (run_dir / LAST_CHECKPOINT).is_file():
+        return ResumePlan("resume", run_dir / LAST_CHECKPOINT)
+    return ResumePlan("fresh")
+
+
+def load_completed_summary(run_dir: Path) -> dict[str, Any]:
+    """The summary a finished cell saved as ``metrics.json``."""
+    return json.loads((run_dir / METRICS_FILE).read_text())
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None  # absent, or cut short by a kill: treated as "no record"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON via a temporary file and a rename, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def run_cell(
+    run_dir: Path,
+    *,
+    job_num: int,
+    overrides: list[str],
+    resume: bool,
+    train: Callable[[], T],
+) -> T | None:
+    """Run one multirun cell, recording it in ``status.json``.
+
+    A failure is logged, written to ``traceback.txt`` and ``status.json``, and swallowed
+    (returns ``None``) so the remaining cells run on; :class:`SweepTracker` reports it at the end.
+    """
+    previous = _read_json(run_dir / STATUS_FILE) or {}
+    attempt = int(previous.get("attempt", 0)) + 1
+    if (run_dir / TRACEBACK_FILE).is_file():  # keep the earlier failure next to its attempt
+        os.replace(run_dir / TRACEBACK_FILE, run_dir / f"traceback.attempt{attempt - 1}.txt")
+    plan = plan_resume(run_dir, resume)
+    status: dict[str, Any] = {
+        "job": job_num,
+        "overrides": overrides,
+        "status": "running",
+        "action": plan.action,
+        "resumed_from": str(plan.ckpt_path) if plan.ckpt_path else None,
+        "attempt": attempt,
+        "started_at": _now(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "history": [*previous.get("history", []), *([_brief(previous)] if previous else [])],
+    }
+    write_json_atomic(run_dir / STATUS_FILE, status)
+    started = time.perf_counter()
+    try:
+        result = train()
+    except Exception as err:
+        log.exception("Cell %d (%s) failed.", job_num, " ".join(overrides))
+        (run_dir / TRACEBACK_FILE).write_text("".join(traceback.format_exception(err)))
+        status.update(status="failed", error=f"{type(err).__name__}: {err}")
+        result = None
+    else:
+        status["status"] = "skipped" if plan.action == "skip" else "completed"
+    status.update(ended_at=_now(), duration_s=round(time.perf_counter() - started, 2))
+    write_json_atomic(run_dir / STATUS_FILE, status)
+    return result
+
+
+def _brief(status: dict[str, Any]) -> dict[str, Any]:
+    """One earlier attempt, as kept in a cell's history."""
+    keys = ("attempt", "status", "action", "error", "started_at", "ended_at", "duration_s")
+    return {k: status[k] for k in keys if k in status}
+
+
+def _is_sweep_setting(override: str) -> bool:
+    """``sweep.*`` overrides steer the sweep itself and may change between attempts."""
+    return override.lstrip("+~").startswith("sweep.")
+
+
+def expand_grid(config: DictConfig) -> list[list[str]] | None:
+    """The overrides of every cell in launch order, as Hydra's basic sweeper expands them.
+
+    ``None`` for another sweeper (e.g. Optuna), whose cells are only known once they run.
+    """
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if not str(config.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper"):
+        return None
+    params = config.hydra.sweeper.get("params") or {}
+    arguments = [f"{k}={v}" for k, v in params.items()]
+    arguments += list(OmegaConf.to_container(config.hydra.overrides.task))
+    overrides = OverridesParser.create().parse_overrides(arguments)
+    batches = BasicSweeper.split_arguments(overrides, None)
+    return [[o for o in cell if not _is_sweep_setting(o)] for cell in batches[0]]
+
+
+def collect_cells(sweep_dir: Path) -> dict[int, dict[str, Any]]:
+    """Every cell's ``status.json`` under ``sweep_dir``, by job number."""
+    cells = {}
+    for path in sorted(sweep_dir.glob("**/" + STATUS_FILE)):
+        status = _read_json(path)
+        if status is not None and "job" in status:
+            cells[int(status["job"])] = {**status, "dir": str(path.parent.relative_to(sweep_dir))}
+    return cells
+
+
+def _cell_rows(grid: list[list[str]] | None, cells: dict[int, dict[str, Any]]) -> list[dict]:
+    """One row per grid cell (``pending`` if it never started), plus cells outside the grid."""
+    rows = []
+    for job, overrides in enumerate(grid or []):
+        rows.append(cells.get(job, {"job": job, "overrides": overrides, "status": "pending"}))
+    rows += [cell for job, cell in sorted(cells.items()) if grid is None or job >= len(grid)]
+    return rows
+
+
+class SweepTracker(Callback):
+    """Hydra callback: writes ``sweep.json``, guards resumes, and fails the multirun loudly.
+
+    Registered in ``conf/hydra/default.yaml`` under ``hydra.callbacks``. Hydra turns a
+    callback's exceptions into warnings, so refusals and the final failure use ``SystemExit``.
+    """
+
+    def __init__(self) -> None:
+        self._started: float | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        resume = bool(OmegaConf.select(config, "sweep.resume", default=False))
+        grid = expand_grid(config)
+        if OmegaConf.select(config, "sweep.dry_run", default=False):
+            raise SystemExit(_dry_run_listing(sweep_dir, grid))
+        existing = _read_json(sweep_dir / SWEEP_FILE)
+        if existing is not None and not resume:
+            raise SystemExit(
+                f"Sweep directory '{sweep_dir}' already holds a sweep ({SWEEP_FILE}). Add "
+                "`sweep.resume=true` to resume it (finished cells are skipped), or choose a new "
+                "directory with `hydra.sweep.dir=...`."
+            )
+        if existing is not None and grid is not None and existing.get("grid") != grid:
+            raise SystemExit(_grid_mismatch_message(sweep_dir, existing.get("grid") or [], grid))
+        self._started = time.perf_counter()
+        record = {
+            "sweep_dir": str(sweep_dir.resolve()),
+            "command": [sys.executable, *sys.argv],
+            "status": "running",
+            "started_at": _now(),
+            "attempt": int((existing or {}).get("attempt", 0)) + 1,
+            "grid": grid,
+            "cells": _cell_rows(grid, collect_cells(sweep_dir)),
+        }
+        write_json_atomic(sweep_dir / SWEEP_FILE, record)
+        n = "?" if grid is None else len(grid)
+        log.info("Sweep of %s cells in %s (attempt %d).", n, sweep_dir, record["attempt"])
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        record = _read_json(sweep_dir / SWEEP_FILE) or {"grid": None}
+        rows = _cell_rows(record.get("grid"), collect_cells(sweep_dir))
+        failed = [row for row in rows if row["status"] not in ("completed", "skipped")]
+        record.update(
+            status="failed" if failed else "completed",
+            ended_at=_now(),
+            duration_s=round(time.perf_counter() - (self._started or time.perf_counter()), 2),
+            cells=rows,
+        )
+        write_json_atomic(sweep_dir / SWEEP_FILE, record)
+        counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", "skipped")}
+        log.info(
+            "Sweep finished: %d completed, %d skipped, %d failed (%s).",
+            counts["completed"],
+            counts["skipped"],
+            len(failed),
+            sweep_dir / SWEEP_FILE,
+        )
+        if failed:
+            lines = [
+                f"  #{r['job']} {' '.join(r['overrides'])}: {r['status']}"
+                + (
+                    f" ({r['error']}), see {sweep_dir / r['dir'] / TRACEBACK_FILE}"
+                    if "error" in r
+                    else ""
+                )
+                for r in failed
+            ]
+            raise SystemExit(
+                f"{len(failed)} of {len(rows)} cells did not complete:\n"
+                + "\n".join(lines)
+                + "\nFix the cause and rerun the same command with `sweep.resume=true "
+                f"hydra.sweep.dir={sweep_dir}`: finished cells are skipped."
+            )
+
+
+def _dry_run_listing(sweep_dir: Path, grid: list[list[str]] | None) -> int:
+    """Print the cells a multirun would launch (``sweep.dry_run=true``); the exit status."""
+    if grid is None:
+        print("This sweeper decides its cells while it runs; there is no fixed grid to list.")
+        return 0
+    print(f"{len(grid)} cells -> {sweep_dir}/<job number>/")
+    for job, overrides in enumerate(grid):
+        print(f"  #{job:<3d} {' '.join(overrides)}")
+    return 0
+
+
+def _grid_mismatch_message(sweep_dir: Path, old: list[list[str]], new: list[list[str]]) -> str:
+    """Explain why a resume was refused: the cells would land in other cells' directories."""
+    first = next(
+        (i for i, (a, b) in enumerate(zip(old, new, strict=False)) if a != b),
+        min(len(old), len(new)),
+    )
+    was = " ".join(old[first]) if first < len(old) else "(no such cell)"
+    now = " ".join(new[first]) if first < len(new) else "(no such cell)"
+    return (
+        f"Cannot resume '{sweep_dir}': its grid differs from this command's ({len(old)} vs "
+        f"{len(new)} cells; cell #{first} was `{was}`, now `{now}`). Resume with exactly the "
+        "original overrides (see the `command` in sweep.json), or start a new sweep directory."
+    )
