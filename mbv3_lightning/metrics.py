@@ -1,17 +1,133 @@
-"""torchmetrics collections per stage, keyed `stage/metric` (`val/acc`, `test/auroc`)."""
+"""torchmetrics collections per stage, keyed `stage/metric` (`val/acc`, `test/auroc`).
+
+Every number here comes from torchmetrics; this module only chooses the metrics and turns the
+non-scalar test results (per-class table, ROC curves, confusion matrix) into plain Python.
+"""
 
 from __future__ import annotations
 
-from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torchmetrics import Metric, MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassAUROC,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+    MulticlassROC,
+    MulticlassSpecificity,
+)
+from torchmetrics.utilities.compute import auc
+
+# Top-5 accuracy only means something when there are clearly more than five classes.
+TOP5_MIN_CLASSES = 6
+
+_CLASSWISE: dict[str, type[Metric]] = {
+    "precision": MulticlassPrecision,
+    "recall": MulticlassRecall,
+    "specificity": MulticlassSpecificity,
+    "f1": MulticlassF1Score,
+}
 
 
 def stage_metrics(num_classes: int, stage: str) -> MetricCollection:
-    """Accuracy (top-1, micro: the share of correct images) and macro one-vs-rest AUROC."""
+    """Scalars logged per epoch: top-1 accuracy (micro: the share of correct images), top-5
+    accuracy (> 5 classes), macro one-vs-rest AUROC, and for val/test the macro means of
+    precision, recall, specificity and F1."""
+    metrics: dict[str, Metric] = {
+        "acc": MulticlassAccuracy(num_classes=num_classes, average="micro"),
+        "auroc": MulticlassAUROC(num_classes=num_classes, average="macro"),
+    }
+    if num_classes >= TOP5_MIN_CLASSES:
+        metrics["acc_top5"] = MulticlassAccuracy(num_classes=num_classes, top_k=5, average="micro")
+    if stage != "train":
+        for name, metric_cls in _CLASSWISE.items():
+            metrics[name] = metric_cls(num_classes=num_classes, average="macro")
+    return MetricCollection(metrics, prefix=f"{stage}/")
+
+
+def report_metrics(num_classes: int) -> MetricCollection:
+    """Non-scalar test results: per-class scores, ROC curves (per class, micro, macro) and
+    the confusion matrix (counts; rows are true classes)."""
     return MetricCollection(
         {
-            "acc": MulticlassAccuracy(num_classes=num_classes, average="micro"),
-            "auroc": MulticlassAUROC(num_classes=num_classes, average="macro"),
+            **{
+                name: metric_cls(num_classes=num_classes, average=None)
+                for name, metric_cls in _CLASSWISE.items()
+            },
+            "auroc": MulticlassAUROC(num_classes=num_classes, average=None),
+            "roc": MulticlassROC(num_classes=num_classes),
+            "roc_micro": MulticlassROC(num_classes=num_classes, average="micro"),
+            "roc_macro": MulticlassROC(num_classes=num_classes, average="macro"),
+            "confusion": MulticlassConfusionMatrix(num_classes=num_classes),
+        }
+    )
+
+
+@dataclass
+class EvaluationReport:
+    """What a run's test stage found beyond the scalars, in plain Python for the files."""
+
+    class_names: list[str]
+    per_class: list[dict[str, Any]]  # {class, precision, recall, specificity, f1, support}
+    roc: dict[str, Any]  # the roc.json structure: classes / micro / macro -> fpr, tpr, auc
+    confusion: list[list[int]]  # counts, rows = true class, columns = predicted class
+
+
+def curve_corners(fpr: torch.Tensor, tpr: torch.Tensor) -> tuple[list[float], list[float]]:
+    """The ROC polyline without the points that lie on a straight segment between their
+    neighbours: the same curve, but a few dozen points instead of one per test image."""
+    x, y = fpr.double().cpu().numpy(), tpr.double().cpu().numpy()
+    if len(x) <= 2:
+        return x.tolist(), y.tolist()
+    cross = (x[1:-1] - x[:-2]) * (y[2:] - y[1:-1]) - (y[1:-1] - y[:-2]) * (x[2:] - x[1:-1])
+    keep = np.concatenate([[True], np.abs(cross) > 1e-12, [True]])
+    return x[keep].round(6).tolist(), y[keep].round(6).tolist()
+
+
+def _curve(fpr: torch.Tensor, tpr: torch.Tensor, area: float) -> dict[str, Any]:
+    fpr_points, tpr_points = curve_corners(fpr, tpr)
+    return {"fpr": fpr_points, "tpr": tpr_points, "auc": area}
+
+
+def build_report(
+    values: dict[str, Any], class_names: list[str], macro_auroc: float
+) -> EvaluationReport:
+    """Turn ``report_metrics(...).compute()`` into the per-class table, roc.json and
+    confusion matrix. ``macro_auroc`` is ``test/auroc`` so every file quotes the same number."""
+    confusion = values["confusion"].long().cpu()
+    support = confusion.sum(dim=1)  # row sums: test images of each true class
+    per_class = [
+        {
+            "class": name,
+            **{key: float(values[key][i]) for key in _CLASSWISE},
+            "support": int(support[i]),
+        }
+        for i, name in enumerate(class_names)
+    ]
+    fprs, tprs, _ = values["roc"]
+    micro_fpr, micro_tpr, _ = values["roc_micro"]
+    macro_fpr, macro_tpr, _ = values["roc_macro"]
+    roc = {
+        "classes": {
+            name: _curve(fprs[i], tprs[i], float(values["auroc"][i]))
+            for i, name in enumerate(class_names)
         },
-        prefix=f"{stage}/",
+        # micro: every (image, class) pair as one binary decision; its area is the
+        # trapezoid area under that exact curve (torchmetrics' auc).
+        "micro": _curve(micro_fpr, micro_tpr, float(auc(micro_fpr, micro_tpr))),
+        # macro: the mean of the per-class curves on a common FPR grid; its AUC is the mean of
+        # the per-class AUCs, i.e. test/auroc.
+        "macro": _curve(macro_fpr, macro_tpr, macro_auroc),
+    }
+    return EvaluationReport(
+        class_names=list(class_names),
+        per_class=per_class,
+        roc=roc,
+        confusion=confusion.tolist(),
     )

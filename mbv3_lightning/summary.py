@@ -10,6 +10,7 @@ from rich.table import Table
 _SHOWN_METRICS = (
     ("test/acc", "test accuracy"),
     ("test/auroc", "test AUROC (macro)"),
+    ("test/f1", "test F1 (macro)"),
     ("val/acc_best", "best val accuracy"),
     ("test/loss", "test loss"),
 )
@@ -27,8 +28,15 @@ def render_summary(summary: dict[str, Any]) -> Table:
     table.add_row("classes", str(summary["num_classes"]))
     table.add_row("input size", f"{summary['input_size']} px")
     table.add_row("parameters", f"{summary['params_total']:,}")
+    if summary.get("macs") is not None:
+        table.add_row("MACs", f"{summary['macs'] / 1e6:.1f} M")
     table.add_row("epochs", str(summary["epochs"]))
-    table.add_row("train time", f"{summary['train_time_s']:.1f} s")
+    if summary.get("train_time_s") is not None:  # None when a checkpoint is only evaluated
+        table.add_row("train time", f"{summary['train_time_s']:.1f} s")
+    if summary.get("test_ms_per_image"):
+        speed = summary["test_ms_per_image"]
+        table.add_row("test time / image", f"{speed['median']:.1f} ms (p95 {speed['p95']:.1f})")
+        table.add_row("test throughput", f"{summary['test_images_per_s']:.0f} images/s")
     table.add_row("wall time", f"{summary['wall_time_s']:.1f} s")
     table.add_row("run directory", summary["run_dir"])
     return table

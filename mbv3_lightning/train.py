@@ -5,9 +5,7 @@ This is the only module that calls ``hydra.utils.instantiate`` and reads Hydra's
 
 from __future__ import annotations
 
-import json
 import logging
-import platform
 import sys
 import time
 from pathlib import Path
@@ -23,6 +21,20 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from mbv3_lightning.models.registry import get_spec
+from mbv3_lightning.run_files import (
+    best_epoch,
+    git_commit,
+    model_cost,
+    read_curves,
+    software_versions,
+    write_run_files,
+)
+from mbv3_lightning.wandb_logging import (
+    WandbRunIdInCheckpoint,
+    find_wandb_logger,
+    log_run_results,
+    wandb_resume_kwargs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +46,14 @@ def resolve_input_size(cfg: DictConfig) -> int:
 
 
 def _wandb_group(cfg: DictConfig) -> str:
-    """All jobs of one multirun share a W&B group named after the sweep directory."""
+    """All jobs of one multirun share a W&B group named after the sweep directory; a single
+    run of an `experiment=...` is grouped under the experiment's name."""
     hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
     if hydra_cfg is not None and hydra_cfg.mode == RunMode.MULTIRUN:
         sweep = Path(hydra_cfg.sweep.dir)
         return f"{cfg.task_name}-{sweep.parent.name}-{sweep.name}"
-    return cfg.task_name
+    experiment = hydra_cfg.runtime.choices.get("experiment") if hydra_cfg is not None else None
+    return experiment or cfg.task_name
 
 
 def _instantiate_all(section: DictConfig | None, **extra: Any) -> list[Any]:
@@ -76,6 +90,7 @@ def build_components(
         cfg.model,
         num_classes=datamodule.num_classes,
         class_names=list(datamodule.class_names),
+        class_weights=getattr(datamodule, "class_weights", None),
         input_size=input_size,
         optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
         scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True),
@@ -86,7 +101,13 @@ def build_components(
     for name, node in (cfg.get("logger") or {}).items():
         if not node:
             continue
-        extra = {"group": _wandb_group(cfg)} if name == "wandb" else {}
+        extra = {}
+        if name == "wandb":
+            extra = {
+                "group": node.get("group") or _wandb_group(cfg),
+                **wandb_resume_kwargs(cfg.get("ckpt_path")),
+            }
+            callbacks.append(WandbRunIdInCheckpoint())
         loggers.append(instantiate(node, **extra))
     return datamodule, model, callbacks, loggers
 
@@ -135,25 +156,33 @@ def _train_and_test(cfg: DictConfig) -> dict[str, Any]:
         "input_size": model.input_size,
         "num_classes": datamodule.num_classes,
         "class_names": list(datamodule.class_names),
+        "skipped_images": len(getattr(datamodule, "skipped_images", ())),
         "epochs": trainer.current_epoch,
         "metrics": {**fit_metrics, **test_metrics},
         **counts,
         "train_time_s": round(train_time_s, 2),
-        "wall_time_s": round(time.perf_counter() - started, 2),
         "best_ckpt": best_ckpt,
         "run_dir": str(output_dir),
         "device": str(trainer.strategy.root_device),
         "torch_threads": torch.get_num_threads(),
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "lightning": L.__version__,
-        },
+        "versions": software_versions(),
+        "git_commit": git_commit(),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
+    curves = read_curves(output_dir / "metrics.csv")
+    report = model.test_report if test_metrics else None
+    summary["best_epoch"] = best_epoch(curves)
+    if trainer.is_global_zero:  # one process measures speed and writes the files
+        test_images = next(iter(datamodule.test_dataloader()))[0] if report else None
+        model.to(trainer.strategy.root_device)
+        summary.update(model_cost(model.net, model.input_size, test_images, cfg.get("timing")))
+    summary["per_class"] = report.per_class if report else []
+    summary["wall_time_s"] = round(time.perf_counter() - started, 2)
     if trainer.is_global_zero:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+        write_run_files(output_dir, summary, curves, report)
+        wandb_logger = find_wandb_logger(loggers)
+        if wandb_logger is not None:
+            log_run_results(wandb_logger, summary, report, output_dir)
     return summary
 
 

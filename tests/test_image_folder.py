@@ -71,9 +71,9 @@ def test_class_only_in_test_split_is_an_error(tmp_path):
         _ = _datamodule(root).num_classes
 
 
-def test_missing_train_folder_explains_layout(tmp_path):
-    (tmp_path / "flat" / "a").mkdir(parents=True)
-    with pytest.raises(FileNotFoundError, match="No 'train/' folder"):
+def test_a_single_class_folder_explains_the_layout(tmp_path):
+    make_image_folder(tmp_path / "flat", classes=("a",), splits={"": 2})
+    with pytest.raises(ValueError, match=r"1 class folder\(s\) \['a'\]; need at least 2"):
         _ = _datamodule(tmp_path / "flat").num_classes
 
 
@@ -100,3 +100,17 @@ def test_exif_orientation_is_respected(tmp_path):
     exif[0x0112] = 6  # "rotate 90 CW to display": stored 40x20, shown 20x40
     Image.new("RGB", (40, 20), (10, 10, 10)).save(path, exif=exif)
     assert load_rgb(path).size == (20, 40)
+
+
+def test_class_named_train_in_a_flat_folder_is_a_class_not_a_split(tmp_path):
+    root = make_image_folder(tmp_path / "vehicles", classes=("bus", "train"), splits={"": 4})
+    dm = _datamodule(root, test_fraction=0.25)
+    assert dm.class_keys == ["bus", "train"]
+    assert dm.manifest()["layout"] == {"all": "."}
+    assert [len(dm.samples(split)) for split in ("train", "val", "test")] == [4, 2, 2]
+
+
+def test_two_folders_for_one_split_are_named(tmp_path):
+    root = make_image_folder(tmp_path / "d", splits={"train": 2, "val": 1, "validation": 1})
+    with pytest.raises(ValueError, match=r"same split: \{'val': \['val', 'validation'\]\}"):
+        _ = _datamodule(root).num_classes

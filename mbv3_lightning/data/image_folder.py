@@ -1,9 +1,11 @@
 """ImageFolderDataModule: a folder of class sub-folders, split into train / val / test.
 
-Layout: ``root/train/<class>/*`` plus optionally ``root/val/<class>/*`` and ``root/test/<class>/*``.
-Without a ``val/`` folder a stratified, seeded ``val_fraction`` of ``train/`` becomes the
-validation set; the split is written to the run directory (``split_manifest.json``,
-``class_indices.json``) so a run can be audited and repeated exactly.
+Layouts (see :mod:`mbv3_lightning.data.layout`): split folders ``root/train*/<class>/*``
+plus optionally ``val*/`` and ``test*/`` (any case, nested up to three levels deep), or class
+folders directly under ``root``. Missing splits are carved out with a seeded, stratified
+split; every image is decode-checked once (cached); the split is written to the run
+directory (``split_manifest.json``, ``class_indices.json``) so a run can be audited and
+repeated exactly. Nothing is ever written inside the dataset folder.
 """
 
 from __future__ import annotations
@@ -17,16 +19,25 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
-from mbv3_lightning.data.images import ImageListDataset, is_image_file
-from mbv3_lightning.data.transforms import eval_transform, train_transform
+from mbv3_lightning.data.images import ImageInfo, ImageListDataset, is_image_file
+from mbv3_lightning.data.kaggle import download_dataset, missing_dataset_message
+from mbv3_lightning.data.layout import Layout, find_layouts
+from mbv3_lightning.data.ram_cache import InMemoryImageDataset, preload
+from mbv3_lightning.data.scan_cache import default_cache_dir, inspect_images
+from mbv3_lightning.data.transforms import EVAL_CROP_RATIO, eval_transform, train_transform
 from mbv3_lightning.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+BAD_IMAGE_POLICIES = ("skip", "error")
+BALANCE_MODES = ("none", "weights", "sampler")
 Samples = list[tuple[Path, int]]
+ClassFiles = dict[str, list[Path]]
+# Past this many, a bad-image error lists the first ones and the count (the log has them all).
+_MAX_LISTED = 20
 
 
 def default_num_workers() -> int:
@@ -66,7 +77,16 @@ def stratified_split(
 
 
 class ImageFolderDataModule(L.LightningDataModule):
-    """Train/val/test loaders for a folder of class folders with seeded stratified splits."""
+    """Train/val/test loaders for a folder of class folders with seeded stratified splits.
+
+    Dataset subclasses set ``expected_layout`` (shown in errors) and may override
+    :meth:`choose_layout` and :meth:`display_names`; nothing else.
+    """
+
+    expected_layout = (
+        "'<root>/train/<class>/*.jpg' (optionally val/ and test/), or class folders directly "
+        "under the root ('<root>/<class>/*.jpg')"
+    )
 
     def __init__(
         self,
@@ -77,6 +97,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         eval_batch_size: int | None = None,
         num_workers: int | None = None,
         val_fraction: float = 0.3,
+        test_fraction: float = 0.15,
         seed: int = 42,
         input_size: int = 224,
         mean: Sequence[float] = IMAGENET_MEAN,
@@ -84,6 +105,12 @@ class ImageFolderDataModule(L.LightningDataModule):
         scale: Sequence[float] = (0.08, 1.0),
         hflip: bool = True,
         brightness: float = 0.0,
+        classes: Sequence[str] | None = None,
+        kaggle_handle: str | None = None,
+        download: bool = False,
+        bad_images: str = "skip",
+        cache: bool = False,
+        balance: str = "none",
         output_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__()
@@ -91,68 +118,159 @@ class ImageFolderDataModule(L.LightningDataModule):
             raise ValueError(f"dataset.batch_size must be a positive integer, got {batch_size!r}.")
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"dataset.val_fraction must be in (0, 1), got {val_fraction}.")
+        if not 0.0 <= test_fraction < 1.0:
+            raise ValueError(f"dataset.test_fraction must be in [0, 1), got {test_fraction}.")
+        for key, value, choices in (
+            ("bad_images", bad_images, BAD_IMAGE_POLICIES),
+            ("balance", balance, BALANCE_MODES),
+        ):
+            if value not in choices:
+                raise ValueError(f"dataset.{key} must be one of {list(choices)}, got {value!r}.")
         self.root = Path(root).expanduser()
         self.name = name
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = default_num_workers() if num_workers is None else num_workers
         self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
         self.seed = seed
         self.input_size = input_size
         self.mean, self.std = tuple(mean), tuple(std)
         self.augment = {"scale": tuple(scale), "hflip": hflip, "brightness": brightness}
+        self.classes = list(classes) if classes else None
+        self.kaggle_handle = kaggle_handle
+        self.download = download
+        self.bad_images = bad_images
+        self.cache = cache
+        self.balance = balance
         self.output_dir = Path(output_dir) if output_dir is not None else None
-        self._splits: dict[str, dict[str, list[Path]]] | None = None
-        self.datasets: dict[str, ImageListDataset] = {}
+        self.layout: Layout | None = None
+        self.skipped_images: dict[Path, str] = {}
+        self._splits: dict[str, ClassFiles] | None = None
+        self.datasets: dict[str, Dataset] = {}
+
+    # ----------------------------------------------------------------- hooks for subclasses
+    def choose_layout(self, layouts: list[Layout]) -> Layout:
+        """Pick one of several layouts found side by side (subclasses know their versions)."""
+        if len(layouts) > 1:
+            found = [str(layout.root) for layout in layouts]
+            raise ValueError(
+                f"Found {len(layouts)} copies of the split folders under '{self.root}': {found}. "
+                "Point `dataset.root=` at the one to use."
+            )
+        return layouts[0]
+
+    def display_names(self, keys: list[str]) -> list[str]:
+        """Human-readable names for the class folder ids (identity unless a dataset maps them)."""
+        return list(keys)
 
     # ----------------------------------------------------------------- layout
-    def split_dirs(self) -> dict[str, Path]:
-        """The split folders present under ``root`` (subclasses detect other layouts)."""
+    def locate(self) -> Layout:
+        """Find (or download, with ``download=true``) the dataset and detect its layout."""
         if not self.root.is_dir():
-            raise FileNotFoundError(
-                f"Dataset folder '{self.root}' does not exist. Expected "
-                f"'{self.root}/train/<class>/*.jpg' (optionally val/ and test/). Point to your "
-                "copy with `dataset.root=/path/to/data`."
-            )
-        found = {split: self.root / split for split in SPLITS if (self.root / split).is_dir()}
-        if "train" not in found:
-            raise FileNotFoundError(
-                f"No 'train/' folder in '{self.root}'. Expected '{self.root}/train/<class>/*.jpg' "
-                "(optionally val/ and test/)."
-            )
-        return found
-
-    def _scan(self) -> dict[str, dict[str, list[Path]]]:
-        dirs = self.split_dirs()
-        splits = {split: scan_class_folders(path) for split, path in dirs.items()}
-        train_classes = list(splits["train"])
-        if len(train_classes) < 2:
-            raise ValueError(
-                f"'{dirs['train']}' has {len(train_classes)} class folder(s); need at least 2."
-            )
-        empty = [name for name, files in splits["train"].items() if not files]
-        if empty:
-            raise ValueError(f"Class folders without images in '{dirs['train']}': {empty}.")
-        for split in ("val", "test"):
-            if split not in splits:
-                continue
-            unknown = sorted(set(splits[split]) - set(train_classes))
-            if unknown:
-                raise ValueError(
-                    f"Classes in '{dirs[split]}' that are not in '{dirs['train']}': {unknown}. "
-                    "Every class needs training images; remove or rename those folders."
+            if not self.download:
+                raise FileNotFoundError(
+                    missing_dataset_message(
+                        self.name, self.root, self.kaggle_handle, self.expected_layout
+                    )
                 )
-            missing = sorted(set(train_classes) - set(splits[split]))
-            if missing:
-                log.warning("Split '%s' has no folder for classes %s.", split, missing)
+            self.root = download_dataset(
+                self.kaggle_handle, self.root, name=self.name, layout=self.expected_layout
+            )
+        layout = self.choose_layout(find_layouts(self.root))
+        where = ", ".join(f"{s}={p.relative_to(self.root)}" for s, p in layout.splits.items())
+        log.info("Dataset '%s' in '%s': %s.", self.name, self.root, where or "class folders")
+        return layout
+
+    def _scan(self) -> dict[str, ClassFiles]:
+        self.layout = self.locate()
+        if self.layout.flat:
+            splits = {"train": scan_class_folders(self.layout.root)}
+        else:
+            splits = {split: scan_class_folders(d) for split, d in self.layout.splits.items()}
+        if self.classes is not None:
+            splits = self._select_classes(splits)
+        splits = self._drop_bad_images(splits)
+        self._check_classes(splits)
+        if self.layout.flat and self.test_fraction > 0:
+            splits["train"], splits["test"] = stratified_split(
+                splits["train"], self.test_fraction, self.seed
+            )
         if "val" not in splits:
             splits["train"], splits["val"] = stratified_split(
                 splits["train"], self.val_fraction, self.seed
             )
-        return splits
+        return {split: splits[split] for split in SPLITS if split in splits}
+
+    def _where(self, split: str) -> Path:
+        assert self.layout is not None
+        return self.layout.splits.get(split, self.layout.root)
+
+    def _select_classes(self, splits: dict[str, ClassFiles]) -> dict[str, ClassFiles]:
+        """Keep only ``dataset.classes``, in the order given there."""
+        assert self.classes is not None
+        unknown = sorted(set(self.classes) - set(splits["train"]))
+        if unknown:
+            raise ValueError(
+                f"dataset.classes names {unknown}, which are not class folders of "
+                f"'{self._where('train')}'. Available: {sorted(splits['train'])}."
+            )
+        return {
+            split: {name: files[name] for name in self.classes if name in files}
+            for split, files in splits.items()
+        }
+
+    def _drop_bad_images(self, splits: dict[str, ClassFiles]) -> dict[str, ClassFiles]:
+        """Decode-check every file; skip the unreadable ones or stop, as ``bad_images`` says."""
+        paths = [path for files in splits.values() for names in files.values() for path in names]
+        infos: dict[Path, ImageInfo] = inspect_images(paths, default_cache_dir())
+        bad = {path: info.error or "" for path, info in infos.items() if not info.ok}
+        if bad and self.bad_images == "error":
+            first = list(bad.items())[:_MAX_LISTED]
+            listed = "\n".join(f"  {path}: {error}" for path, error in first)
+            more = f"\n  ... and {len(bad) - _MAX_LISTED} more" if len(bad) > _MAX_LISTED else ""
+            raise ValueError(
+                f"{len(bad)} unreadable image(s) in '{self.root}':\n{listed}{more}\n"
+                "Delete or replace them, or set `dataset.bad_images=skip` to train without them."
+            )
+        for path, error in bad.items():
+            log.warning("Skipping unreadable image '%s' (%s).", path, error)
+        self.skipped_images = bad
+        return {
+            split: {name: [p for p in names if p not in bad] for name, names in files.items()}
+            for split, files in splits.items()
+        }
+
+    def _check_classes(self, splits: dict[str, ClassFiles]) -> None:
+        """Every class needs train and val images; the test split may lack some (a warning)."""
+        train = splits["train"]
+        if len(train) < 2:
+            raise ValueError(
+                f"'{self._where('train')}' has {len(train)} class folder(s) {list(train)}; need "
+                f"at least 2. Expected layout: {self.expected_layout}."
+            )
+        for split, files in splits.items():
+            empty = [name for name, names in files.items() if not names]
+            unknown = sorted(set(files) - set(train))
+            missing = sorted(set(train) - set(files))
+            if unknown:
+                raise ValueError(
+                    f"Classes in '{self._where(split)}' that are not in '{self._where('train')}': "
+                    f"{unknown}. Every class needs training images; remove or rename those "
+                    "folders, or pick classes with `dataset.classes=[...]`."
+                )
+            problem = f"without images in '{self._where(split)}'"
+            if split == "test":
+                if empty or missing:
+                    log.warning("Classes %s: %s.", problem, sorted(empty + missing))
+            elif empty or missing:
+                raise ValueError(
+                    f"Classes {problem}: {sorted(empty + missing)}. Add images, remove the "
+                    "class from every split, or pick classes with `dataset.classes=[...]`."
+                )
 
     @property
-    def splits(self) -> dict[str, dict[str, list[Path]]]:
+    def splits(self) -> dict[str, ClassFiles]:
         """``{split: {class folder: [paths]}}``; scanned once, on first use."""
         if self._splits is None:
             self._splits = self._scan()
@@ -165,8 +283,8 @@ class ImageFolderDataModule(L.LightningDataModule):
 
     @property
     def class_names(self) -> list[str]:
-        """Human-readable class names in label order (subclasses may map folder ids to names)."""
-        return self.class_keys
+        """Human-readable class names in label order, used in every report and prediction."""
+        return self.display_names(self.class_keys)
 
     @property
     def num_classes(self) -> int:
@@ -177,20 +295,43 @@ class ImageFolderDataModule(L.LightningDataModule):
         files = self.splits.get(split, {})
         return [(path, index[name]) for name in self.class_keys for path in files.get(name, [])]
 
+    def class_counts(self, split: str = "train") -> list[int]:
+        """Images per class (label order) in ``split``."""
+        files = self.splits.get(split, {})
+        return [len(files.get(name, [])) for name in self.class_keys]
+
+    @property
+    def class_weights(self) -> list[float] | None:
+        """Inverse-frequency loss weights (mean 1 over classes) when ``balance=weights``."""
+        if self.balance != "weights":
+            return None
+        counts = self.class_counts("train")
+        total = sum(counts)
+        return [total / (len(counts) * count) for count in counts]
+
     # ----------------------------------------------------------------- manifest
     def manifest(self) -> dict[str, object]:
-        """The exact file lists of every split, relative to ``root``."""
+        """The exact file lists of every split, relative to ``root``, and what was skipped."""
+        splits = self.splits  # scans (and so detects the layout) on first use
+        assert self.layout is not None
+        folders = self.layout.splits or {"all": self.layout.root}
+        layout = {split: str(path.relative_to(self.root)) for split, path in folders.items()}
         return {
             "root": str(self.root.resolve()),
             "seed": self.seed,
             "val_fraction": self.val_fraction,
+            "test_fraction": self.test_fraction if self.layout.flat else None,
+            "layout": layout,
             "classes": self.class_keys,
             "splits": {
                 split: [
                     [str(path.relative_to(self.root)), label] for path, label in self.samples(split)
                 ]
-                for split in SPLITS
-                if split in self.splits
+                for split in splits
+            },
+            "skipped_images": {
+                str(path.relative_to(self.root)): error
+                for path, error in self.skipped_images.items()
             },
         }
 
@@ -208,9 +349,16 @@ class ImageFolderDataModule(L.LightningDataModule):
             return
         train_tf = train_transform(self.input_size, self.mean, self.std, **self.augment)
         eval_tf = eval_transform(self.input_size, self.mean, self.std)
-        for split in SPLITS:
-            if split in self.splits:
-                tf = train_tf if split == "train" else eval_tf
+        present = [split for split in SPLITS if split in self.splits]
+        images = None
+        if self.cache:
+            all_paths = [path for split in present for path, _ in self.samples(split)]
+            images = preload(all_paths, round(self.input_size / EVAL_CROP_RATIO))
+        for split in present:
+            tf = train_tf if split == "train" else eval_tf
+            if images is not None:
+                self.datasets[split] = InMemoryImageDataset(self.samples(split), images, tf)
+            else:
                 self.datasets[split] = ImageListDataset(self.samples(split), tf)
         if self.output_dir is not None:
             self.write_manifest(self.output_dir)
@@ -220,11 +368,20 @@ class ImageFolderDataModule(L.LightningDataModule):
     def has_split(self, split: str) -> bool:
         return bool(self.samples(split))
 
+    def _balanced_sampler(self) -> WeightedRandomSampler:
+        """Draw every class equally often in expectation (with replacement), seeded."""
+        counts = self.class_counts("train")
+        weights = [1.0 / counts[label] for _, label in self.samples("train")]
+        generator = torch.Generator().manual_seed(self.seed)
+        return WeightedRandomSampler(weights, len(weights), replacement=True, generator=generator)
+
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        sampler = self._balanced_sampler() if shuffle and self.balance == "sampler" else None
         return DataLoader(
             self.datasets[split],
             batch_size=self.batch_size if split == "train" else self.eval_batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),

@@ -9,7 +9,9 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import MaxMetric, MetricCollection
 
-from mbv3_lightning.metrics import stage_metrics
+from mbv3_lightning.metrics import EvaluationReport, build_report, report_metrics, stage_metrics
+from mbv3_lightning.models.freeze import freeze as freeze_net
+from mbv3_lightning.models.freeze import hold_frozen_batchnorm
 from mbv3_lightning.models.optim import build_optimizer, build_scheduler
 from mbv3_lightning.models.registry import count_parameters, create_model, get_spec
 
@@ -30,6 +32,10 @@ class ImageClassifier(L.LightningModule):
         input_size: int | None = None,
         bn_momentum: float | None = 0.1,
         label_smoothing: float = 0.0,
+        pretrained: bool = False,
+        weights_path: str | None = None,
+        freeze: str | int | None = "none",
+        class_weights: list[float] | None = None,
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
         **arch_kwargs: Any,
@@ -44,7 +50,15 @@ class ImageClassifier(L.LightningModule):
         self.input_size = input_size or spec.input_size
         self.mean, self.std = spec.mean, spec.std
         self.class_names = class_names or [str(i) for i in range(num_classes)]
-        self.net = create_model(arch, num_classes, bn_momentum=bn_momentum, **arch_kwargs)
+        self.net = create_model(
+            arch,
+            num_classes,
+            pretrained=pretrained,
+            weights_path=weights_path,
+            bn_momentum=bn_momentum,
+            **arch_kwargs,
+        )
+        freeze_net(self.net, spec, freeze)
         self.optimizer_cfg = optimizer or {"name": "adamw", "lr": 1e-3}
         self.scheduler_cfg = scheduler or {"name": "none"}
         # One collection per stage (attributes, not a ModuleDict: "train" is a Module method).
@@ -52,9 +66,33 @@ class ImageClassifier(L.LightningModule):
         self.val_metrics = stage_metrics(num_classes, "val")
         self.test_metrics = stage_metrics(num_classes, "test")
         self.val_acc_best = MaxMetric()
+        # Per-class scores, ROC curves and confusion matrix of the last test run; the run's file
+        # writer reads `test_report` once `trainer.test` has returned.
+        self.test_report_metrics = report_metrics(num_classes)
+        self.test_report: EvaluationReport | None = None
+        # Training-loss weights per class (`dataset.balance=weights`); not saved as state, the
+        # hyper-parameters already hold them.
+        weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+        self.register_buffer("class_weights", weights, persistent=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
+
+    def train(self, mode: bool = True) -> ImageClassifier:
+        """Train mode everywhere except the BatchNorm layers of frozen blocks."""
+        super().train(mode)
+        hold_frozen_batchnorm(self.net)
+        return self
+
+    def on_train_epoch_start(self) -> None:
+        # Lightning does not call train() itself: it keeps (and restores after validation)
+        # each submodule's mode, so the frozen BatchNorm layers are set to eval here.
+        hold_frozen_batchnorm(self.net)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The checkpoint holds every weight, so rebuilding it (load_from_checkpoint) must not
+        # need the ImageNet file or weights_path again. Lightning stores a copy of hparams here.
+        checkpoint["hyper_parameters"].update(pretrained=False, weights_path=None)
 
     def on_train_start(self) -> None:
         # The sanity check's validation batches must not count towards the best accuracy.
@@ -68,12 +106,17 @@ class ImageClassifier(L.LightningModule):
         Architectures that train differently (e.g. an auxiliary head) override only this.
         """
         smoothing = self.hparams.label_smoothing if stage == "train" else 0.0
-        return F.cross_entropy(outputs, targets, label_smoothing=smoothing), outputs
+        weight = self.class_weights if stage == "train" else None
+        loss = F.cross_entropy(outputs, targets, weight=weight, label_smoothing=smoothing)
+        return loss, outputs
 
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         images, targets = batch
         loss, logits = self.compute_loss(self(images), targets, stage)
-        self._metrics(stage).update(logits.detach().float().softmax(dim=1), targets)
+        probs = logits.detach().float().softmax(dim=1)
+        self._metrics(stage).update(probs, targets)
+        if stage == "test":
+            self.test_report_metrics.update(probs, targets)
         self.log(
             f"{stage}/loss",
             loss,
@@ -113,7 +156,11 @@ class ImageClassifier(L.LightningModule):
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
 
     def on_test_epoch_end(self) -> None:
-        self._log_epoch_metrics("test")
+        values = self._log_epoch_metrics("test")
+        self.test_report = build_report(
+            self.test_report_metrics.compute(), self.class_names, float(values["test/auroc"])
+        )
+        self.test_report_metrics.reset()
 
     def configure_optimizers(self) -> Any:
         trainable = [p for p in self.parameters() if p.requires_grad]

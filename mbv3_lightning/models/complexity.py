@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import warnings
 
+import torch
 from ptflops import get_model_complexity_info
 from torch import nn
 
@@ -38,3 +39,83 @@ def complexity(net: nn.Module, input_size: int) -> dict[str, int]:
         "macs": macs,
         "flops": 2 * macs,
     }
+
+
+LAYER_KINDS = ("depthwise conv", "pointwise conv (1x1)", "regular conv", "fully connected")
+
+
+def layer_kind(module: nn.Module) -> str | None:
+    """Which of :data:`LAYER_KINDS` a layer is (``None`` for layers without MACs)."""
+    if isinstance(module, nn.Linear):
+        return "fully connected"
+    if not isinstance(module, nn.Conv2d):
+        return None
+    if module.groups > 1 and module.groups == module.in_channels:
+        return "depthwise conv"
+    if module.kernel_size == (1, 1) and module.groups == 1:
+        return "pointwise conv (1x1)"
+    return "regular conv"
+
+
+def layer_breakdown(net: nn.Module, input_size: int) -> dict[str, dict[str, float]]:
+    """MACs and parameters per layer kind, as in the MobileNet paper's Table 2.
+
+    Counted with forward hooks on one ``3 x input_size x input_size`` image: a convolution does
+    ``(in_channels / groups) x kernel area`` MACs per output element, a linear layer
+    ``in_features`` per output element. Shares are of the convolution + FC total (BatchNorm
+    parameters, ~1% of a MobileNet, are left out as the paper does).
+    """
+    totals = {kind: {"macs": 0, "params": 0} for kind in LAYER_KINDS}
+
+    def count(module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+        kind = layer_kind(module)
+        if isinstance(module, nn.Conv2d):
+            kernel_area = module.kernel_size[0] * module.kernel_size[1]
+            macs = output.numel() * (module.in_channels // module.groups) * kernel_area
+        else:
+            macs = output.numel() * module.in_features
+        totals[kind]["macs"] += macs
+        totals[kind]["params"] += sum(p.numel() for p in module.parameters(recurse=False))
+
+    probe = copy.deepcopy(net).eval()
+    hooks = [m.register_forward_hook(count) for m in probe.modules() if layer_kind(m)]
+    try:
+        with torch.inference_mode():
+            probe(torch.zeros(1, 3, input_size, input_size))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    all_macs = sum(t["macs"] for t in totals.values()) or 1
+    all_params = sum(t["params"] for t in totals.values()) or 1
+    return {
+        kind: {
+            "macs": t["macs"],
+            "params": t["params"],
+            "macs_share": t["macs"] / all_macs,
+            "params_share": t["params"] / all_params,
+        }
+        for kind, t in totals.items()
+    }
+
+
+def inference_parameters(net: nn.Module, input_size: int) -> int:
+    """Parameters of the layers an eval forward pass runs.
+
+    Differs from the total only for training-only branches: InceptionV3's auxiliary classifier
+    (27.16 M total, 23.83 M at inference, the number papers quote).
+    """
+    used: set[int] = set()
+    probe = copy.deepcopy(net).eval()
+    hooks = [
+        m.register_forward_hook(lambda module, _i, _o: used.add(id(module)))
+        for m in probe.modules()
+    ]
+    try:
+        with torch.inference_mode():
+            probe(torch.zeros(1, 3, input_size, input_size))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return sum(
+        p.numel() for m in probe.modules() if id(m) in used for p in m.parameters(recurse=False)
+    )

@@ -1,0 +1,237 @@
+"""One "predictor" for every model file: a Lightning checkpoint, an ONNX or a TorchScript export.
+
+predict, export and the web page all go through :func:`load_predictor`, so an image is
+read (``load_rgb``), resized and normalised (``eval_transform``) exactly as in evaluation,
+whatever runs the network.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from mbv3_lightning.data.transforms import eval_transform
+from mbv3_lightning.models.classifier import ImageClassifier
+from mbv3_lightning.models.registry import create_model, get_spec
+
+log = logging.getLogger(__name__)
+
+# ImageClassifier's own constructor arguments (read from its signature, so new ones such as
+# `freeze` are recognised); every other saved hyper-parameter belongs to the architecture's
+# builder (e.g. ``width_mult``).
+_CLASSIFIER_HPARAMS = {
+    name
+    for name, parameter in inspect.signature(ImageClassifier.__init__).parameters.items()
+    if parameter.kind is not inspect.Parameter.VAR_KEYWORD
+}
+TORCHSCRIPT_SIDECAR_SUFFIX = ".json"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model file must carry so no dataset or config is needed to use it."""
+
+    arch: str
+    class_names: list[str]
+    input_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def to_metadata(self) -> dict[str, str]:
+        """String key/values for ONNX ``metadata_props`` and the TorchScript JSON sidecar."""
+        return {key: json.dumps(value) for key, value in asdict(self).items()}
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, str], source: Path) -> ModelInfo:
+        """Inverse of :meth:`to_metadata`; names the missing keys and the file if any."""
+        missing = [name for name in cls.__dataclass_fields__ if name not in metadata]
+        if missing:
+            raise ValueError(
+                f"'{source}' lacks the metadata {', '.join(missing)}, so its classes and "
+                "preprocessing are unknown. Export it with `python -m mbv3_lightning.export`."
+            )
+        values = {name: json.loads(metadata[name]) for name in cls.__dataclass_fields__}
+        values["mean"], values["std"] = tuple(values["mean"]), tuple(values["std"])
+        return cls(**values)
+
+
+class Predictor:
+    """Class probabilities for PIL images; subclasses only say how to run a float batch."""
+
+    runtime = "abstract"
+
+    def __init__(self, info: ModelInfo, source: Path) -> None:
+        self.info = info
+        self.source = source
+        self._transform = eval_transform(info.input_size, info.mean, info.std)
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """RGB images -> the normalised ``(N, 3, input_size, input_size)`` float batch."""
+        return torch.stack([self._transform(image) for image in images])
+
+    def logits(self, batch: torch.Tensor) -> np.ndarray:
+        """Raw network outputs for a preprocessed batch."""
+        raise NotImplementedError
+
+    def predict(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Softmax probabilities, one row per image, columns in ``info.class_names`` order."""
+        return softmax(self.logits(self.preprocess(images)))
+
+
+class TorchPredictor(Predictor):
+    """An eager PyTorch network rebuilt from a checkpoint (or any ``nn.Module``)."""
+
+    runtime = "PyTorch eager"
+
+    def __init__(self, net: torch.nn.Module, info: ModelInfo, source: Path) -> None:
+        super().__init__(info, source)
+        self.net = net.eval()
+
+    @torch.inference_mode()
+    def logits(self, batch: torch.Tensor) -> np.ndarray:
+        return self.net(batch).float().numpy()
+
+
+class TorchScriptPredictor(TorchPredictor):
+    """A TorchScript export with its JSON sidecar."""
+
+    runtime = "TorchScript"
+
+
+class OnnxPredictor(Predictor):
+    """An ONNX file run by ONNX Runtime on the CPU; classes and preprocessing from metadata."""
+
+    runtime = "ONNX Runtime"
+
+    def __init__(
+        self, model: str | Path | bytes, info: ModelInfo, source: Path, threads: int | None = None
+    ) -> None:
+        import onnxruntime as ort
+
+        super().__init__(info, source)
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        path_or_bytes = model if isinstance(model, bytes) else str(model)
+        self.session = ort.InferenceSession(
+            path_or_bytes, options, providers=["CPUExecutionProvider"]
+        )
+        self._input_name = self.session.get_inputs()[0].name
+
+    def logits(self, batch: torch.Tensor) -> np.ndarray:
+        return self.session.run(None, {self._input_name: batch.numpy()})[0]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64, so probabilities sum to 1 to ~1e-12."""
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def top_k(probabilities: np.ndarray, class_names: Sequence[str], k: int) -> list[tuple[str, float]]:
+    """The ``k`` most likely ``(class name, probability)`` pairs of one probability row."""
+    order = np.argsort(-probabilities, kind="stable")[: max(1, k)]
+    return [(class_names[i], float(probabilities[i])) for i in order]
+
+
+def _builder_kwargs(arch: str, hparams: dict) -> dict:
+    """The saved hyper-parameters that ``arch``'s registry builder accepts."""
+    extra = {k: v for k, v in hparams.items() if k not in _CLASSIFIER_HPARAMS}
+    parameters = inspect.signature(get_spec(arch).builder).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return extra
+    accepted = {p.name for p in parameters}
+    return {k: v for k, v in extra.items() if k in accepted}
+
+
+def load_checkpoint_network(ckpt_path: Path) -> tuple[torch.nn.Module, ModelInfo]:
+    """Rebuild the trained network of a Lightning checkpoint from its hyper-parameters.
+
+    Only the network is rebuilt (from the registry, with ``weights_only=True``), not the
+    LightningModule, so any registered architecture loads, whichever ImageClassifier
+    subclass trained it, and no optimiser or metric state is created.
+    """
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    hparams = checkpoint.get("hyper_parameters")
+    if not hparams or "arch" not in hparams or "num_classes" not in hparams:
+        raise ValueError(
+            f"'{ckpt_path}' has no `arch`/`num_classes` hyper-parameters; it was not written by "
+            "`python -m mbv3_lightning`. Pass a checkpoint from <run dir>/checkpoints/."
+        )
+    arch, num_classes = hparams["arch"], int(hparams["num_classes"])
+    spec = get_spec(arch)
+    net = create_model(
+        arch,
+        num_classes,
+        bn_momentum=hparams.get("bn_momentum"),
+        **_builder_kwargs(arch, hparams),
+    )
+    state = {
+        key.removeprefix("net."): value
+        for key, value in checkpoint["state_dict"].items()
+        if key.startswith("net.")
+    }
+    net.load_state_dict(state)
+    info = ModelInfo(
+        arch=arch,
+        class_names=list(hparams.get("class_names") or [str(i) for i in range(num_classes)]),
+        input_size=int(hparams.get("input_size") or spec.input_size),
+        mean=tuple(spec.mean),
+        std=tuple(spec.std),
+    )
+    return net.eval(), info
+
+
+def onnx_model_info(path: Path) -> ModelInfo:
+    """The :class:`ModelInfo` stored in an ONNX file's ``metadata_props``."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return ModelInfo.from_metadata({p.key: p.value for p in model.metadata_props}, path)
+
+
+def torchscript_sidecar(path: Path) -> Path:
+    """``model.pt`` -> ``model.pt.json``: where a TorchScript export keeps its metadata."""
+    return path.with_name(path.name + TORCHSCRIPT_SIDECAR_SUFFIX)
+
+
+def load_predictor(path: str | Path) -> Predictor:
+    """A predictor for a ``.ckpt`` checkpoint, an ``.onnx`` or a TorchScript ``.pt`` export."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Model file '{path}' does not exist. Pass `ckpt_path=` a checkpoint "
+            "(<run dir>/checkpoints/*.ckpt) or an export (*.onnx, *.pt)."
+        )
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        return OnnxPredictor(path, onnx_model_info(path), path)
+    if suffix in (".pt", ".pth") and torchscript_sidecar(path).is_file():
+        metadata = json.loads(torchscript_sidecar(path).read_text())
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")
+            module = torch.jit.load(str(path), map_location="cpu")
+        return TorchScriptPredictor(
+            module,
+            ModelInfo.from_metadata(metadata, path),
+            path,
+        )
+    net, info = load_checkpoint_network(path)
+    log.info(
+        "Loaded %s (%d classes, %d px) from %s",
+        info.arch,
+        len(info.class_names),
+        info.input_size,
+        path,
+    )
+    return TorchPredictor(net, info, path)

@@ -1,0 +1,119 @@
+"""The run's figures as PNG: learning curves, ROC curves and the confusion matrix.
+
+Figures are drawn on matplotlib ``Figure`` objects with the Agg canvas, never through pyplot,
+so nothing depends on (or changes) a global backend and no window is ever opened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+# Above this many classes a legend entry per class hides the curves: per-class ROC curves are
+# drawn as thin grey lines without labels, and confusion cells lose their number annotations.
+MAX_LABELLED_CLASSES = 20
+MAX_ANNOTATED_CELLS = 30
+
+
+def _title(what: str, subtitle: str) -> str:
+    return f"{what}\n{subtitle}" if subtitle else what
+
+
+def plot_curves(curves: Sequence[dict[str, Any]], path: Path, subtitle: str = "") -> None:
+    """Loss and accuracy per epoch, train vs validation (the layout of paper 000's Fig. 4)."""
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    for ax, metric, label in ((loss_ax, "loss", "cross-entropy loss"), (acc_ax, "acc", "accuracy")):
+        for stage, style in (("train", "o-"), ("val", "s--")):
+            points = [(r["epoch"], r[f"{stage}/{metric}"]) for r in curves]
+            points = [(e, v) for e, v in points if v is not None]
+            if points:
+                ax.plot(*np.array(points).T, style, markersize=4, label=stage)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    acc_ax.set_ylim(-0.02, 1.02)
+    fig.suptitle(_title("Learning curves", subtitle))
+    fig.savefig(path, dpi=120)
+
+
+def plot_roc(roc: dict[str, Any], path: Path, subtitle: str = "") -> None:
+    """One ROC curve per class plus the micro and macro averages, AUC in the legend."""
+    classes = roc["classes"]
+    labelled = len(classes) <= MAX_LABELLED_CLASSES
+    fig = Figure(figsize=(10, 7) if labelled else (8, 7), layout="constrained")
+    ax = fig.subplots()
+    for i, (name, curve) in enumerate(classes.items()):
+        if labelled:
+            label = f"{name} (AUC {curve['auc']:.3f})"
+            ax.plot(curve["fpr"], curve["tpr"], lw=1.2, color=f"C{i % 10}", label=label)
+        else:
+            ax.plot(curve["fpr"], curve["tpr"], lw=0.6, color="0.6", alpha=0.5)
+    if not labelled:
+        ax.plot([], [], lw=0.6, color="0.6", label=f"{len(classes)} classes, one curve each")
+    for key, style in (("micro", ":"), ("macro", "--")):
+        average = roc[key]
+        label = f"{key}-average (AUC {average['auc']:.3f})"
+        ax.plot(average["fpr"], average["tpr"], style, lw=2.5, color="black", label=label)
+    ax.plot([0, 1], [0, 1], lw=0.8, color="0.75", label="chance (AUC 0.5)")
+    ax.set_xlim(-0.01, 1.0)
+    ax.set_ylim(0.0, 1.01)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(_title("ROC curves (one class vs rest)", subtitle))
+    ax.grid(alpha=0.3)
+    if labelled:  # beside the axes, so a long legend never covers the curves
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
+    else:
+        ax.legend(loc="lower right")
+    fig.savefig(path, dpi=120)
+
+
+def plot_confusion(
+    counts: Sequence[Sequence[int]], class_names: Sequence[str], path: Path, subtitle: str = ""
+) -> None:
+    """The confusion matrix normalised per true class (each row sums to 1, the recall on the
+    diagonal), class names on both axes; the figure grows with the number of classes."""
+    matrix = np.asarray(counts, dtype=float)
+    totals = matrix.sum(axis=1, keepdims=True)
+    normalised = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
+    n = len(class_names)
+    # ~0.16 inch (19 px) per class keeps 130 names legible at 6 pt; small sets get a normal figure.
+    side = max(6.0, 0.16 * n + 3.0)
+    font = 10 if n <= 15 else max(6, int(10 - n / 20))
+    fig = Figure(figsize=(side + 1.2, side), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="share of the true class")
+    ax.set_xticks(
+        range(n),
+        labels=class_names,
+        rotation=90 if n > 10 else 45,
+        ha="center" if n > 10 else "right",
+        fontsize=font,
+    )
+    ax.set_yticks(range(n), labels=class_names, fontsize=font)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(_title("Confusion matrix (normalised per true class)", subtitle))
+    if n <= MAX_ANNOTATED_CELLS:
+        for (row, col), value in np.ndenumerate(normalised):
+            if value > 0:
+                colour = "white" if value > 0.5 else "black"
+                ax.text(
+                    col,
+                    row,
+                    f"{value:.2f}",
+                    ha="center",
+                    va="center",
+                    color=colour,
+                    fontsize=font - 1,
+                )
+    fig.savefig(path, dpi=120)

@@ -1,0 +1,307 @@
+"""Every Kaggle dataset config on a tiny copy in its real Kaggle layout.
+
+Each case builds the folders the way the Kaggle archive (or a common re-packed copy) has
+them, composes the real `conf/dataset/<name>.yaml`, and checks what a user relies on:
+classes and their display names, split sizes, a repeatable manifest, one real Trainer run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from mbv3_lightning.data.monkeys10 import read_monkey_labels
+from mbv3_lightning.train import build_components, run
+
+from .conftest import FAST_OVERRIDES, make_image_folder, write_image
+
+# monkey_labels.txt as Kaggle ships it: a header, fields padded with spaces and tabs, CRLF.
+MONKEY_LABELS = (
+    "Label,  Latin Name           , Common Name                   , Train Images , "
+    "Validation Images\r\n"
+    "n0   , alouatta_palliata\t, mantled_howler                , 131          , 26\r\n"
+    "n1   , erythrocebus_patas\t, patas_monkey                  , 139          , 28\r\n"
+    "n2   , cacajao_calvus\t, bald_uakari                   , 137          , 27\r\n"
+)
+CAR_COLOURS = {
+    "beige": (220, 200, 160),
+    "black": (10, 10, 10),
+    "blue": (30, 60, 220),
+    "gold": (210, 170, 40),
+    "green": (40, 180, 60),
+    "grey": (128, 128, 128),
+    "pink": (240, 150, 190),
+    "purple": (130, 40, 160),
+    "red": (220, 30, 30),
+    "silver": (190, 190, 200),
+    "white": (250, 250, 250),
+}
+
+
+def _fruits360(root: Path) -> Path:
+    """The newer release: a 100x100 copy next to an original-size copy."""
+    classes = ("Apple 10", "Apple Golden 1", "Banana")
+    base = root / "fruits-360_100x100" / "fruits-360"
+    make_image_folder(base, classes, {"Training": 10, "Test": 4})
+    make_image_folder(
+        root / "fruits-360_original-size" / "fruits-360-original-size", classes, {"Training": 2}
+    )
+    return root
+
+
+def _monkeys10(root: Path) -> Path:
+    """The doubled folders of the Kaggle archive and its labels file."""
+    make_image_folder(root / "training", ("n0", "n1", "n2"), {"training": 5})
+    make_image_folder(root / "validation", ("n0", "n1", "n2"), {"validation": 2})
+    (root / "monkey_labels.txt").write_bytes(MONKEY_LABELS.encode())
+    return root
+
+
+def _birds(root: Path) -> Path:
+    """Split folders named as another copy names them; unbalanced classes (8, 4, 3)."""
+    colours = {"Eagle": (200, 40, 40), "Kiwi": (40, 200, 40), "Owl": (40, 40, 200)}
+    for name, n_train in {"Eagle": 8, "Kiwi": 4, "Owl": 3}.items():
+        for split, count in (("Train_data", n_train), ("Valid", 1), ("TEST", 1)):
+            for i in range(count):
+                write_image(root / split / name / f"{i}.jpg", colours[name], seed=i)
+    return root
+
+
+def _birds525(root: Path) -> Path:
+    """train/valid/test with upper-case species names and the archive's birds.csv."""
+    make_image_folder(
+        root,
+        ("ABBOTTS BABBLER", "BALD EAGLE", "CAPE MAY WARBLER"),
+        {"train": 4, "valid": 2, "test": 2},
+    )
+    (root / "birds.csv").write_text("class id,filepaths,labels,data set,scientific name\n")
+    return root
+
+
+def _car_colours(root: Path) -> Path:
+    """A VCoR-like copy with one colour more than seed 004's ten."""
+    for colour, rgb in CAR_COLOURS.items():
+        for split, count in (("train", 3), ("val", 1)):
+            for i in range(count):
+                write_image(root / split / colour / f"{i}.jpg", rgb, seed=i)
+    return root
+
+
+def _flat(root: Path) -> Path:
+    """tf_flowers style: class folders directly under the root, inside one wrapping folder."""
+    make_image_folder(root / "flower_photos", ("daisy", "roses", "tulips"), {"": 10})
+    return root
+
+
+@dataclass
+class Case:
+    config: str
+    build: Callable[[Path], Path]
+    names: list[str]
+    sizes: dict[str, int]
+    extra: tuple[str, ...] = ()
+
+
+CASES = [
+    Case(
+        "fruits360",
+        _fruits360,
+        ["Apple 10", "Apple Golden 1", "Banana"],
+        {"train": 21, "val": 9, "test": 12},
+    ),
+    Case(
+        "monkeys10",
+        _monkeys10,
+        ["mantled_howler", "patas_monkey", "bald_uakari"],
+        {"train": 15, "val": 6, "test": 0},
+    ),
+    Case("birds", _birds, ["Eagle", "Kiwi", "Owl"], {"train": 15, "val": 3, "test": 3}),
+    Case(
+        "birds525",
+        _birds525,
+        ["BALD EAGLE", "CAPE MAY WARBLER"],
+        {"train": 8, "val": 4, "test": 4},
+        ("dataset.classes=[BALD EAGLE,CAPE MAY WARBLER]",),
+    ),
+    Case(
+        "car_colours",
+        _car_colours,
+        ["black", "blue", "gold", "green", "grey", "pink", "purple", "red", "silver", "white"],
+        {"train": 30, "val": 10, "test": 0},
+    ),
+    # 10 per class: 15% -> 2 test, then 30% of the other 8 -> 2 val, 6 train
+    Case("image_folder", _flat, ["daisy", "roses", "tulips"], {"train": 18, "val": 6, "test": 6}),
+]
+
+
+def _overrides(case: Case, root: Path, *extra: str) -> list[str]:
+    return [
+        f"dataset={case.config}",
+        f"dataset.root={root}",
+        *FAST_OVERRIDES,
+        "model.input_size=32",
+        *case.extra,
+        *extra,
+    ]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.config for case in CASES])
+def test_dataset_in_its_kaggle_layout(case, compose_cfg, tmp_path):
+    root = case.build(tmp_path / case.config)
+    cfg = compose_cfg(_overrides(case, root, "debug=fast"))
+    first = instantiate(cfg.dataset, input_size=32)
+    second = instantiate(cfg.dataset, input_size=32)
+    assert first.num_classes == len(case.names)
+    assert first.class_names == case.names
+    assert {split: len(first.samples(split)) for split in case.sizes} == case.sizes
+    assert first.manifest() == second.manifest()  # the seeded split repeats exactly
+    files_before = sorted(root.rglob("*"))
+
+    summary = run(cfg)
+
+    assert summary["num_classes"] == len(case.names)
+    assert summary["class_names"] == case.names
+    assert summary["skipped_images"] == 0
+    assert summary["metrics"]["train/loss"] > 0
+    assert sorted(root.rglob("*")) == files_before  # nothing written inside the dataset
+    indices = json.loads((tmp_path / "run" / "class_indices.json").read_text())
+    assert indices["names"] == case.names
+
+
+def test_fruits360_prefers_the_100x100_copy(compose_cfg, tmp_path):
+    root = _fruits360(tmp_path / "fruits")
+    dm = instantiate(compose_cfg(_overrides(CASES[0], root)).dataset, input_size=32)
+    assert dm.manifest()["layout"] == {
+        "train": "fruits-360_100x100/fruits-360/Training",
+        "test": "fruits-360_100x100/fruits-360/Test",
+    }
+
+
+def test_monkey_copy_without_doubled_folders(compose_cfg, tmp_path):
+    root = tmp_path / "monkeys"
+    make_image_folder(root, ("n0", "n1"), {"training": 3, "validation": 1})
+    (root / "monkey_labels.txt").write_bytes(MONKEY_LABELS.encode())
+    dm = instantiate(compose_cfg(_overrides(CASES[1], root)).dataset, input_size=32)
+    assert dm.class_keys == ["n0", "n1"]
+    assert dm.class_names == ["mantled_howler", "patas_monkey"]
+    assert len(dm.samples("val")) == 2
+
+
+def test_monkey_labels_file_quirks_are_parsed(tmp_path):
+    path = tmp_path / "monkey_labels.txt"
+    path.write_bytes(MONKEY_LABELS.encode())
+    assert read_monkey_labels(path) == {
+        "n0": "mantled_howler",
+        "n1": "patas_monkey",
+        "n2": "bald_uakari",
+    }
+
+
+def test_class_only_in_test_split_is_an_error_in_detected_layouts(compose_cfg, tmp_path):
+    root = _birds(tmp_path / "birds")
+    make_image_folder(root, ["Zebra Finch"], {"TEST": 1})
+    dm = instantiate(compose_cfg(_overrides(CASES[2], root)).dataset, input_size=32)
+    with pytest.raises(ValueError, match=r"TEST' that are not in .*Train_data'.*\['Zebra Finch'\]"):
+        _ = dm.num_classes
+
+
+def test_val_split_missing_a_class_is_an_error_test_split_a_warning(compose_cfg, tmp_path, caplog):
+    root = make_image_folder(
+        tmp_path / "cars", ("red", "blue", "white"), {"train": 3, "val": 1, "test": 1}
+    )
+    (root / "test" / "white" / "000.jpg").unlink()
+    overrides = ["dataset.classes=null"]
+    dm = instantiate(compose_cfg(_overrides(CASES[4], root, *overrides)).dataset, input_size=32)
+    assert dm.num_classes == 3
+    assert "without images in" in caplog.text and "['white']" in caplog.text
+    for path in (root / "val" / "blue").iterdir():
+        path.unlink()
+    dm = instantiate(compose_cfg(_overrides(CASES[4], root, *overrides)).dataset, input_size=32)
+    with pytest.raises(ValueError, match=r"without images in .*val'.*\['blue'\]"):
+        _ = dm.num_classes
+
+
+def test_subset_naming_an_unknown_class_lists_the_available_ones(compose_cfg, tmp_path):
+    root = _birds525(tmp_path / "birds525")
+    cfg = compose_cfg(_overrides(CASES[3], root, "dataset.classes=[DODO]"))
+    with pytest.raises(ValueError, match=r"\['DODO'\].*Available: \['ABBOTTS BABBLER'"):
+        _ = instantiate(cfg.dataset, input_size=32).num_classes
+
+
+def test_missing_dataset_names_handle_layout_and_override(compose_cfg, tmp_path):
+    cfg = compose_cfg(_overrides(CASES[0], tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError) as error:
+        _ = instantiate(cfg.dataset, input_size=32).num_classes
+    message = str(error.value)
+    for expected in (
+        "moltean/fruits",
+        "Training/<class>",
+        "dataset.root=",
+        "dataset.download=true",
+    ):
+        assert expected in message
+
+
+def test_offline_download_fails_with_the_fix(compose_cfg, tmp_path, monkeypatch):
+    # A closed local proxy makes the real kagglehub request fail at once, as offline.
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kagglehub"))
+    cfg = compose_cfg(_overrides(CASES[1], tmp_path / "monkeys", "dataset.download=true"))
+    with pytest.raises(RuntimeError) as error:
+        _ = instantiate(cfg.dataset, input_size=32).num_classes
+    message = str(error.value)
+    for expected in ("slothkong/10-monkey-species", "dataset.root=", "training/training/n0"):
+        assert expected in message
+    assert not (tmp_path / "monkeys").exists()
+
+
+def test_balance_weights_reach_the_training_loss(compose_cfg, tmp_path):
+    root = _birds(tmp_path / "birds")
+    cfg = compose_cfg(
+        _overrides(CASES[2], root, "dataset.balance=weights", "model.label_smoothing=0.0")
+    )
+    _, model, _, _ = build_components(cfg)
+    # 8, 4, 3 training images (no val carved out: Valid/ exists): weight = 15 / (3 * n)
+    expected = torch.tensor([15 / 24, 15 / 12, 15 / 9])
+    assert torch.allclose(model.class_weights, expected)
+    logits, targets = torch.zeros(3, 3), torch.tensor([0, 1, 2])
+    logits[0, 0] = 5.0  # only the frequent class is right: the weighted loss counts it less
+    train_loss, _ = model.compute_loss(logits, targets, "train")
+    val_loss, _ = model.compute_loss(logits, targets, "val")
+    assert train_loss > val_loss
+
+
+def test_balance_sampler_draws_classes_equally(compose_cfg, tmp_path):
+    root = _birds(tmp_path / "birds")
+    dm = instantiate(
+        compose_cfg(_overrides(CASES[2], root, "dataset.balance=sampler")).dataset, input_size=32
+    )
+    dm.setup()
+    labels = [label for _, label in dm.samples("train")]
+    sampler = dm.train_dataloader().sampler
+    drawn = Counter(labels[i] for _ in range(40) for i in sampler)
+    assert Counter(labels) == {0: 8, 1: 4, 2: 3}
+    shares = [drawn[c] / sum(drawn.values()) for c in range(3)]
+    assert all(0.28 < share < 0.39 for share in shares), shares
+
+
+def test_ram_cache_serves_images_without_the_files(compose_cfg, tmp_path):
+    root = make_image_folder(tmp_path / "flat", splits={"": 6}, size=80)
+    dm = instantiate(
+        compose_cfg(_overrides(CASES[5], root, "dataset.cache=true")).dataset, input_size=32
+    )
+    dm.setup()
+    for path in root.rglob("*.jpg"):
+        path.unlink()  # from here on only the RAM copy exists
+    images, labels = next(iter(dm.train_dataloader()))
+    assert images.shape == (8, 3, 32, 32) and len(labels) == 8
+    cached = dm.datasets["train"].images
+    assert {tuple(image.shape) for image in cached.values()} == {(3, 37, 37)}  # 32 / 0.875

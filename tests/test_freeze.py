@@ -1,0 +1,88 @@
+"""Freezing: frozen blocks keep their weights and BatchNorm statistics through real training."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+
+from mbv3_lightning.data.image_folder import ImageFolderDataModule
+from mbv3_lightning.models.classifier import ImageClassifier
+from mbv3_lightning.models.freeze import feature_blocks, freeze, parse_freeze
+from mbv3_lightning.models.registry import get_spec, list_models
+
+
+def _train_one_step(model: ImageClassifier, root) -> None:
+    datamodule = ImageFolderDataModule(
+        root=str(root), name="tiny", input_size=32, batch_size=8, num_workers=0
+    )
+    trainer = L.Trainer(
+        fast_dev_run=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(model, datamodule=datamodule)
+
+
+def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_frozen_blocks_stay_unchanged_and_the_rest_trains(tiny_dataset):
+    torch.manual_seed(0)
+    model = ImageClassifier(
+        "mobilenet_v3_small", 3, input_size=32, freeze=4, optimizer={"name": "sgd", "lr": 0.1}
+    )
+    blocks = feature_blocks(model.net, get_spec("mobilenet_v3_small"))
+    frozen_before = [_snapshot(b) for b in blocks[:4]]
+    trained_before = [_snapshot(b) for b in blocks[4:]]
+    head_before = model.net.classifier[3].weight.detach().clone()
+
+    _train_one_step(model, tiny_dataset)
+
+    for block, before in zip(blocks[:4], frozen_before, strict=True):
+        after = block.state_dict()  # weights AND BatchNorm running statistics
+        assert all(torch.equal(after[k], before[k]) for k in before)
+    changed = [
+        k
+        for block, before in zip(blocks[4:], trained_before, strict=True)
+        for k, v in block.state_dict().items()
+        if k.endswith(("weight", "running_mean")) and not torch.equal(v, before[k])
+    ]
+    assert len(changed) > 50  # every later block learned and updated its BN statistics
+    assert not torch.equal(model.net.classifier[3].weight, head_before)
+
+    counts = model.parameter_counts()
+    frozen = sum(p.numel() for b in blocks[:4] for p in b.parameters())
+    assert counts["params_trainable"] == counts["params_total"] - frozen
+
+
+def test_freeze_backbone_trains_only_the_new_head():
+    model = ImageClassifier("mobilenet_v3_small", 5, freeze="backbone")
+    assert model.parameter_counts()["params_trainable"] == 1024 * 5 + 5
+    model.train()
+    assert all(not m.training for m in model.net.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert model.net.classifier[3].training
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_freezing_every_feature_block_leaves_only_the_head_part_trainable(name):
+    model = ImageClassifier(name, 3)
+    blocks = feature_blocks(model.net, get_spec(name))
+    in_blocks = sum(p.numel() for b in blocks for p in b.parameters())
+    assert freeze(model.net, get_spec(name), len(blocks)) == in_blocks
+    counts = model.parameter_counts()
+    assert counts["params_trainable"] == counts["params_total"] - in_blocks
+    head = model.net.get_submodule(get_spec(name).head)
+    assert all(p.requires_grad for p in head.parameters())
+
+
+def test_bad_freeze_settings_say_what_is_allowed():
+    assert parse_freeze("3") == 3 and parse_freeze(None) == "none"
+    with pytest.raises(ValueError, match="'none', 'backbone' or a number"):
+        parse_freeze("half")
+    with pytest.raises(ValueError, match=r"only 13 feature blocks; use 0..13"):
+        ImageClassifier("mobilenet_v3_small", 3, freeze=20)

@@ -1,0 +1,106 @@
+"""predict: a checkpoint trained in the session classifies real image files."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mbv3_lightning.inference import load_predictor
+from mbv3_lightning.predict import predict_paths, resolve_inputs, write_predictions_csv
+from mbv3_lightning.run_manifest import manifest_samples
+
+CLASSES = ["apple", "banana", "cherry"]
+
+
+def _test_images(ckpt: Path) -> list[tuple[Path, int]]:
+    return manifest_samples(ckpt, ["test"])
+
+
+def test_predict_names_the_checkpoint_classes_with_probabilities(trained_checkpoint):
+    predictor = load_predictor(trained_checkpoint)
+    samples = _test_images(trained_checkpoint)
+    predictions = predict_paths(predictor, [p for p, _ in samples], k=3, batch_size=5)
+    assert predictor.info.class_names == CLASSES and predictor.info.input_size == 32
+    assert [p.path for p in predictions] == [p for p, _ in samples]  # input order kept
+    for prediction in predictions:
+        names = [name for name, _ in prediction.classes]
+        probabilities = [probability for _, probability in prediction.classes]
+        assert sorted(names) == CLASSES
+        assert sum(probabilities) == pytest.approx(1.0, abs=1e-9)  # top_k = all classes
+        assert probabilities == sorted(probabilities, reverse=True)
+    correct = sum(
+        p.classes[0][0] == CLASSES[label]
+        for p, (_, label) in zip(predictions, samples, strict=True)
+    )
+    assert correct / len(samples) >= 0.9
+
+
+def test_unreadable_files_are_reported_and_skipped(trained_checkpoint, tmp_path):
+    good = [p for p, _ in _test_images(trained_checkpoint)][:2]
+    not_an_image = tmp_path / "notes.jpg"
+    not_an_image.write_text("not an image")
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(good[0].read_bytes()[:40])
+    paths = [good[0], not_an_image, truncated, good[1]]
+    predictions = predict_paths(load_predictor(trained_checkpoint), paths, k=2, batch_size=2)
+    assert [bool(p.error) for p in predictions] == [False, True, True, False]
+    out = tmp_path / "predictions.csv"
+    write_predictions_csv(predictions, out, k=2)
+    with open(out) as f:
+        rows = list(csv.DictReader(f))
+    assert [r["path"] for r in rows] == [str(p) for p in paths]  # nothing lost
+    assert rows[1]["class_1"] == "" and "unreadable image" in rows[1]["error"]
+    assert rows[0]["class_1"] in CLASSES and float(rows[0]["probability_1"]) > 0.0
+
+
+def test_inputs_resolve_from_file_folder_and_glob(tmp_path):
+    from .conftest import write_image
+
+    a = write_image(tmp_path / "photos" / "a.png", (10, 10, 10))
+    b = write_image(tmp_path / "photos" / "nested" / "b.jpg", (10, 10, 10))
+    (tmp_path / "photos" / "readme.txt").write_text("x")
+    assert resolve_inputs(str(a)) == [a]
+    assert resolve_inputs(str(tmp_path / "photos")) == [a, b]
+    assert resolve_inputs(str(tmp_path / "photos" / "**" / "*.jpg")) == [b]
+    with pytest.raises(FileNotFoundError, match="matched no image files"):
+        resolve_inputs(str(tmp_path / "nowhere" / "*.jpg"))
+
+
+def test_a_checkpoint_without_model_hyperparameters_is_refused(tmp_path):
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(ValueError, match="no `arch`/`num_classes`"):
+        load_predictor(foreign)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_predictor(tmp_path / "missing.ckpt")
+
+
+def test_cli_prints_a_table_and_writes_csv_into_its_run_dir(trained_checkpoint, tmp_path):
+    images = sorted({p.parent for p, _ in _test_images(trained_checkpoint)})[0].parent
+    run_dir = tmp_path / "predict_run"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mbv3_lightning.predict",
+            f"ckpt_path={trained_checkpoint}",
+            f"inputs={images}",
+            "top_k=2",
+            "batch_size=4",
+            f"hydra.run.dir={run_dir}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "mobilenet_v3_small (PyTorch eager) on 12 file(s)" in result.stdout
+    with open(run_dir / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 12 and all(r["class_1"] in CLASSES for r in rows)
+    assert not list(images.rglob("predictions.csv"))  # nothing written next to the inputs

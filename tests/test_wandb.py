@@ -1,0 +1,174 @@
+"""W&B, offline: what the run files of W&B hold after real runs (identity, summary, plots)."""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from mbv3_lightning.train import run
+from mbv3_lightning.wandb_logging import WANDB_RUN_ID_KEY
+
+from .conftest import FAST_OVERRIDES, make_image_folder
+
+_BLOCK = 32 * 1024  # the .wandb file is a LevelDB-style log of 32 KiB blocks
+_FULL, _LAST = 1, 4
+
+
+def read_wandb_records(path: Path) -> list:
+    """Every record of an offline ``run-<id>.wandb`` file, as W&B's protobuf messages.
+
+    (wandb >= 0.19 no longer ships a Python reader for its own log format.)
+    """
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B", f"{path} is not a W&B log"
+    records, pending, pos = [], b"", 7
+    while pos + 7 <= len(data):
+        left_in_block = _BLOCK - pos % _BLOCK
+        if left_in_block < 7:  # too small for a record header: zero padding
+            pos += left_in_block
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        if length == 0 and kind == 0:
+            pos += left_in_block
+            continue
+        if pos + 7 + length > len(data):
+            break  # the writer is mid-record
+        pending += data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind in (_FULL, _LAST):
+            record = pb.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+            pending = b""
+    return records
+
+
+def finished_records(run_dir: Path, wait_s: float = 120.0) -> list:
+    """The records of a finished offline run. W&B's service process writes the file after
+    ``wandb.finish()`` returns, so wait for the final ``exit`` record."""
+    (log_file,) = run_dir.glob("run-*.wandb")
+    deadline = time.monotonic() + wait_s
+    while True:
+        records = read_wandb_records(log_file)
+        if any(r.WhichOneof("record_type") == "exit" for r in records):
+            return records
+        assert time.monotonic() < deadline, f"{log_file} has no exit record: run not finished"
+        time.sleep(0.5)
+
+
+def offline_run(run_dir: Path) -> dict:
+    """Identity, summary keys and logged keys of an offline run directory."""
+    info: dict = {"summary": set(), "history": set()}
+    for record in finished_records(run_dir):
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            info.update(
+                id=record.run.run_id,
+                group=record.run.run_group,
+                name=record.run.display_name,
+                job_type=record.run.job_type,
+                tags=list(record.run.tags),
+                config={u.key for u in record.run.config.update},
+            )
+        elif kind == "summary":
+            # media are nested (figures/roc -> path, size, ...); keep the logged name only
+            info["summary"] |= {u.key or u.nested_key[0] for u in record.summary.update}
+        elif kind == "history":
+            info["history"] |= {i.key or i.nested_key[0] for i in record.history.item}
+        elif kind == "config":
+            info.setdefault("config", set()).update(u.key for u in record.config.update)
+    return info
+
+
+def _overrides(root: Path, *extra: str) -> list[str]:
+    return [
+        "dataset=image_folder",
+        f"dataset.root={root}",
+        *FAST_OVERRIDES,
+        "debug=limit",
+        "model.input_size=32",
+        "logger=wandb",
+        "+timing.repeats=5",
+        *extra,
+    ]
+
+
+def test_run_logs_its_results_and_a_resume_continues_the_same_wandb_run(
+    compose_cfg, tiny_dataset, tmp_path
+):
+    out = tmp_path / "run"
+    run(compose_cfg(_overrides(tiny_dataset, "trainer.max_epochs=1"), out))
+    (first_dir,) = (out / "wandb").glob("offline-run-*")
+    first = offline_run(first_dir)
+    assert first["name"] == "mobilenet_v3_small-image_folder-s42"
+    assert first["group"] == "train"  # a single run outside a sweep: the task name
+    assert first["job_type"] == "image_folder"
+    assert first["tags"] == ["dev"]
+    assert {"model", "dataset", "optimizer", "trainer"} <= first["config"]  # the Hydra config
+    assert {
+        "test/acc",
+        "test/auroc",
+        "test/f1",
+        "val/acc_best",
+        "best_epoch",
+        "params",
+        "macs",
+        "test_ms_per_image/median",
+        "test_images_per_s",
+    } <= first["summary"]
+    assert {"train/loss", "val/acc", "val/loss"} <= first["history"]  # per-epoch curves
+    assert {
+        "test/roc_table",  # W&B stores a chart's data as <key>_table
+        "test/confusion_matrix_table",
+        "test/per_class",
+        "figures/curves",
+        "figures/roc",
+        "figures/confusion",
+    } <= first["history"]
+    last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last[WANDB_RUN_ID_KEY] == first["id"]
+
+    resumed_cfg = compose_cfg(
+        _overrides(tiny_dataset, "trainer.max_epochs=2", f"ckpt_path={out}/checkpoints/last.ckpt"),
+        out,
+    )
+    assert run(resumed_cfg)["epochs"] == 2
+    runs = sorted((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2  # offline, each attempt writes its own log of the same run
+    assert {offline_run(d)["id"] for d in runs} == {first["id"]}
+
+
+def test_multirun_jobs_are_separate_wandb_runs_in_one_group(tmp_path):
+    root = make_image_folder(tmp_path / "data", classes=("x", "y"), splits={"train": 6, "test": 2})
+    sweep_dir = tmp_path / "sweep"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mbv3_lightning",
+            "-m",
+            "seed=1,2",
+            *_overrides(root, "trainer.max_epochs=1", f"hydra.sweep.dir={sweep_dir}"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = [offline_run(d) for d in sorted(sweep_dir.glob("*/wandb/offline-run-*"))]
+    assert len(runs) == 2
+    assert runs[0]["id"] != runs[1]["id"]
+    assert {r["name"] for r in runs} == {
+        "mobilenet_v3_small-image_folder-s1",
+        "mobilenet_v3_small-image_folder-s2",
+    }
+    group = f"train-{sweep_dir.parent.name}-{sweep_dir.name}"
+    assert [r["group"] for r in runs] == [group, group]
