@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks of mbv3-lightning: `python -m benchmarks.run` (see README)."""

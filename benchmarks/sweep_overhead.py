@@ -1,0 +1,63 @@
+"""Goal 6: what one sweep cell costs beyond `fit`: Hydra composition, instantiation, loggers."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+
+from benchmarks.timing import median
+from mbv3_lightning.config import CONFIG_NAME, config_dir, register_resolvers
+from mbv3_lightning.train import run as train_run
+
+GOAL_S = 3.0
+
+
+def _cell(overrides: list[str], output_dir: Path) -> dict[str, float]:
+    """Compose and run one `debug=fast` cell in-process, as a multirun job does."""
+    start = time.perf_counter()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(CONFIG_NAME, overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+        cfg.paths.output_dir = str(output_dir)
+    summary = train_run(cfg)
+    total = time.perf_counter() - start
+    return {"total_s": total, "fit_s": summary["train_time_s"]}
+
+
+def run(device: str, quick: bool) -> dict:
+    logging.getLogger("lightning").setLevel(logging.WARNING)
+    register_resolvers()
+    accelerator = "gpu" if device.startswith("cuda") else "cpu"
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for logger in ("csv", "wandb"):
+            overrides = ["debug=fast", f"logger={logger}", f"trainer.accelerator={accelerator}"]
+            cells = [_cell(overrides, Path(tmp) / f"{logger}-{i}") for i in range(3)]
+            # The first cell also pays one-off imports; a multirun pays them once.
+            steady = [c["total_s"] - c["fit_s"] for c in cells[1:]]
+            rows.append(
+                {
+                    "logger": logger,
+                    "first_cell_overhead_s": round(cells[0]["total_s"] - cells[0]["fit_s"], 2),
+                    "cell_overhead_s": round(median(steady), 2),
+                    "cell_fit_s": round(median([c["fit_s"] for c in cells[1:]]), 2),
+                }
+            )
+    worst = max(r["cell_overhead_s"] for r in rows)
+    return {
+        "title": "Sweep overhead per debug=fast cell (seconds outside fit)",
+        "goal": f"<= {GOAL_S} s",
+        "ratio": worst,
+        "met": worst <= GOAL_S,
+        "rows": rows,
+    }
