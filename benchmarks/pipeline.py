@@ -1,0 +1,114 @@
+"""Goal 2: training images/s fed by the real DataModule vs pre-decoded tensors in memory.
+
+All variants run the same training step (mobilenet_v3_small at the demo's 100 px, batch 32,
+one epoch of the bundled demo's training split); only what feeds the batches differs:
+- ``tensors``: the batches already decoded, augmented and collated in RAM (the upper bound);
+- ``datamodule``: the demo's DataModule as configured by default (RAM cache, workers);
+- ``no_cache (torchvision.io)`` / ``no_cache (PIL)``: decoding every image every epoch.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import instantiate
+from torch.utils.data import DataLoader
+from torchvision.transforms.v2 import functional as TF
+
+from benchmarks.timing import interleaved, median, sync
+from mbv3_lightning.config import CONFIG_NAME, config_dir, register_resolvers
+from mbv3_lightning.data.images import ImageListDataset, load_rgb
+from mbv3_lightning.models.registry import create_model
+
+GOAL = 0.90
+
+
+class _PilDataset(ImageListDataset):
+    """The same samples and transforms, decoded with PIL instead of torchvision.io."""
+
+    def __getitem__(self, index: int):
+        path, label = self.samples[index]
+        return self.transform(TF.pil_to_tensor(load_rgb(path))), label
+
+
+def _datamodule(**overrides: object):
+    """The bundled demo's DataModule exactly as `python -m mbv3_lightning` builds it."""
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(CONFIG_NAME)
+    GlobalHydra.instance().clear()
+    dm = instantiate(cfg.dataset, input_size=100, **overrides)
+    dm.setup("fit")
+    return dm
+
+
+def _epoch_seconds(loader_factory, device: str, channels_last: bool) -> float:
+    """Seconds for one pass over the loader with a real training step per batch."""
+    torch.manual_seed(0)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    net = create_model("mobilenet_v3_small", 10).to(device, memory_format=memory_format).train()
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    loader = loader_factory()
+    sync(device)
+    start = time.perf_counter()
+    for images, labels in loader:
+        images = images.to(device).contiguous(memory_format=memory_format)
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(net(images), labels.to(device)).backward()
+        opt.step()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def run(device: str, quick: bool) -> dict:
+    default = _datamodule()
+    uncached = _datamodule(cache=False)
+    batches = list(default.train_dataloader())  # decoded + augmented once, kept in RAM
+    pil = DataLoader(
+        _PilDataset(uncached.datasets["train"].samples, uncached.datasets["train"].transform),
+        batch_size=uncached.batch_size,
+        shuffle=True,
+        num_workers=uncached.num_workers,
+        drop_last=True,
+    )
+    variants = {
+        "tensors": lambda: batches,
+        "datamodule": default.train_dataloader,
+        "no_cache (torchvision.io)": uncached.train_dataloader,
+        "no_cache (PIL)": lambda: pil,
+    }
+    times = interleaved(
+        {
+            name: partial(_epoch_seconds, factory, device, channels_last=True)
+            for name, factory in variants.items()
+        },
+        repeats=2 if quick else 3,
+    )
+    images = len(batches) * default.batch_size
+    reference = images / median(times["tensors"])
+    rows = [
+        {
+            "feed": name,
+            "img_s": round(images / median(times[name]), 1),
+            "ratio_to_tensors": round(images / median(times[name]) / reference, 3),
+            "cache": default.cache if name == "datamodule" else name == "tensors",
+            "workers": default.num_workers if name != "tensors" else 0,
+        }
+        for name in variants
+    ]
+    ratio = rows[1]["ratio_to_tensors"]
+    return {
+        "title": "Input pipeline: training images/s by what feeds the batches (demo, 100 px)",
+        "goal": f"datamodule / tensors >= {GOAL}",
+        "ratio": ratio,
+        "met": ratio >= GOAL,
+        "rows": rows,
+        "root": str(Path(default.root)),
+    }
