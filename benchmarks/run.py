@@ -31,6 +31,7 @@ BENCHMARKS = {
     "latency": "benchmarks.latency",
     "sweep_overhead": "benchmarks.sweep_overhead",
     "memory": "benchmarks.memory",
+    "demo": "benchmarks.demo_speed",
 }
 
 

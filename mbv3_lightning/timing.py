@@ -14,6 +14,18 @@ from torch import nn
 from mbv3_lightning.latency import measure_latency
 
 
+def _memory_format(net: nn.Module) -> torch.memory_format:
+    """The layout the network's convolution weights are in (NCHW or channels_last)."""
+    weight = next((p for p in net.parameters() if p.ndim == 4), None)
+    if (
+        weight is not None
+        and not weight.is_contiguous()
+        and weight.is_contiguous(memory_format=torch.channels_last)
+    ):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 @torch.inference_mode()
 def time_inference(
     net: nn.Module,
@@ -35,13 +47,17 @@ def time_inference(
         raise ValueError("timing.warmup, timing.repeats and timing.batch_repeats must be >= 1.")
     device = next(net.parameters()).device
     was_training = net.training
+    trained_layout = _memory_format(net)
     net.eval()
-    images = images.to(device)
+    images = images.to(device).contiguous(memory_format=trained_layout)
     try:
-        singles = itertools.cycle(images[i].unsqueeze(0) for i in range(len(images)))
-        single = measure_latency(lambda: net(next(singles)), repeats, warmup=warmup, device=device)
         batch = measure_latency(lambda: net(images), batch_repeats, warmup=1, device=device)
+        # Batch-1 deployment (predict, export) runs NCHW: faster than channels_last at batch 1.
+        net.to(memory_format=torch.contiguous_format)
+        singles = itertools.cycle(images[i].unsqueeze(0).contiguous() for i in range(len(images)))
+        single = measure_latency(lambda: net(next(singles)), repeats, warmup=warmup, device=device)
     finally:
+        net.to(memory_format=trained_layout)
         net.train(was_training)
     return {
         "test_ms_per_image": {

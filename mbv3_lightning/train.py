@@ -109,6 +109,7 @@ def build_components(
         class_names=list(datamodule.class_names),
         class_weights=getattr(datamodule, "class_weights", None),
         input_size=input_size,
+        channels_last=cfg.get("channels_last", True),
         optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
         scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True),
         _convert_="all",

@@ -36,6 +36,7 @@ class ImageClassifier(L.LightningModule):
         weights_path: str | None = None,
         freeze: str | int | None = "none",
         class_weights: list[float] | None = None,
+        channels_last: bool = True,
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
         **arch_kwargs: Any,
@@ -80,6 +81,19 @@ class ImageClassifier(L.LightningModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
 
+    @property
+    def memory_format(self) -> torch.memory_format:
+        """Layout of training and evaluation batches (``channels_last``: NHWC).
+
+        Measured here (benchmarks/): channels_last trains mobilenet_v3_small about 1.6x faster
+        on CPU and is the usual choice on GPUs; batch-1 inference is faster contiguous, so the
+        test-time timing, predict and export keep NCHW.
+        """
+        return torch.channels_last if self.hparams.channels_last else torch.contiguous_format
+
+    def setup(self, stage: str) -> None:
+        self.net.to(memory_format=self.memory_format)
+
     def train(self, mode: bool = True) -> ImageClassifier:
         """Train mode everywhere except the BatchNorm layers of frozen blocks."""
         super().train(mode)
@@ -110,6 +124,7 @@ class ImageClassifier(L.LightningModule):
 
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         images, targets = batch
+        images = images.contiguous(memory_format=self.memory_format)
         loss, logits = self.compute_loss(self(images), targets, stage)
         probs = logits.detach().float().softmax(dim=1)
         self._metrics(stage).update(probs, targets)
