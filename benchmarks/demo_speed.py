@@ -22,7 +22,7 @@ OLD_DEFAULTS = ["channels_last=false", "dataset.cache=false", "dataset.num_worke
 
 
 def _demo(overrides: list[str], workdir: Path, results: list[dict]) -> float:
-    run_dir = workdir / f"run{len(results)}"
+    run_dir = Path(tempfile.mkdtemp(dir=workdir))  # a fresh run directory per run
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "mbv3_lightning", f"hydra.run.dir={run_dir}", *overrides],

@@ -16,14 +16,20 @@ FRUITS360_CLASSES = 131
 
 # Runs in a fresh interpreter so its peak RSS is its own; prints JSON on the last line.
 _SCAN_SCRIPT = """
-import json, resource, sys
+import json, sys
 from mbv3_lightning.data.image_folder import ImageFolderDataModule
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-dm = ImageFolderDataModule(sys.argv[1], num_workers=0, input_size=100, output_dir=sys.argv[2])
+
+def rss_mb(field):  # VmRSS: resident now; VmHWM: peak so far
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1]) / 1024
+
+base = rss_mb("VmRSS")
+dm = ImageFolderDataModule(sys.argv[1], num_workers=0, input_size=100, output_dir=sys.argv[2],
+                           cache=False)
 dm.setup()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"images": sum(len(d) for d in dm.datasets.values()),
-                  "baseline_mb": base / 1024, "peak_mb": peak / 1024}))
+                  "baseline_mb": base, "after_mb": rss_mb("VmRSS"), "peak_mb": rss_mb("VmHWM")}))
 """
 
 _DEMO_SCRIPT = """
@@ -67,11 +73,13 @@ def run(device: str, quick: bool) -> dict:
             check=True,
         )
         result = _last_json_line(scan.stdout)
-        growth = result["peak_mb"] - result["baseline_mb"]
+        growth = result["after_mb"] - result["baseline_mb"]
         rows.append(
             {
                 "what": f"scan + setup of {result['images']:,} JPEGs (no cache)",
                 "peak_rss_mb": round(result["peak_mb"], 1),
+                "rss_before_scan_mb": round(result["baseline_mb"], 1),
+                "rss_after_scan_mb": round(result["after_mb"], 1),
                 "growth_mb": round(growth, 1),
                 "bytes_per_image": round(growth * 2**20 / result["images"]),
             }

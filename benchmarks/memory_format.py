@@ -15,7 +15,7 @@ GOAL = 1.8  # mobilenet_v3_small training at 224 px on CPU
 FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
-def _steps_seconds(name: str, fmt: str, mode: str, batch: int, steps: int, device: str) -> float:
+def steps_seconds(name: str, fmt: str, mode: str, batch: int, steps: int, device: str) -> float:
     """Seconds for ``steps`` training steps or inference batches after one warm-up step."""
     torch.manual_seed(0)
     size = get_spec(name).input_size
@@ -58,7 +58,7 @@ def run(device: str, quick: bool) -> dict:
         for mode, batch, steps in (("train", 16, 3), ("eval", 32, 3), ("eval", 1, 20)):
             times = interleaved(
                 {
-                    fmt: partial(_steps_seconds, name, fmt, mode, batch, steps, device)
+                    fmt: partial(steps_seconds, name, fmt, mode, batch, steps, device)
                     for fmt in FORMATS
                 },
                 repeats=2,

@@ -76,6 +76,20 @@ def to_markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _save(results: dict, previous: dict, json_path: Path) -> None:
+    """Write JSON + markdown; benchmarks not rerun today keep their earlier results."""
+    merged = {
+        **results,
+        "benchmarks": {
+            name: results["benchmarks"].get(name) or previous[name]
+            for name in BENCHMARKS
+            if name in results["benchmarks"] or name in previous
+        },
+    }
+    json_path.write_text(json.dumps(merged, indent=2))
+    json_path.with_suffix(".md").write_text(to_markdown(merged))
+
+
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -92,20 +106,23 @@ def main(argv: list[str] | None = None) -> Path:
     os.environ.setdefault("WANDB_SILENT", "true")
     logging.basicConfig(level=logging.WARNING)
 
+    stem = f"{dt.date.today().isoformat()}-{socket.gethostname()}"
+    json_path = RESULTS_DIR / f"{stem}.json"
+    # `--only` reruns some benchmarks and keeps today's results of the others.
+    previous = json.loads(json_path.read_text())["benchmarks"] if json_path.exists() else {}
     results = {"environment": environment(args.device), "quick": args.quick, "benchmarks": {}}
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     for name in selected:
         started = time.perf_counter()
         print(f"[benchmarks] {name} ...", flush=True)
         bench = importlib.import_module(BENCHMARKS[name]).run(args.device, args.quick)
         bench["seconds"] = round(time.perf_counter() - started, 1)
+        bench["measured_at"] = dt.datetime.now().isoformat(timespec="seconds")
         results["benchmarks"][name] = bench
         print(f"[benchmarks] {name}: {bench['ratio']} ({bench['goal']})", flush=True)
+        # Saved after every benchmark, so a failure later loses nothing measured so far.
+        _save(results, previous, json_path)
 
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    stem = f"{dt.date.today().isoformat()}-{socket.gethostname()}"
-    json_path = RESULTS_DIR / f"{stem}.json"
-    json_path.write_text(json.dumps(results, indent=2))
-    (RESULTS_DIR / f"{stem}.md").write_text(to_markdown(results))
     print(f"[benchmarks] wrote {json_path} and {json_path.with_suffix('.md')}")
     return json_path
 

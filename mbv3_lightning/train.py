@@ -139,6 +139,9 @@ def _train_and_test(cfg: DictConfig) -> dict[str, Any]:
     datamodule, model, callbacks, loggers = build_components(cfg)
     _multirun_safe_strategy(cfg)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    if cfg.get("compile", False):
+        # In place (nn.Module.compile), so state-dict keys and checkpoints stay unchanged.
+        model.net.compile()
     counts = model.parameter_counts()
     log.info(
         "Model %s at %d px: %s of %s parameters trainable.",

@@ -158,3 +158,19 @@ def test_demo_reaches_paper_grade_accuracy(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert metrics["metrics"]["test/acc"] >= 0.95
+
+
+@pytest.mark.slow
+def test_compiled_network_trains_and_checkpoints_plain_keys(compose_cfg, tiny_dataset, tmp_path):
+    """`compile=true` compiles in place: training works and checkpoints load uncompiled."""
+    import torch
+
+    out = tmp_path / "run"
+    cfg = compose_cfg(
+        _overrides(tiny_dataset, "debug=limit", "model.input_size=32", "compile=true"), out
+    )
+    summary = run(cfg)
+    assert 0.0 <= summary["metrics"]["test/acc"] <= 1.0
+    state = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert "net.features.0.0.weight" in state
+    assert not any("_orig_mod" in key for key in state)
