@@ -47,17 +47,18 @@ def time_inference(
         raise ValueError("timing.warmup, timing.repeats and timing.batch_repeats must be >= 1.")
     device = next(net.parameters()).device
     was_training = net.training
-    trained_layout = _memory_format(net)
     net.eval()
-    images = images.to(device).contiguous(memory_format=trained_layout)
+    # The layout the network was trained in: channels_last was faster here at batch 1 too
+    # (benchmarks/, memory format table), so single images use it as well.
+    layout = _memory_format(net)
+    images = images.to(device).contiguous(memory_format=layout)
     try:
-        batch = measure_latency(lambda: net(images), batch_repeats, warmup=1, device=device)
-        # Batch-1 deployment (predict, export) runs NCHW: faster than channels_last at batch 1.
-        net.to(memory_format=torch.contiguous_format)
-        singles = itertools.cycle(images[i].unsqueeze(0).contiguous() for i in range(len(images)))
+        singles = itertools.cycle(
+            images[i].unsqueeze(0).contiguous(memory_format=layout) for i in range(len(images))
+        )
         single = measure_latency(lambda: net(next(singles)), repeats, warmup=warmup, device=device)
+        batch = measure_latency(lambda: net(images), batch_repeats, warmup=1, device=device)
     finally:
-        net.to(memory_format=trained_layout)
         net.train(was_training)
     return {
         "test_ms_per_image": {

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -68,6 +70,19 @@ def make_image_folder(
                 seed = zlib.crc32(f"{split}/{c}/{i}".encode())
                 write_image(base / name / f"{i:03d}{suffix}", CLASS_COLOURS[c], size, seed)
     return root
+
+
+def run_module(
+    module: str, *args: str, cwd: Path, timeout: float = 900
+) -> subprocess.CompletedProcess:
+    """``python -m <module> <args>`` in ``cwd``, as a user types it; output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture

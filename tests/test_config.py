@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from mbv3_lightning.models.registry import list_models
 from mbv3_lightning.resources import resource_path
 from mbv3_lightning.train import resolve_input_size, run
 
-from .conftest import FAST_OVERRIDES
+from .conftest import FAST_OVERRIDES, run_module
 
 MODEL_CONFIGS = sorted(p.stem for p in (resource_path("conf") / "model").glob("*.yaml"))
 
@@ -38,13 +37,7 @@ def test_model_input_size_overrides_dataset_hint(compose_cfg):
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mbv3_lightning", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_module("mbv3_lightning", *args, cwd=cwd, timeout=300)
 
 
 def test_unknown_model_group_lists_the_choices(tmp_path):

@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
-from .conftest import FAST_OVERRIDES, make_image_folder
+from .conftest import FAST_OVERRIDES, make_image_folder, run_module
 
 DDP_ON_CPU = ["trainer=ddp_cpu", "trainer.devices=2"]
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mbv3_lightning", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    return run_module("mbv3_lightning", *args, cwd=cwd)
 
 
 def test_ddp_with_two_cpu_processes(tmp_path):

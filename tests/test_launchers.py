@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
-from .conftest import FAST_OVERRIDES, make_image_folder
+from .conftest import FAST_OVERRIDES, make_image_folder, run_module
 
 
 def _multirun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mbv3_lightning", "-m", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    return run_module("mbv3_lightning", "-m", *args, cwd=cwd)
 
 
 def _cell_overrides(root: str) -> list[str]:

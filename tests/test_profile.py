@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import subprocess
-import sys
 
 import pytest
 import torch
@@ -13,15 +12,11 @@ import torch
 from mbv3_lightning.models.complexity import LAYER_KINDS
 from mbv3_lightning.profile import cpu_latency_ms
 
+from .conftest import run_module
+
 
 def _profile(tmp_path, *overrides: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mbv3_lightning.profile", *overrides],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_module("mbv3_lightning.profile", *overrides, cwd=tmp_path, timeout=600)
 
 
 def test_multirun_profiles_every_model_into_one_table(tmp_path):

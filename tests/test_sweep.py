@@ -18,7 +18,7 @@ from mbv3_lightning.callbacks import NonFiniteLossError
 from mbv3_lightning.resources import resource_path
 from mbv3_lightning.train import resolve_input_size, run
 
-from .conftest import FAST_OVERRIDES, make_image_folder
+from .conftest import FAST_OVERRIDES, make_image_folder, run_module
 
 # Tiny, deterministic cells: 32 px images, 3 classes, a few batches per epoch.
 CELL_OVERRIDES = [
@@ -31,13 +31,7 @@ CELL_OVERRIDES = [
 
 
 def _multirun(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mbv3_lightning", "-m", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_module("mbv3_lightning", "-m", *args, cwd=cwd, timeout=timeout)
 
 
 def _json(path: Path) -> dict:

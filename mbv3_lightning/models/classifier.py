@@ -85,9 +85,9 @@ class ImageClassifier(L.LightningModule):
     def memory_format(self) -> torch.memory_format:
         """Layout of training and evaluation batches (``channels_last``: NHWC).
 
-        Measured here (benchmarks/): channels_last trains mobilenet_v3_small about 1.6x faster
-        on CPU and is the usual choice on GPUs; batch-1 inference is faster contiguous, so the
-        test-time timing, predict and export keep NCHW.
+        Measured here (benchmarks/): channels_last trains and evaluates every registry model
+        faster on this CPU (1.07x AlexNet to 1.7x MobileNetV2 in training), batch 1 included,
+        and it is the usual choice on GPUs with mixed precision.
         """
         return torch.channels_last if self.hparams.channels_last else torch.contiguous_format
 
