@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from ptflops import get_model_complexity_info
@@ -57,6 +59,27 @@ def layer_kind(module: nn.Module) -> str | None:
     return "regular conv"
 
 
+def _forward_with_hooks(
+    net: nn.Module,
+    input_size: int,
+    hook: Callable[[nn.Module, Any, Any], None],
+    select: Callable[[nn.Module], object] = lambda _module: True,
+) -> nn.Module:
+    """One eval forward pass of a copy of ``net`` with ``hook`` on the selected modules.
+
+    Returns the copy, whose modules the hook saw (the real network is never touched).
+    """
+    probe = copy.deepcopy(net).eval()
+    hooks = [m.register_forward_hook(hook) for m in probe.modules() if select(m)]
+    try:
+        with torch.inference_mode():
+            probe(torch.zeros(1, 3, input_size, input_size))
+    finally:
+        for handle in hooks:
+            handle.remove()
+    return probe
+
+
 def layer_breakdown(net: nn.Module, input_size: int) -> dict[str, dict[str, float]]:
     """MACs and parameters per layer kind, as in the MobileNet paper's Table 2.
 
@@ -77,14 +100,7 @@ def layer_breakdown(net: nn.Module, input_size: int) -> dict[str, dict[str, floa
         totals[kind]["macs"] += macs
         totals[kind]["params"] += sum(p.numel() for p in module.parameters(recurse=False))
 
-    probe = copy.deepcopy(net).eval()
-    hooks = [m.register_forward_hook(count) for m in probe.modules() if layer_kind(m)]
-    try:
-        with torch.inference_mode():
-            probe(torch.zeros(1, 3, input_size, input_size))
-    finally:
-        for hook in hooks:
-            hook.remove()
+    _forward_with_hooks(net, input_size, count, select=layer_kind)
     all_macs = sum(t["macs"] for t in totals.values()) or 1
     all_params = sum(t["params"] for t in totals.values()) or 1
     return {
@@ -105,17 +121,7 @@ def inference_parameters(net: nn.Module, input_size: int) -> int:
     (27.16 M total, 23.83 M at inference, the number papers quote).
     """
     used: set[int] = set()
-    probe = copy.deepcopy(net).eval()
-    hooks = [
-        m.register_forward_hook(lambda module, _i, _o: used.add(id(module)))
-        for m in probe.modules()
-    ]
-    try:
-        with torch.inference_mode():
-            probe(torch.zeros(1, 3, input_size, input_size))
-    finally:
-        for hook in hooks:
-            hook.remove()
+    probe = _forward_with_hooks(net, input_size, lambda module, _i, _o: used.add(id(module)))
     return sum(
         p.numel() for m in probe.modules() if id(m) in used for p in m.parameters(recurse=False)
     )
