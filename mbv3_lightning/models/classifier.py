@@ -124,7 +124,8 @@ class ImageClassifier(L.LightningModule):
 
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         images, targets = batch
-        images = images.contiguous(memory_format=self.memory_format)
+        if images.ndim == 4:  # image batches; other inputs (e.g. features) keep their layout
+            images = images.contiguous(memory_format=self.memory_format)
         loss, logits = self.compute_loss(self(images), targets, stage)
         probs = logits.detach().float().softmax(dim=1)
         self._metrics(stage).update(probs, targets)
