@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,7 @@ import pytest
 from mbv3_lightning.models.optim import cosine_factor
 from mbv3_lightning.train import run
 
-from .conftest import FAST_OVERRIDES, make_image_folder
+from .conftest import FAST_OVERRIDES, make_image_folder, run_module
 
 
 def _overrides(root: Path, *extra: str) -> list[str]:
@@ -114,24 +112,18 @@ def test_multirun_grid_gives_every_job_its_own_directory(tmp_path):
         for name, classes in (("data_a", ("x", "y")), ("data_b", ("p", "q", "r")))
     ]
     sweep_dir = tmp_path / "sweep"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mbv3_lightning",
-            "-m",
-            "model=mobilenet_v3_small,mobilenet_v3_large",
-            "dataset=image_folder",
-            f"dataset.root={roots[0]},{roots[1]}",
-            "debug=limit",
-            "model.input_size=32",
-            "logger=wandb",
-            f"hydra.sweep.dir={sweep_dir}",
-            *FAST_OVERRIDES,
-        ],
+    result = run_module(
+        "mbv3_lightning",
+        "-m",
+        "model=mobilenet_v3_small,mobilenet_v3_large",
+        "dataset=image_folder",
+        f"dataset.root={roots[0]},{roots[1]}",
+        "debug=limit",
+        "model.input_size=32",
+        "logger=wandb",
+        f"hydra.sweep.dir={sweep_dir}",
+        *FAST_OVERRIDES,
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -148,13 +140,7 @@ def test_multirun_grid_gives_every_job_its_own_directory(tmp_path):
 @pytest.mark.slow
 def test_demo_reaches_paper_grade_accuracy(tmp_path):
     """The README's demo command, unchanged: >= 0.95 test accuracy on the bundled test split."""
-    result = subprocess.run(
-        [sys.executable, "-m", "mbv3_lightning", f"hydra.run.dir={tmp_path / 'demo'}"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    result = run_module("mbv3_lightning", f"hydra.run.dir={tmp_path / 'demo'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert metrics["metrics"]["test/acc"] >= 0.95

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import struct
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,7 +11,7 @@ import torch
 from mbv3_lightning.train import run
 from mbv3_lightning.wandb_logging import WANDB_RUN_ID_KEY
 
-from .conftest import FAST_OVERRIDES, make_image_folder
+from .conftest import FAST_OVERRIDES, make_image_folder, run_module
 
 _BLOCK = 32 * 1024  # the .wandb file is a LevelDB-style log of 32 KiB blocks
 _FULL, _LAST = 1, 4
@@ -148,18 +146,12 @@ def test_run_logs_its_results_and_a_resume_continues_the_same_wandb_run(
 def test_multirun_jobs_are_separate_wandb_runs_in_one_group(tmp_path):
     root = make_image_folder(tmp_path / "data", classes=("x", "y"), splits={"train": 6, "test": 2})
     sweep_dir = tmp_path / "sweep"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mbv3_lightning",
-            "-m",
-            "seed=1,2",
-            *_overrides(root, "trainer.max_epochs=1", f"hydra.sweep.dir={sweep_dir}"),
-        ],
+    result = run_module(
+        "mbv3_lightning",
+        "-m",
+        "seed=1,2",
+        *_overrides(root, "trainer.max_epochs=1", f"hydra.sweep.dir={sweep_dir}"),
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
