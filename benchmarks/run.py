@@ -67,13 +67,18 @@ def to_markdown(results: dict) -> str:
             f" {bench['seconds']:.0f} s.",
             "",
         ]
-        columns = list(bench["rows"][0])
-        lines.append("| " + " | ".join(columns) + " |")
-        lines.append("|" + "---|" * len(columns))
-        for row in bench["rows"]:
-            lines.append("| " + " | ".join(str(row.get(c, "")) for c in columns) + " |")
-        lines.append("")
+        lines += _table(bench["rows"])
+        # Optional supporting tables, e.g. the profile behind a ratio.
+        for table in bench.get("tables", []):
+            lines += [f"### {table['title']}", "", *_table(table["rows"])]
     return "\n".join(lines)
+
+
+def _table(rows: list[dict]) -> list[str]:
+    columns = list(dict.fromkeys(key for row in rows for key in row))  # all keys, in order
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return [*lines, ""]
 
 
 def _save(results: dict, previous: dict, json_path: Path) -> None:
