@@ -14,15 +14,21 @@ from PIL import Image
 FRUITS360_TRAIN_IMAGES = 90_000  # the paper's version: 67,692 train + 22,688 test = 90,380
 FRUITS360_CLASSES = 131
 
-# Runs in a fresh interpreter so its peak RSS is its own; prints JSON on the last line.
-_SCAN_SCRIPT = """
-import json, sys
-from mbv3_lightning.data.image_folder import ImageFolderDataModule
-
+# The scripts below run in fresh interpreters and print JSON on their last line. They read
+# the peak from /proc (VmHWM), not getrusage: Linux carries ru_maxrss across exec, so a child
+# started by this (by then multi-GB) benchmark process would report the parent's peak.
+_RSS_MB = """
 def rss_mb(field):  # VmRSS: resident now; VmHWM: peak so far
     for line in open("/proc/self/status"):
         if line.startswith(field):
             return int(line.split()[1]) / 1024
+"""
+
+_SCAN_SCRIPT = (
+    _RSS_MB
+    + """
+import json, sys
+from mbv3_lightning.data.image_folder import ImageFolderDataModule
 
 base = rss_mb("VmRSS")
 dm = ImageFolderDataModule(sys.argv[1], num_workers=0, input_size=100, output_dir=sys.argv[2],
@@ -31,16 +37,20 @@ dm.setup()
 print(json.dumps({"images": sum(len(d) for d in dm.datasets.values()),
                   "baseline_mb": base, "after_mb": rss_mb("VmRSS"), "peak_mb": rss_mb("VmHWM")}))
 """
+)
 
-_DEMO_SCRIPT = """
-import json, resource, runpy, sys
+_DEMO_SCRIPT = (
+    _RSS_MB
+    + """
+import json, runpy, sys
 sys.argv = ["mbv3_lightning", *sys.argv[1:]]
 try:
     runpy.run_module("mbv3_lightning", run_name="__main__")
 except SystemExit:
     pass
-print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({"peak_mb": rss_mb("VmHWM")}))
 """
+)
 
 
 def make_synthetic_fruits360(root: Path, total: int) -> Path:

@@ -1,7 +1,7 @@
 """One "predictor" for every model file: a Lightning checkpoint, an ONNX or a TorchScript export.
 
 predict, export and the web page all go through :func:`load_predictor`, so an image is
-read (``load_rgb``), resized and normalised (``eval_transform``) exactly as in evaluation,
+read (``load_rgb``), resized and normalised (``EvalTransform``) exactly as in evaluation,
 whatever runs the network.
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mbv3_lightning.data.transforms import eval_transform
+from mbv3_lightning.data.transforms import EvalTransform
 from mbv3_lightning.models.classifier import ImageClassifier
 from mbv3_lightning.models.registry import create_model, get_spec
 
@@ -72,7 +72,7 @@ class Predictor:
     def __init__(self, info: ModelInfo, source: Path) -> None:
         self.info = info
         self.source = source
-        self._transform = eval_transform(info.input_size, info.mean, info.std)
+        self._transform = EvalTransform(info.input_size, info.mean, info.std)
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """RGB images -> the normalised ``(N, 3, input_size, input_size)`` float batch."""

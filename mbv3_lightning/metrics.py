@@ -83,6 +83,10 @@ def curve_corners(fpr: torch.Tensor, tpr: torch.Tensor) -> tuple[list[float], li
     """The ROC polyline without the points that lie on a straight segment between their
     neighbours: the same curve, but a few dozen points instead of one per test image."""
     x, y = fpr.double().cpu().numpy(), tpr.double().cpu().numpy()
+    # Repeated points first (torchmetrics' macro curve has runs of them): next to a copy of
+    # itself a corner looks collinear and would be dropped.
+    distinct = np.concatenate([[True], (np.diff(x) != 0) | (np.diff(y) != 0)])
+    x, y = x[distinct], y[distinct]
     if len(x) <= 2:
         return x.tolist(), y.tolist()
     cross = (x[1:-1] - x[:-2]) * (y[2:] - y[1:-1]) - (y[1:-1] - y[:-2]) * (x[2:] - x[1:-1])
@@ -93,6 +97,22 @@ def curve_corners(fpr: torch.Tensor, tpr: torch.Tensor) -> tuple[list[float], li
 def _curve(fpr: torch.Tensor, tpr: torch.Tensor, area: float) -> dict[str, Any]:
     fpr_points, tpr_points = curve_corners(fpr, tpr)
     return {"fpr": fpr_points, "tpr": tpr_points, "auc": area}
+
+
+def _with_end_points(fpr: torch.Tensor, tpr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The curve from (0, 0) to (1, 1), where every ROC curve runs.
+
+    torchmetrics' macro average interpolates the class curves on a common FPR grid and loses
+    a vertical segment at FPR 1, which a class has when its lowest scores tie (e.g. a barely
+    trained network scoring every image alike): the average then ended at TPR 0.83.
+    """
+    fpr, tpr = fpr.double().cpu(), tpr.double().cpu()
+    origin, corner = torch.zeros(1, dtype=fpr.dtype), torch.ones(1, dtype=fpr.dtype)
+    if fpr[0] != 0 or tpr[0] != 0:
+        fpr, tpr = torch.cat([origin, fpr]), torch.cat([origin, tpr])
+    if fpr[-1] != 1 or tpr[-1] != 1:
+        fpr, tpr = torch.cat([fpr, corner]), torch.cat([tpr, corner])
+    return fpr, tpr
 
 
 def build_report(
@@ -123,7 +143,7 @@ def build_report(
         "micro": _curve(micro_fpr, micro_tpr, float(auc(micro_fpr, micro_tpr))),
         # macro: the mean of the per-class curves on a common FPR grid; its AUC is the mean of
         # the per-class AUCs, i.e. test/auroc.
-        "macro": _curve(macro_fpr, macro_tpr, macro_auroc),
+        "macro": _curve(*_with_end_points(macro_fpr, macro_tpr), macro_auroc),
     }
     return EvaluationReport(
         class_names=list(class_names),

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from mbv3_lightning.metrics import curve_corners, stage_metrics
+from mbv3_lightning.metrics import build_report, curve_corners, report_metrics, stage_metrics
 from mbv3_lightning.models.classifier import ImageClassifier
 from mbv3_lightning.run_files import best_epoch, read_curves
 
@@ -94,6 +94,31 @@ def test_curve_corners_drop_only_points_on_straight_segments():
     fpr = torch.tensor([0.0, 0.0, 0.0, 0.25, 0.5, 1.0])
     tpr = torch.tensor([0.0, 0.5, 1.0, 1.0, 1.0, 1.0])
     assert curve_corners(fpr, tpr) == ([0.0, 0.0, 1.0], [0.0, 1.0, 1.0])
+    # A repeated point is not a straight segment: the corner next to it stays.
+    fpr, tpr = torch.tensor([0.0, 0.0, 0.0, 1.0]), torch.tensor([0.0, 0.5, 0.5, 0.5])
+    assert curve_corners(fpr, tpr) == ([0.0, 0.0, 1.0], [0.0, 0.5, 0.5])
+
+
+def test_macro_roc_runs_from_origin_to_corner_when_a_class_ties_at_the_bottom():
+    """Class 2's two images score below every other image, whose class-2 scores all tie: its
+    curve rises only at FPR 1, which torchmetrics' macro average dropped (ending at 0.67)."""
+    probs = torch.tensor(
+        [
+            [0.6, 0.1, 0.3],
+            [0.1, 0.6, 0.3],
+            [0.5, 0.4, 0.1],
+            [0.6, 0.1, 0.3],
+            [0.1, 0.6, 0.3],
+            [0.45, 0.45, 0.1],
+        ]
+    )
+    metrics = report_metrics(3)
+    metrics.update(probs, torch.tensor([0, 1, 2, 0, 1, 2]))
+    roc = build_report(metrics.compute(), ["a", "b", "c"], macro_auroc=2 / 3).roc
+    assert roc["classes"]["c"] == {"fpr": [0.0, 1.0, 1.0], "tpr": [0.0, 0.0, 1.0], "auc": 0.0}
+    # Classes a and b are perfect (TPR 1 from FPR 0), c is at 0 until FPR 1: mean 2/3.
+    assert roc["macro"]["fpr"] == [0.0, 0.0, 1.0, 1.0]
+    assert roc["macro"]["tpr"] == pytest.approx([0.0, 2 / 3, 2 / 3, 1.0], abs=1e-6)
 
 
 # What Lightning's CSV logger wrote for a run of 2 epochs resumed once from epoch 1's start:

@@ -1,12 +1,13 @@
-"""TrainTransform: torchvision's training augmentation, written for speed, with the same output."""
+"""Train/eval transforms: torchvision's reference pipelines, written for speed, same output."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from PIL import Image
 from torchvision.transforms import v2
 
-from mbv3_lightning.data.transforms import TrainTransform
+from mbv3_lightning.data.transforms import EvalTransform, TrainTransform
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -59,3 +60,31 @@ def test_brightness_scales_pixels_within_the_jitter_range():
         values.add(round(float(out[0, 0, 0])))
     assert min(values) >= 50 and max(values) <= 150  # factor drawn from [0.5, 1.5]
     assert len(values) > 5  # and drawn anew for each image
+
+
+def _v2_eval(size: int) -> v2.Compose:
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            v2.Resize(round(size / 0.875), antialias=True),
+            v2.CenterCrop(size),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(MEAN, STD),
+        ]
+    )
+
+
+@pytest.mark.parametrize("height, width", [(120, 90), (300, 400), (64, 64)])
+def test_eval_matches_the_torchvision_v2_pipeline_on_tensors(height, width):
+    image = _image(height, width)
+    actual = EvalTransform(48, MEAN, STD)(image)
+    assert actual.shape == (3, 48, 48)
+    torch.testing.assert_close(actual, _v2_eval(48)(image), atol=1e-5, rtol=0)
+
+
+def test_eval_gives_a_pil_image_the_pixels_its_tensor_gets():
+    """predict reads files with PIL, the DataModules as tensors: the same file, same input."""
+    image = _image(120, 90)
+    pil = Image.fromarray(image.permute(1, 2, 0).numpy())
+    transform = EvalTransform(48, MEAN, STD)
+    torch.testing.assert_close(transform(pil), transform(image), atol=0, rtol=0)

@@ -26,7 +26,7 @@ from mbv3_lightning.data.kaggle import download_dataset, missing_dataset_message
 from mbv3_lightning.data.layout import Layout, find_layouts
 from mbv3_lightning.data.ram_cache import InMemoryImageDataset, preload
 from mbv3_lightning.data.scan_cache import default_cache_dir, inspect_images
-from mbv3_lightning.data.transforms import EVAL_CROP_RATIO, TrainTransform, eval_transform
+from mbv3_lightning.data.transforms import EVAL_CROP_RATIO, EvalTransform, TrainTransform
 from mbv3_lightning.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
@@ -358,7 +358,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         if self.datasets:
             return
         train_tf = TrainTransform(self.input_size, self.mean, self.std, **self.augment)
-        eval_tf = eval_transform(self.input_size, self.mean, self.std)
+        eval_tf = EvalTransform(self.input_size, self.mean, self.std)
         present = [split for split in SPLITS if split in self.splits]
         images = None
         all_paths = [path for split in present for path, _ in self.samples(split)]

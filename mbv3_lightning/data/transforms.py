@@ -1,16 +1,37 @@
-"""Train / eval transforms as in torchvision's classification references."""
+"""Train / eval transforms as in torchvision's classification references.
+
+Written with torchvision's functional ops rather than ``v2.Compose``: on a 2-core CPU they run
+in the training process, and at the demo's 100 px the Compose spent about 40% of its time per
+image on dispatch (benchmarks/pipeline.py). The tests check they match the v2 pipelines.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import torch
-from torchvision.transforms import RandomResizedCrop, v2
+from PIL import Image
+from torchvision.transforms import RandomResizedCrop
 from torchvision.transforms.v2 import functional as TF
 
 # Eval resizes the short side to input_size / 0.875 and centre-crops, the ImageNet convention
 # (224 -> 256); torchvision's weights use the same ratio.
 EVAL_CROP_RATIO = 0.875
+
+
+class Normalize:
+    """``uint8`` image -> float, normalised by ``mean``/``std`` (given on the 0-1 scale).
+
+    One fused step from 0-255 values, ``(x - 255 mean) / (255 std)``, instead of a ToDtype and
+    a Normalize pass.
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.offset = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1) * 255
+        self.inv_scale = 1 / (torch.tensor(std, dtype=torch.float32).view(-1, 1, 1) * 255)
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        return image.float().sub_(self.offset).mul_(self.inv_scale)
 
 
 class TrainTransform:
@@ -38,9 +59,7 @@ class TrainTransform:
         self.ratio = (3 / 4, 4 / 3)  # torchvision's default aspect-ratio range
         self.hflip = hflip
         self.brightness = (max(0.0, 1.0 - brightness), 1.0 + brightness) if brightness else None
-        # Normalising in one fused step from 0-255: (x - 255 mean) / (255 std).
-        self.offset = torch.tensor(mean).view(3, 1, 1) * 255
-        self.inv_scale = 1 / (torch.tensor(std).view(3, 1, 1) * 255)
+        self.normalize = Normalize(mean, std)
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         top, left, height, width = RandomResizedCrop.get_params(image, self.scale, self.ratio)
@@ -50,17 +69,24 @@ class TrainTransform:
         if self.brightness is not None:
             factor = float(torch.empty(()).uniform_(*self.brightness))
             image = TF.adjust_brightness(image, factor)
-        return image.float().sub_(self.offset).mul_(self.inv_scale)
+        return self.normalize(image)
 
 
-def eval_transform(input_size: int, mean: Sequence[float], std: Sequence[float]) -> v2.Compose:
-    """Resize the short side, centre-crop ``input_size``, normalise."""
-    return v2.Compose(
-        [
-            v2.ToImage(),
-            v2.Resize(round(input_size / EVAL_CROP_RATIO), antialias=True),
-            v2.CenterCrop(input_size),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(mean, std),
-        ]
-    )
+class EvalTransform:
+    """Resize the short side to ``input_size / 0.875``, centre-crop ``input_size``, normalise.
+
+    Takes ``uint8`` ``(3, H, W)`` tensors (the DataModules) or RGB PIL images (prediction,
+    the web page); PIL images are converted first, so both are resized by the same tensor
+    kernel and a file gets the same pixels in ``predict`` as in evaluation.
+    """
+
+    def __init__(self, input_size: int, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.resize = round(input_size / EVAL_CROP_RATIO)
+        self.crop = [input_size, input_size]
+        self.normalize = Normalize(mean, std)
+
+    def __call__(self, image: torch.Tensor | Image.Image) -> torch.Tensor:
+        if isinstance(image, Image.Image):
+            image = TF.pil_to_tensor(image)
+        image = TF.resize(image, self.resize, antialias=True)
+        return self.normalize(TF.center_crop(image, self.crop))
