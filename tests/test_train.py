@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 from pathlib import Path
 
 import pytest
+import torch
 
-from mbv3_lightning.models.optim import cosine_factor
+from mbv3_lightning.models.optim import build_optimizer, cosine_factor
 from mbv3_lightning.train import run
 
 from .conftest import FAST_OVERRIDES, make_image_folder, run_module
@@ -104,6 +106,34 @@ def test_cosine_schedule_warms_up_then_decays_to_lrf():
     assert cosine_factor(10, 100, 10, 0.01) == pytest.approx(1.0)
     assert cosine_factor(55, 100, 10, 0.01) == pytest.approx(0.505)
     assert cosine_factor(100, 100, 10, 0.01) == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"name": "sgd", "lr": 0.1, "weight_decay": 0.01, "nesterov": True},
+        {"name": "adam", "lr": 0.01},
+        {"name": "adamw", "lr": 0.01, "weight_decay": 0.05},
+    ],
+)
+def test_optimizers_are_fused_on_cpu_and_step_like_the_reference_loop(settings):
+    def three_steps(fused: bool) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+        opt = build_optimizer(net.parameters(), **settings)
+        assert opt.defaults["fused"] is True
+        if not fused:  # torch's default per-parameter implementation, same hyper-parameters
+            accepted = inspect.signature(type(opt)).parameters
+            same = {k: v for k, v in opt.defaults.items() if k in accepted}
+            opt = type(opt)(net.parameters(), **{**same, "fused": None})
+        for _ in range(3):
+            opt.zero_grad()
+            net(torch.randn(4, 8)).square().mean().backward()
+            opt.step()
+        return [p.detach().clone() for p in net.parameters()]
+
+    for fused, reference in zip(three_steps(True), three_steps(False), strict=True):
+        torch.testing.assert_close(fused, reference, atol=1e-6, rtol=1e-5)
 
 
 def test_multirun_grid_gives_every_job_its_own_directory(tmp_path):
