@@ -86,7 +86,7 @@ class ImageClassifier(L.LightningModule):
         """Layout of training and evaluation batches (``channels_last``: NHWC).
 
         Measured here (benchmarks/): channels_last trains and evaluates every registry model
-        faster on this CPU (1.07x AlexNet to 1.7x MobileNetV2 in training), batch 1 included,
+        faster on this CPU (1.06x AlexNet to 1.71x MobileNetV2 in training), batch 1 included,
         and it is the usual choice on GPUs with mixed precision.
         """
         return torch.channels_last if self.hparams.channels_last else torch.contiguous_format
