@@ -78,7 +78,9 @@ def op_breakdown(name: str, mode: str, batch: int, steps: int, device: str) -> l
     """Milliseconds per step by operator category, contiguous vs channels_last (torch.profiler).
 
     Shows where a format wins or loses, e.g. faster convolutions but a slower NHWC batch-norm
-    backward, which together decide the overall speed-up.
+    backward, which together decide the overall speed-up. On a GPU the names matched are
+    CUDA kernel names, which vary with the library (cuDNN, Triton); kernels no pattern
+    matches count as "other". Written on a CPU-only machine, so untested there.
     """
     per_format: dict[str, dict[str, float]] = {}
     for fmt in FORMATS:
