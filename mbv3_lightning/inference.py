@@ -94,11 +94,13 @@ class TorchPredictor(Predictor):
 
     def __init__(self, net: torch.nn.Module, info: ModelInfo, source: Path) -> None:
         super().__init__(info, source)
-        self.net = net.eval()
+        # channels_last, as in training: measured faster here at batch 1 too, for every
+        # registry model (1.02x AlexNet to 1.54x ShuffleNetV2; benchmarks/, memory_format).
+        self.net = net.eval().to(memory_format=torch.channels_last)
 
     @torch.inference_mode()
     def logits(self, batch: torch.Tensor) -> np.ndarray:
-        return self.net(batch).float().numpy()
+        return self.net(batch.contiguous(memory_format=torch.channels_last)).float().numpy()
 
 
 class TorchScriptPredictor(TorchPredictor):
