@@ -31,6 +31,9 @@ def render_summary(summary: dict[str, Any]) -> Table:
     if summary.get("macs") is not None:
         table.add_row("MACs", f"{summary['macs'] / 1e6:.1f} M")
     table.add_row("epochs", str(summary["epochs"]))
+    if summary.get("skipped_images"):
+        # Named in the log and in split_manifest.json; easy to miss in a long log.
+        table.add_row("skipped images", f"{summary['skipped_images']} (split_manifest.json)")
     if summary.get("train_time_s") is not None:  # None when a checkpoint is only evaluated
         table.add_row("train time", f"{summary['train_time_s']:.1f} s")
     if summary.get("test_ms_per_image"):

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from rich.console import Console
 
 from mbv3_lightning.data.image_folder import ImageFolderDataModule
 from mbv3_lightning.data.images import decode_rgb, inspect_image, load_rgb
+from mbv3_lightning.summary import render_summary
 from mbv3_lightning.train import run
 
 from .conftest import FAST_OVERRIDES, make_image_folder, write_image
@@ -69,6 +72,9 @@ def test_training_skips_broken_files_by_name_and_uses_the_odd_ones(
     assert {f"train/red/{name}" for name in ODD} <= used
     assert summary["metrics"]["val/acc"] >= 0.0 and summary["epochs"] == 1
     assert json.loads((out / "metrics.json").read_text())["skipped_images"] == len(BROKEN)
+    console = Console(record=True, width=100)
+    console.print(render_summary(summary))
+    assert re.search(r"skipped images\s+│ 3 \(split_manifest\.json\)", console.export_text())
 
 
 def test_error_policy_lists_every_broken_file(messy_dataset):
