@@ -17,11 +17,13 @@ def test_check_reports_leakage_duplicates_counts_and_broken_files(tmp_path):
         tmp_path / "data", classes=("apple", "banana"), splits={"train": 6, "val": 2, "test": 2}
     )
     # planted: a training photo copied into test (leakage), a duplicate inside train/apple,
-    # an unreadable file, and a greyscale image
+    # an unreadable file, a greyscale image and two files without an image extension
     shutil.copy(root / "train" / "banana" / "003.jpg", root / "test" / "banana" / "copy.jpg")
     shutil.copy(root / "train" / "apple" / "000.jpg", root / "train" / "apple" / "000 (1).jpg")
     (root / "train" / "banana" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
     Image.new("L", (60, 40), 128).save(root / "train" / "banana" / "grey.png")
+    (root / "train" / "apple" / "notes.txt").write_text("not a photo")  # ignored by extension
+    (root / "test" / "apple" / "photo.heic").write_bytes(b"\x00" * 16)
     out = tmp_path / "report"
 
     result = subprocess.run(
@@ -50,6 +52,8 @@ def test_check_reports_leakage_duplicates_counts_and_broken_files(tmp_path):
     }
     assert report["duplicate_groups"] == 2
     assert list(report["unreadable_files"]) == ["train/banana/broken.jpg"]
+    assert report["ignored_files"] == ["test/apple/photo.heic", "train/apple/notes.txt"]
+    assert "train/apple/notes.txt" in result.stdout
     assert report["splits"]["train"]["class_counts"] == {"apple": 7, "banana": 7}
     assert report["splits"]["test"]["class_counts"] == {"apple": 2, "banana": 3}
     assert report["splits"]["train"]["colour_modes"] == {"RGB": 13, "L": 1}

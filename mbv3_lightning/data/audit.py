@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mbv3_lightning.data.image_folder import ImageFolderDataModule
+from mbv3_lightning.data.images import is_image_file
 from mbv3_lightning.data.scan_cache import default_cache_dir, inspect_images
 
 # Short sides below this are flagged: they carry little detail once upscaled to 224 px.
@@ -66,6 +67,19 @@ def find_duplicates(entries: list[tuple[str, str, Path]], root: Path) -> list[di
     return duplicates
 
 
+def ignored_files(image_paths: list[Path], root: Path) -> list[str]:
+    """Files next to the images whose extension is not an image one (e.g. ``.heic``,
+    ``.jfif``, ``.txt``): the scan skips them without decoding, so a class can hold fewer
+    images than its folder suggests."""
+    folders = {path.parent for path in image_paths}
+    return sorted(
+        str(path.relative_to(root))
+        for folder in folders
+        for path in folder.iterdir()
+        if path.is_file() and not is_image_file(path)
+    )
+
+
 def audit(datamodule: ImageFolderDataModule) -> dict[str, Any]:
     """The full report for one DataModule's splits (as training would use them)."""
     splits = datamodule.splits
@@ -104,6 +118,7 @@ def audit(datamodule: ImageFolderDataModule) -> dict[str, Any]:
             str(path.relative_to(datamodule.root)): error
             for path, error in datamodule.skipped_images.items()
         },
+        "ignored_files": ignored_files([path for _, _, path in entries], datamodule.root),
         "duplicate_groups": len(duplicates),
         "leakage": dict(leaks),
         "duplicates": duplicates,

@@ -1,8 +1,9 @@
 """`python -m mbv3_lightning.data.check dataset=<name>`: audit a dataset before training on it.
 
-Prints per-split class counts and a summary (sizes, colour modes, unreadable files,
-duplicates within and across splits, imbalance) and writes ``data_report.json`` to the run
-directory. Composes the same ``dataset/`` configs as training, so every override works here.
+Prints per-split class counts and a summary (sizes, colour modes, unreadable files, files
+skipped for their extension, duplicates within and across splits, imbalance) and writes
+``data_report.json`` to the run directory. Composes the same ``dataset/`` configs as
+training, so every override works here.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ register_resolvers()
 # Size only matters for loading, which the check never does; any valid value will do.
 _UNUSED_INPUT_SIZE = 224
 _MAX_DUPLICATES_SHOWN = 10
+_MAX_IGNORED_SHOWN = 10
 
 
 def render_counts(report: dict[str, Any]) -> Table:
@@ -59,6 +61,11 @@ def render_summary(report: dict[str, Any]) -> Table:
         table.add_row(f"{split} colour modes", modes)
     unreadable = report["unreadable_files"]
     table.add_row("unreadable files", "\n".join(unreadable) if unreadable else "none")
+    ignored = report["ignored_files"]
+    shown = ignored[:_MAX_IGNORED_SHOWN]
+    if len(ignored) > len(shown):
+        shown.append(f"... and {len(ignored) - len(shown)} more (data_report.json)")
+    table.add_row("not an image extension (ignored)", "\n".join(shown) or "none")
     table.add_row("duplicate groups", str(report["duplicate_groups"]))
     leakage = ", ".join(f"{pair}: {n}" for pair, n in report["leakage"].items())
     table.add_row("across splits (leakage)", leakage or "none")
