@@ -27,6 +27,7 @@ from mbv3_lightning.run_files import (
     software_versions,
     write_run_files,
 )
+from mbv3_lightning.wandb_logging import finish_wandb, log_run_results
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,38 @@ def _check_same_classes(trained: list[str], found: list[str], root: Any) -> None
     )
 
 
+def _wandb_logger(cfg: DictConfig, model: Any, dataset: str, output_dir: Path) -> Any:
+    """A W&B run of job type ``evaluate`` for ``wandb.enabled=true`` (offline unless logged
+    in), named like the training run it scores, so the two sit side by side."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    from mbv3_lightning.wandb_login import wandb_offline
+
+    return WandbLogger(
+        project=cfg.wandb.project,
+        name=f"{model.hparams.arch}-{dataset}-s{cfg.seed}-evaluate",
+        group=cfg.wandb.group,
+        job_type="evaluate",
+        save_dir=str(output_dir),
+        offline=wandb_offline(),
+    )
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Test ``cfg.ckpt_path`` on ``cfg.dataset``'s test split; returns the metrics.json dict."""
+    """Test ``cfg.ckpt_path`` on ``cfg.dataset``'s test split; returns the metrics.json dict.
+
+    With ``wandb.enabled=true`` the W&B run is finished in every case, also when it raises.
+    """
+    failed = True
+    try:
+        summary = _evaluate(cfg)
+        failed = False
+        return summary
+    finally:
+        finish_wandb(failed)
+
+
+def _evaluate(cfg: DictConfig) -> dict[str, Any]:
     started = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = Path(cfg.ckpt_path)
@@ -84,7 +115,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             f"Dataset '{datamodule.name}' at '{datamodule.root}' has no test split "
             "(a `test/<class>/` folder); nothing to evaluate."
         )
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+    wandb_logger = (
+        _wandb_logger(cfg, model, datamodule.name, output_dir) if cfg.wandb.enabled else None
+    )
+    if wandb_logger is not None:
+        wandb_logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, logger=wandb_logger or False, enable_checkpointing=False
+    )
     results = trainer.test(model, datamodule=datamodule)
     report = model.test_report
     # The curves of the run that produced the checkpoint (<run dir>/checkpoints/<name>.ckpt).
@@ -116,6 +154,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     }
     summary["wall_time_s"] = round(time.perf_counter() - started, 2)
     write_run_files(output_dir, summary, curves, report)
+    if wandb_logger is not None:
+        log_run_results(wandb_logger, summary, report, output_dir)
     return summary
 
 

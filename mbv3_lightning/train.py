@@ -6,7 +6,6 @@ This is the only module that calls ``hydra.utils.instantiate`` and reads Hydra's
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from mbv3_lightning.sweep import load_completed_summary, plan_resume
 from mbv3_lightning.wandb_logging import (
     WandbRunIdInCheckpoint,
     find_wandb_logger,
+    finish_wandb,
     log_run_results,
     wandb_resume_kwargs,
 )
@@ -208,13 +208,6 @@ def _train_and_test(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-def _finish_wandb(failed: bool) -> None:
-    """Close this job's W&B run, if any, so multirun jobs never log into each other."""
-    wandb = sys.modules.get("wandb")  # only present if a WandbLogger was created
-    if wandb is not None and wandb.run is not None:
-        wandb.finish(exit_code=1 if failed else 0)
-
-
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train (and test) one configuration; returns the summary also saved as metrics.json.
 
@@ -236,4 +229,4 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         failed = False
         return summary
     finally:
-        _finish_wandb(failed)
+        finish_wandb(failed)

@@ -5,6 +5,7 @@ the summary numbers, native ROC / confusion plots, the per-class table and the P
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,13 @@ WANDB_RUN_ID_KEY = "wandb_run_id"
 # larger runs get their ROC averages natively and the full figures as images.
 MAX_NATIVE_PLOT_CLASSES = 30
 FIGURES = ("curves.png", "roc.png", "confusion.png")
+
+
+def finish_wandb(failed: bool) -> None:
+    """Close this job's W&B run, if any, so multirun jobs never log into each other."""
+    wandb = sys.modules.get("wandb")  # only present if a WandbLogger was created
+    if wandb is not None and wandb.run is not None:
+        wandb.finish(exit_code=1 if failed else 0)
 
 
 def find_wandb_logger(loggers: Iterable[Logger]) -> WandbLogger | None:

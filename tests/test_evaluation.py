@@ -15,6 +15,7 @@ from mbv3_lightning.evaluate import _check_same_classes
 from mbv3_lightning.train import run
 
 from .conftest import FAST_OVERRIDES, write_image
+from .test_wandb import offline_run
 
 # Six classes, so top-5 accuracy is reported too (conftest's folders have at most five).
 COLOURS = {
@@ -130,6 +131,7 @@ def test_run_writes_every_metric_and_figure_then_evaluate_rescores_it(compose_cf
             "dataset.num_workers=0",
             "trainer.accelerator=cpu",
             "timing.repeats=5",
+            "wandb.enabled=true",  # offline (conftest sets WANDB_MODE)
             f"hydra.run.dir={eval_dir}",
         ],
         cwd=tmp_path,
@@ -144,6 +146,14 @@ def test_run_writes_every_metric_and_figure_then_evaluate_rescores_it(compose_cf
     assert evaluated["per_class"] == pytest.approx(metrics["per_class"])
     assert evaluated["best_epoch"] == metrics["best_epoch"]  # the training run's curves
     _assert_run_files(eval_dir, evaluated)
+    (wandb_dir,) = (eval_dir / "wandb").glob("offline-run-*")
+    logged = offline_run(wandb_dir)
+    assert logged["job_type"] == "evaluate" and logged["group"] == "evaluate"
+    assert logged["name"] == "mobilenet_v3_small-image_folder-s42-evaluate"
+    assert {"test/acc", "test/auroc", "test_ms_per_image/median"} <= logged["summary"]
+    # W&B stores a chart's data as <key>_table
+    charts = {"test/roc_table", "test/confusion_matrix_table"}
+    assert {"test/per_class", *charts, "figures/roc", "figures/confusion"} <= logged["history"]
 
 
 def test_evaluating_on_other_classes_names_the_difference():
