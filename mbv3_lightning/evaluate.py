@@ -16,6 +16,7 @@ import hydra
 import lightning as L
 import torch
 from hydra.utils import get_class, instantiate
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from mbv3_lightning.config import config_dir, register_resolvers
@@ -28,6 +29,7 @@ from mbv3_lightning.run_files import (
     write_run_files,
 )
 from mbv3_lightning.wandb_logging import finish_wandb, log_run_results
+from mbv3_lightning.wandb_login import wandb_offline
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +54,9 @@ def _check_same_classes(trained: list[str], found: list[str], root: Any) -> None
     )
 
 
-def _wandb_logger(cfg: DictConfig, model: Any, dataset: str, output_dir: Path) -> Any:
+def _wandb_logger(cfg: DictConfig, model: Any, dataset: str, output_dir: Path) -> WandbLogger:
     """A W&B run of job type ``evaluate`` for ``wandb.enabled=true`` (offline unless logged
     in), named like the training run it scores, so the two sit side by side."""
-    from lightning.pytorch.loggers import WandbLogger
-
-    from mbv3_lightning.wandb_login import wandb_offline
 
     return WandbLogger(
         project=cfg.wandb.project,
