@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 
 from PIL import Image
 
-from .conftest import make_image_folder
+from .conftest import make_image_folder, run_module
 
 
 def test_check_reports_leakage_duplicates_counts_and_broken_files(tmp_path):
@@ -26,17 +24,12 @@ def test_check_reports_leakage_duplicates_counts_and_broken_files(tmp_path):
     (root / "test" / "apple" / "photo.heic").write_bytes(b"\x00" * 16)
     out = tmp_path / "report"
 
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mbv3_lightning.data.check",
-            "dataset=image_folder",
-            f"dataset.root={root}",
-            f"hydra.run.dir={out}",
-        ],
-        capture_output=True,
-        text=True,
+    result = run_module(
+        "mbv3_lightning.data.check",
+        "dataset=image_folder",
+        f"dataset.root={root}",
+        f"hydra.run.dir={out}",
+        cwd=tmp_path,
         timeout=300,
     )
 

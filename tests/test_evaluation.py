@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,7 @@ from PIL import Image
 from mbv3_lightning.evaluate import _check_same_classes
 from mbv3_lightning.train import run
 
-from .conftest import FAST_OVERRIDES, write_image
+from .conftest import FAST_OVERRIDES, run_module, write_image
 from .test_wandb import offline_run
 
 # Six classes, so top-5 accuracy is reported too (conftest's folders have at most five).
@@ -120,23 +118,17 @@ def test_run_writes_every_metric_and_figure_then_evaluate_rescores_it(compose_cf
 
     # Re-scoring the tested (best) checkpoint on the same test split gives the same numbers.
     eval_dir = tmp_path / "evaluated"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mbv3_lightning.evaluate",
-            f"ckpt_path={metrics['best_ckpt']}",
-            "dataset=image_folder",
-            f"dataset.root={root}",
-            "dataset.num_workers=0",
-            "trainer.accelerator=cpu",
-            "timing.repeats=5",
-            "wandb.enabled=true",  # offline (conftest sets WANDB_MODE)
-            f"hydra.run.dir={eval_dir}",
-        ],
+    result = run_module(
+        "mbv3_lightning.evaluate",
+        f"ckpt_path={metrics['best_ckpt']}",
+        "dataset=image_folder",
+        f"dataset.root={root}",
+        "dataset.num_workers=0",
+        "trainer.accelerator=cpu",
+        "timing.repeats=5",
+        "wandb.enabled=true",  # offline (conftest sets WANDB_MODE)
+        f"hydra.run.dir={eval_dir}",
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,8 @@ import torch
 from mbv3_lightning.inference import load_predictor
 from mbv3_lightning.predict import predict_paths, resolve_inputs, write_predictions_csv
 from mbv3_lightning.run_manifest import manifest_samples
+
+from .conftest import run_module, write_image
 
 CLASSES = ["apple", "banana", "cherry"]
 
@@ -59,8 +59,6 @@ def test_unreadable_files_are_reported_and_skipped(trained_checkpoint, tmp_path)
 
 
 def test_inputs_resolve_from_file_folder_and_glob(tmp_path):
-    from .conftest import write_image
-
     a = write_image(tmp_path / "photos" / "a.png", (10, 10, 10))
     b = write_image(tmp_path / "photos" / "nested" / "b.jpg", (10, 10, 10))
     (tmp_path / "photos" / "readme.txt").write_text("x")
@@ -83,19 +81,14 @@ def test_a_checkpoint_without_model_hyperparameters_is_refused(tmp_path):
 def test_cli_prints_a_table_and_writes_csv_into_its_run_dir(trained_checkpoint, tmp_path):
     images = sorted({p.parent for p, _ in _test_images(trained_checkpoint)})[0].parent
     run_dir = tmp_path / "predict_run"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mbv3_lightning.predict",
-            f"ckpt_path={trained_checkpoint}",
-            f"inputs={images}",
-            "top_k=2",
-            "batch_size=4",
-            f"hydra.run.dir={run_dir}",
-        ],
-        capture_output=True,
-        text=True,
+    result = run_module(
+        "mbv3_lightning.predict",
+        f"ckpt_path={trained_checkpoint}",
+        f"inputs={images}",
+        "top_k=2",
+        "batch_size=4",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
         timeout=600,
     )
     assert result.returncode == 0, result.stderr

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ from mbv3_lightning.report import main, write_report
 from mbv3_lightning.report_figures import pareto_front
 from mbv3_lightning.train import run
 
-from .conftest import FAST_OVERRIDES
+from .conftest import FAST_OVERRIDES, run_module
 
 
 def _write_run(
@@ -163,18 +161,12 @@ def test_report_logs_table_and_figures_to_wandb_offline(partial_sweep, capsys):
 def test_demo_grid_end_to_end_and_its_report(tmp_path):
     """The README's sweep: `experiment=demo_grid`, then the report on its directory."""
     sweep = tmp_path / "demo_grid"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mbv3_lightning",
-            "-m",
-            "experiment=demo_grid",
-            f"hydra.sweep.dir={sweep}",
-        ],
+    result = run_module(
+        "mbv3_lightning",
+        "-m",
+        "experiment=demo_grid",
+        f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
         timeout=1800,
     )
     assert result.returncode == 0, result.stderr[-3000:]

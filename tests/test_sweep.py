@@ -176,17 +176,11 @@ def test_killed_sweep_resumes_exactly(tmp_path):
         assert _json(sweep_dir / cell / "metrics.json")["epochs"] == 4
 
     # The same cell, never interrupted, ends with exactly the same metrics.
-    reference = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mbv3_lightning",
-            *second["overrides"],
-            f"hydra.run.dir={tmp_path / 'reference'}",
-        ],
+    reference = run_module(
+        "mbv3_lightning",
+        *second["overrides"],
+        f"hydra.run.dir={tmp_path / 'reference'}",
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
         timeout=600,
     )
     assert reference.returncode == 0, reference.stderr[-3000:]
