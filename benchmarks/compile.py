@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
+from functools import partial
 
 import torch
 import torch._dynamo
 import torch._inductor.config
 import torch.nn.functional as F
 
-from benchmarks.timing import median, sync
+from benchmarks.timing import interleaved, median, sync
 from mbv3_lightning.models.registry import create_model
 
 
@@ -32,9 +34,11 @@ def _step_fn(net: torch.nn.Module, mode: str, images: torch.Tensor, labels: torc
     return step
 
 
-def _timed(step) -> float:
+def _timed(step: Callable[[], None], device: str) -> float:
+    """Seconds for one call of ``step``, queued GPU work included."""
     start = time.perf_counter()
     step()
+    sync(device)
     return time.perf_counter() - start
 
 
@@ -57,12 +61,11 @@ def _measure(mode: str, size: int, batch: int, steps: int, device: str) -> dict:
     eager()
     torch._dynamo.reset()
     with torch._inductor.config.patch(force_disable_caches=True):
-        first = _timed(lambda: (compiled(), sync(device)))
-    times: dict[str, list[float]] = {"eager": [], "compiled": []}
-    for i in range(steps):
-        pair = (("eager", eager), ("compiled", compiled))
-        for name, step in pair if i % 2 == 0 else reversed(pair):
-            times[name].append(_timed(lambda step=step: (step(), sync(device))))
+        first = _timed(compiled, device)
+    times = interleaved(
+        {"eager": partial(_timed, eager, device), "compiled": partial(_timed, compiled, device)},
+        repeats=steps,
+    )
     return {
         "eager_s": median(times["eager"]),
         "compiled_s": median(times["compiled"]),
