@@ -43,7 +43,10 @@ def export_baseline(destination: Path) -> Path | None:
         return None
     checkout = destination / "baseline"
     with tarfile.open(archive) as tar:
-        tar.extractall(checkout, filter="data")
+        # Extraction filters arrived in Python 3.10.12/3.11.4; the archive is this repository's
+        # own history, so older interpreters may unpack it unfiltered.
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        tar.extractall(checkout, **safe)
     return checkout
 
 
