@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from rich.console import Console
 
+from mbv3_lightning.data import images
 from mbv3_lightning.data.image_folder import ImageFolderDataModule
 from mbv3_lightning.data.images import decode_rgb, inspect_image, load_rgb
 from mbv3_lightning.summary import render_summary
@@ -123,6 +124,16 @@ def test_fast_jpeg_decoder_matches_pil_pixel_for_pixel(tmp_path, mode):
     reference = torch.from_numpy(np.asarray(load_rgb(path)).copy()).permute(2, 0, 1)
     assert fast.dtype == torch.uint8 and fast.shape == (3, 24, 40)
     assert torch.equal(fast, reference)
+
+
+def test_jpegs_decode_through_pil_when_torchvision_has_no_decoder(tmp_path, monkeypatch):
+    # torchvision 0.29 deprecated its image decoders; a release without them must not break
+    # loading, only make it slower.
+    path = write_image(tmp_path / "photo.jpg", (10, 120, 200), size=48)
+    monkeypatch.setattr(images, "decode_jpeg", None)
+    decoded = decode_rgb(path)
+    reference = torch.from_numpy(np.asarray(load_rgb(path)).copy()).permute(2, 0, 1)
+    assert torch.equal(decoded, reference)
 
 
 def test_png_with_alpha_takes_the_pil_path_and_is_flattened_onto_white(tmp_path):

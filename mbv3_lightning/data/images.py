@@ -11,8 +11,12 @@ from typing import Any
 import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
-from torchvision.io import ImageReadMode, decode_jpeg, read_file
 from torchvision.transforms.v2 import functional as TF
+
+try:
+    from torchvision.io import ImageReadMode, decode_jpeg, read_file
+except ImportError:  # torchvision 0.29 deprecated its decoders; a later release may drop them
+    decode_jpeg = None
 
 JPEG_MAGIC = b"\xff\xd8"
 
@@ -52,7 +56,7 @@ def decode_rgb(path: str | Path) -> torch.Tensor:
     """
     with open(path, "rb") as f:
         is_jpeg = f.read(2) == JPEG_MAGIC
-    if is_jpeg:
+    if is_jpeg and decode_jpeg is not None:
         try:
             with warnings.catch_warnings():
                 # torchvision 0.29 deprecates its decoders in favour of TorchCodec; until that
