@@ -14,7 +14,7 @@ from omegaconf import open_dict
 
 from benchmarks.timing import median
 from mbv3_lightning.config import CONFIG_NAME, config_dir, register_resolvers
-from mbv3_lightning.train import run as train_run
+from mbv3_lightning.training.run import run as train_run
 
 GOAL_S = 3.0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from omegaconf import OmegaConf
 
 from mbv3_lightning.resources import resource_path
-from mbv3_lightning.wandb_login import wandb_offline
+from mbv3_lightning.runs.wandb_mode import wandb_offline
 
 CONFIG_NAME = "train"
 

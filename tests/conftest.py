@@ -134,7 +134,7 @@ def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Trained once per session for the predict, export and web page tests; its run directory
     holds the split_manifest.json that export reads parity and calibration images from.
     """
-    from mbv3_lightning.train import run
+    from mbv3_lightning.training.run import run
 
     root = make_image_folder(tmp_path_factory.mktemp("colours"), splits={"train": 16, "test": 4})
     overrides = [

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mbv3_lightning.evaluate import _check_same_classes
-from mbv3_lightning.train import run
+from mbv3_lightning.training.evaluate import _check_same_classes
+from mbv3_lightning.training.run import run
 
 from .conftest import FAST_OVERRIDES, run_module, write_image
 from .test_wandb import offline_run

@@ -11,10 +11,10 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
 from mbv3_lightning.config import config_dir, register_resolvers
-from mbv3_lightning.export import ParityError, export
-from mbv3_lightning.inference import OnnxPredictor, TorchScriptPredictor, load_predictor
-from mbv3_lightning.predict import predict_paths
-from mbv3_lightning.run_manifest import manifest_samples
+from mbv3_lightning.deploy.export import ParityError, export
+from mbv3_lightning.deploy.predict import predict_paths
+from mbv3_lightning.deploy.predictor import OnnxPredictor, TorchScriptPredictor, load_predictor
+from mbv3_lightning.runs.manifest import manifest_samples
 
 CLASSES = ["apple", "banana", "cherry"]
 

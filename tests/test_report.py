@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mbv3_lightning.report import main, write_report
-from mbv3_lightning.report_figures import pareto_front
-from mbv3_lightning.train import run
+from mbv3_lightning.cli.report import main
+from mbv3_lightning.sweeps.figures import pareto_front
+from mbv3_lightning.sweeps.report import write_report
+from mbv3_lightning.training.run import run
 
 from .conftest import FAST_OVERRIDES, run_module
 

@@ -15,7 +15,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 
 import matplotlib.pyplot as plt
 
-from mbv3_lightning.sweep_results import Group
+from mbv3_lightning.sweeps.results import Group
 
 LATENCY_KEY = "test_ms_per_image"
 ACCURACY_KEY = "test/acc"
