@@ -1,4 +1,4 @@
-"""Goal 2: training images/s fed by the real DataModule vs pre-decoded tensors in memory.
+"""Training images/s fed by the real DataModule vs pre-decoded tensors in memory.
 
 All variants run the same training step (mobilenet_v3_small at the demo's 100 px, batch 32,
 one epoch of the bundled demo's training split); only what feeds the batches differs:

@@ -1,4 +1,4 @@
-"""Goal 6: what one sweep cell costs beyond `fit`: Hydra composition, instantiation, loggers."""
+"""What one sweep cell costs beyond `fit`: Hydra composition, instantiation, loggers."""
 
 from __future__ import annotations
 

@@ -78,7 +78,7 @@ def render_summary(report: dict[str, Any]) -> Table:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="check")
 def main(cfg: DictConfig) -> None:
-    # imported here, as in mbv3_lightning/__main__.py, so `--help` answers without torch
+    # imported here, as in mbv3_lightning/cli/train.py, so `--help` answers without torch
     from hydra.utils import instantiate
 
     from mbv3_lightning.data.audit import audit

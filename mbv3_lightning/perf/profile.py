@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 
 PROFILE_FILE = "profile.json"
 # Column title -> row key, in display order. MACs and FLOPs are both shown because papers
-# (paper 000's Table III among them) print MACs under the name FLOPs.
+# (the MobileNetV3 image-classification paper's Table III among them) print MACs under the
+# name FLOPs.
 COLUMNS = {
     "model": "model",
     "px": "input_size",

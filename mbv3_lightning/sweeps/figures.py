@@ -1,4 +1,5 @@
-"""The sweep report's figures (paper 000's Figs 4-10 and a Pareto plot), one PNG each.
+"""The sweep report's figures, one PNG each: the MobileNetV3 image-classification paper's
+Figs 4-10 and a Pareto plot.
 
 Every function returns the written path, or ``None`` when no run has the data the figure
 needs (e.g. runs that predate ``roc.json``), so the report can say so instead of drawing an

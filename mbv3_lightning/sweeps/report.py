@@ -1,9 +1,10 @@
 """`python -m mbv3_lightning.report <sweep_dir>`: paper-style tables and figures for a sweep.
 
 Writes ``report.md``, ``results.csv`` (one row per cell) and PNGs into ``<sweep_dir>/report``:
-per dataset a table like paper 000's Tables III/IV/VI (mean +/- std over seeds), overlaid
-curves (Figs 4/6/8), macro ROC (Figs 5/7/9), test time vs accuracy (Fig 10), and an
-accuracy-vs-latency Pareto plot. Cells without results are listed, never silently dropped.
+per dataset a table like the MobileNetV3 image-classification paper's Tables III/IV/VI
+(mean +/- std over seeds), overlaid curves (Figs 4/6/8), macro ROC (Figs 5/7/9), test time
+vs accuracy (Fig 10), and an accuracy-vs-latency Pareto plot.
+Cells without results are listed, never silently dropped.
 """
 
 from __future__ import annotations
@@ -191,7 +192,8 @@ def log_to_wandb(sweep_dir: Path, written: dict[str, Any], project: str) -> str:
 
     summaries = [c.summary for c in written["cells"] if c.summary]
     task = (summaries[0].get("config") or {}).get("task_name", "train") if summaries else "train"
-    group = f"{task}-{sweep_dir.parent.name}-{sweep_dir.name}"  # as train.py names the jobs' group
+    # the group training/run.py gives the sweep's jobs
+    group = f"{task}-{sweep_dir.parent.name}-{sweep_dir.name}"
     run = wandb.init(
         project=project,
         group=group,
