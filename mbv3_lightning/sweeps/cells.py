@@ -147,7 +147,7 @@ def _cell_rows(grid: list[list[str]] | None, cells: dict[int, dict[str, Any]]) -
 class SweepTracker(Callback):
     """Hydra callback: writes ``sweep.json``, guards resumes, and fails the multirun loudly.
 
-    Registered in ``conf/hydra/default.yaml`` under ``hydra.callbacks``. Hydra turns a
+    Registered in ``conf/train.yaml`` under ``hydra.callbacks``. Hydra turns a
     callback's exceptions into warnings, so refusals and the final failure use ``SystemExit``.
     """
 
