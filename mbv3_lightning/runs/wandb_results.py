@@ -14,13 +14,13 @@ from typing import Any
 from lightning.pytorch.loggers import WandbLogger
 
 from mbv3_lightning.runs.record import EvaluationReport, RunRecord
+from mbv3_lightning.runs.run_dir import RunDir
 
 log = logging.getLogger(__name__)
 
 # W&B's native line and confusion-matrix charts become unreadable (and heavy) beyond this;
 # larger runs get their ROC averages natively and the full figures as images.
 MAX_NATIVE_PLOT_CLASSES = 30
-FIGURES = ("curves.png", "roc.png", "confusion.png")
 
 
 def summary_scalars(record: RunRecord) -> dict[str, float | int]:
@@ -81,8 +81,9 @@ def log_run_results(
         media["test/roc"] = _roc_chart(wandb, report)
         if len(report.class_names) <= MAX_NATIVE_PLOT_CLASSES:
             media["test/confusion_matrix"] = _confusion_chart(wandb, report)
-    for name in FIGURES:
-        if (run_dir / name).is_file():
-            media[f"figures/{Path(name).stem}"] = wandb.Image(str(run_dir / name))
+    files = RunDir(run_dir)
+    for path in (files.curves_png, files.roc_png, files.confusion_png):
+        if path.is_file():
+            media[f"figures/{path.stem}"] = wandb.Image(str(path))
     if media:
         run.log(media)

@@ -31,9 +31,9 @@ from mbv3_lightning.runs.run_dir import RunDir, write_atomic, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-STATUS_FILE = "status.json"
-TRACEBACK_FILE = "traceback.txt"
-SWEEP_FILE = "sweep.json"
+STATUS_FILE = RunDir(Path()).status_json.name
+TRACEBACK_FILE = RunDir(Path()).traceback_txt.name
+SWEEP_FILE = "sweep.json"  # in the sweep directory, above the cells' run directories
 
 T = TypeVar("T")
 

@@ -14,6 +14,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 
+from mbv3_lightning.runs.run_dir import RunDir
+
 log = logging.getLogger(__name__)
 
 WANDB_RUN_ID_KEY = "wandb_run_id"
@@ -28,7 +30,7 @@ class ResumableCSVLogger(CSVLogger):
     def experiment(self):  # type: ignore[override]
         if self._experiment is not None:
             return self._experiment
-        path = Path(self.log_dir) / "metrics.csv"
+        path = RunDir(Path(self.log_dir)).metrics_csv
         previous = path.read_text() if path.is_file() else ""
         experiment = super().experiment  # removes the old file
         if previous:
