@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from mbv3_lightning.runs.wandb_results import WANDB_RUN_ID_KEY
+from mbv3_lightning.training.loggers import WANDB_RUN_ID_KEY
 from mbv3_lightning.training.run import run
 
 from .conftest import FAST_OVERRIDES, make_image_folder, run_module
