@@ -64,3 +64,22 @@ def test_training_importing_deploy_breaks_the_independence_of_siblings(tmp_path)
     result = _lint_imports(root)
     assert result.returncode != 0
     assert "mbv3_lightning.training.optim -> mbv3_lightning.deploy.export" in result.stdout
+
+
+def test_data_modules_use_no_lightning_callbacks():
+    """import-linter only forbids whole external packages (models import no Lightning at
+    all); DataModules need Lightning itself, but callbacks belong to training/."""
+    import ast
+
+    offenders = []
+    for path in (REPO_ROOT / "mbv3_lightning" / "data").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            offenders += [f"{path.name}: {n}" for n in names if "callbacks" in n.split(".")]
+    assert offenders == []
