@@ -87,7 +87,7 @@ def test_run_writes_every_metric_and_figure_then_evaluate_rescores_it(compose_cf
     )
     summary = run(cfg)
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics == json.loads(json.dumps(summary))  # the file is exactly what run() returned
+    assert metrics == json.loads(json.dumps(summary.to_json()))  # the file is what run() returned
     assert set(metrics) >= TOP_LEVEL_KEYS
     for key in SCALARS_IN_0_1:
         assert 0.0 <= metrics["metrics"][key] <= 1.0, key
