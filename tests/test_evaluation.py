@@ -67,6 +67,21 @@ def _assert_run_files(out: Path, metrics: dict) -> None:
     assert not list(out.glob(".tmp-*"))  # no half-written files left behind
 
 
+def _assert_same_per_class(actual: list[dict], expected: list[dict]) -> None:
+    """Row by row and field by field: names and supports exactly, scores to float32 noise.
+
+    (pytest.approx does not compare nested structures such as a list of dicts.)
+    """
+    assert [row["class"] for row in actual] == [row["class"] for row in expected]
+    for got, want in zip(actual, expected, strict=True):
+        assert set(got) == set(want), got["class"]
+        for field, value in want.items():
+            if isinstance(value, float):
+                assert got[field] == pytest.approx(value, abs=1e-6), (got["class"], field)
+            else:
+                assert got[field] == value, (got["class"], field)
+
+
 def test_run_writes_every_metric_and_figure_then_evaluate_rescores_it(compose_cfg, tmp_path):
     root = tmp_path / "six"
     for c, (name, colour) in enumerate(COLOURS.items()):
@@ -135,7 +150,7 @@ def test_run_writes_every_metric_and_figure_then_evaluate_rescores_it(compose_cf
     evaluated = json.loads((eval_dir / "metrics.json").read_text())
     for key in ("test/acc", "test/auroc", "test/f1", "test/acc_top5"):
         assert evaluated["metrics"][key] == pytest.approx(metrics["metrics"][key], abs=1e-6)
-    assert evaluated["per_class"] == pytest.approx(metrics["per_class"])
+    _assert_same_per_class(evaluated["per_class"], metrics["per_class"])
     assert evaluated["best_epoch"] == metrics["best_epoch"]  # the training run's curves
     _assert_run_files(eval_dir, evaluated)
     (wandb_dir,) = (eval_dir / "wandb").glob("offline-run-*")
