@@ -1,4 +1,4 @@
-"""Goal 5: batch-1 inference latency, eager vs TorchScript vs ONNX Runtime, every registry model.
+"""Batch-1 inference latency, eager vs TorchScript vs ONNX Runtime, every registry model.
 
 Uses the export command's own converters (`mbv3_lightning.export`) and predictors, so the
 numbers are those of the files a user deploys.
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import torch
 
-from mbv3_lightning.export import onnx_bytes, torchscript_module
-from mbv3_lightning.inference import ModelInfo, OnnxPredictor, TorchPredictor
-from mbv3_lightning.latency import measure_latency
+from mbv3_lightning.deploy.export import onnx_bytes, torchscript_module
+from mbv3_lightning.deploy.predictor import ModelInfo, OnnxPredictor, TorchPredictor
 from mbv3_lightning.models.registry import create_model, get_spec, list_models
+from mbv3_lightning.perf.latency import measure_latency
 
 GOAL = 3.0  # ONNX Runtime vs eager, mobilenet_v3_small at 224 px
 OPSET = 17

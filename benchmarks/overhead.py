@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from benchmarks.timing import interleaved, median, sync
-from mbv3_lightning.models.classifier import ImageClassifier
-from mbv3_lightning.models.optim import build_optimizer
 from mbv3_lightning.models.registry import create_model
+from mbv3_lightning.training.module import ImageClassifier
+from mbv3_lightning.training.optim import build_optimizer
 
 GOAL = 0.97
 NUM_CLASSES = 10

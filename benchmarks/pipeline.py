@@ -1,4 +1,4 @@
-"""Goal 2: training images/s fed by the real DataModule vs pre-decoded tensors in memory.
+"""Training images/s fed by the real DataModule vs pre-decoded tensors in memory.
 
 All variants run the same training step (mobilenet_v3_small at the demo's 100 px, batch 32,
 one epoch of the bundled demo's training split); only what feeds the batches differs:
@@ -15,14 +15,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader
 from torchvision.transforms.v2 import functional as TF
 
 from benchmarks.timing import interleaved, median, sync
-from mbv3_lightning.config import CONFIG_NAME, config_dir, register_resolvers
+from mbv3_lightning.config import CONFIG_NAME, compose_config
 from mbv3_lightning.data.images import ImageListDataset, load_rgb
 from mbv3_lightning.models.registry import create_model
 
@@ -39,11 +37,7 @@ class _PilDataset(ImageListDataset):
 
 def _datamodule(**overrides: object):
     """The bundled demo's DataModule exactly as `python -m mbv3_lightning` builds it."""
-    register_resolvers()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose(CONFIG_NAME)
-    GlobalHydra.instance().clear()
+    cfg = compose_config(CONFIG_NAME)
     dm = instantiate(cfg.dataset, input_size=100, **overrides)
     dm.setup("fit")
     return dm

@@ -1,4 +1,4 @@
-"""Goal 6: what one sweep cell costs beyond `fit`: Hydra composition, instantiation, loggers."""
+"""What one sweep cell costs beyond `fit`: Hydra composition, instantiation, loggers."""
 
 from __future__ import annotations
 
@@ -7,14 +7,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
-
 from benchmarks.timing import median
-from mbv3_lightning.config import CONFIG_NAME, config_dir, register_resolvers
-from mbv3_lightning.train import run as train_run
+from mbv3_lightning.config import CONFIG_NAME, compose_config, register_resolvers
+from mbv3_lightning.training.run import run as train_run
 
 GOAL_S = 3.0
 
@@ -22,13 +17,7 @@ GOAL_S = 3.0
 def _cell(overrides: list[str], output_dir: Path) -> dict[str, float]:
     """Compose and run one `debug=fast` cell in-process, as a multirun job does."""
     start = time.perf_counter()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose(CONFIG_NAME, overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-        cfg.paths.output_dir = str(output_dir)
+    cfg = compose_config(CONFIG_NAME, overrides, hydra_runtime=True, output_dir=output_dir)
     summary = train_run(cfg)
     total = time.perf_counter() - start
     return {"total_s": total, "fit_s": summary["train_time_s"]}

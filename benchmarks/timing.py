@@ -1,6 +1,6 @@
 """Helpers for side-by-side measurements: interleaved repeats so variants share the noise.
 
-Single-call latency (median/p95) is `mbv3_lightning.latency.measure_latency`, the project's
+Single-call latency (median/p95) is `mbv3_lightning.perf.latency.measure_latency`, the project's
 one timing primitive.
 """
 

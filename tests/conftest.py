@@ -11,13 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 from PIL import Image
 
-from mbv3_lightning.config import CONFIG_NAME, config_dir, register_resolvers
+from mbv3_lightning.config import CONFIG_NAME, compose_config
 
 # Subprocesses (`python -m mbv3_lightning ...`) must import this checkout, not whichever copy
 # happens to be installed.
@@ -97,18 +94,7 @@ def compose_train_config(overrides: Sequence[str], output_dir: Path) -> DictConf
     Hydra's runtime config is registered (``${hydra:...}`` resolves) and its global state is
     left clear, so fixtures of any scope can call this.
     """
-    register_resolvers()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-            cfg = compose(CONFIG_NAME, overrides=list(overrides), return_hydra_config=True)
-        HydraConfig.instance().set_config(cfg)
-    finally:
-        GlobalHydra.instance().clear()
-    with open_dict(cfg):
-        del cfg["hydra"]  # the job's config never holds it; ${hydra:...} reads HydraConfig
-        cfg.paths.output_dir = str(output_dir)
-    return cfg
+    return compose_config(CONFIG_NAME, overrides, hydra_runtime=True, output_dir=output_dir)
 
 
 @pytest.fixture
@@ -134,7 +120,7 @@ def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Trained once per session for the predict, export and web page tests; its run directory
     holds the split_manifest.json that export reads parity and calibration images from.
     """
-    from mbv3_lightning.train import run
+    from mbv3_lightning.training.run import run
 
     root = make_image_folder(tmp_path_factory.mktemp("colours"), splits={"train": 16, "test": 4})
     overrides = [

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from mbv3_lightning.app import parse_arguments, streamlit_command
 from mbv3_lightning.data.images import load_rgb
-from mbv3_lightning.inference import load_predictor
-from mbv3_lightning.run_manifest import manifest_samples
+from mbv3_lightning.deploy.page import parse_arguments, streamlit_command
+from mbv3_lightning.deploy.predictor import load_predictor
+from mbv3_lightning.runs.manifest import manifest_samples
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -16,8 +16,8 @@ from rich.console import Console
 from mbv3_lightning.data import images
 from mbv3_lightning.data.image_folder import ImageFolderDataModule
 from mbv3_lightning.data.images import decode_rgb, inspect_image, load_rgb
-from mbv3_lightning.summary import render_summary
-from mbv3_lightning.train import run
+from mbv3_lightning.runs.summary import render_summary
+from mbv3_lightning.training.run import run
 
 from .conftest import FAST_OVERRIDES, make_image_folder, write_image
 

@@ -10,7 +10,7 @@ from hydra.errors import InstantiationException
 
 from mbv3_lightning.models.registry import list_models
 from mbv3_lightning.resources import resource_path
-from mbv3_lightning.train import resolve_input_size, run
+from mbv3_lightning.training.run import resolve_input_size, run
 
 from .conftest import FAST_OVERRIDES, run_module
 

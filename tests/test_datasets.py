@@ -18,7 +18,7 @@ import torch
 from hydra.utils import instantiate
 
 from mbv3_lightning.data.monkeys10 import read_monkey_labels
-from mbv3_lightning.train import build_components, run
+from mbv3_lightning.training.run import build_components, run
 
 from .conftest import FAST_OVERRIDES, make_image_folder, write_image
 

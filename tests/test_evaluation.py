@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mbv3_lightning.evaluate import _check_same_classes
-from mbv3_lightning.train import run
+from mbv3_lightning.training.evaluate import _check_same_classes
+from mbv3_lightning.training.run import run
 
 from .conftest import FAST_OVERRIDES, run_module, write_image
 from .test_wandb import offline_run
@@ -102,7 +102,7 @@ def test_run_writes_every_metric_and_figure_then_evaluate_rescores_it(compose_cf
     )
     summary = run(cfg)
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics == json.loads(json.dumps(summary))  # the file is exactly what run() returned
+    assert metrics == json.loads(json.dumps(summary.to_json()))  # the file is what run() returned
     assert set(metrics) >= TOP_LEVEL_KEYS
     for key in SCALARS_IN_0_1:
         assert 0.0 <= metrics["metrics"][key] <= 1.0, key

@@ -6,31 +6,25 @@ from pathlib import Path
 
 import onnx
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-from mbv3_lightning.config import config_dir, register_resolvers
-from mbv3_lightning.export import ParityError, export
-from mbv3_lightning.inference import OnnxPredictor, TorchScriptPredictor, load_predictor
-from mbv3_lightning.predict import predict_paths
-from mbv3_lightning.run_manifest import manifest_samples
+from mbv3_lightning.config import compose_config
+from mbv3_lightning.deploy.export import ParityError, export
+from mbv3_lightning.deploy.predict import predict_paths
+from mbv3_lightning.deploy.predictor import OnnxPredictor, TorchScriptPredictor, load_predictor
+from mbv3_lightning.runs.manifest import manifest_samples
 
 CLASSES = ["apple", "banana", "cherry"]
 
 
 def export_config(ckpt: Path, output_dir: Path, *overrides: str) -> DictConfig:
     """The real conf/export.yaml, with few latency runs to keep the suite fast."""
-    register_resolvers()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-            cfg = compose("export", [f"ckpt_path={ckpt}", "latency_runs=3", *overrides])
-    finally:
-        GlobalHydra.instance().clear()
-    with open_dict(cfg):
-        cfg.output_dir = str(output_dir)
-    return cfg
+    return compose_config(
+        "export",
+        [f"ckpt_path={ckpt}", "latency_runs=3", *overrides],
+        output_dir=output_dir,
+        output_key="output_dir",
+    )
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from mbv3_lightning.data.image_folder import ImageFolderDataModule
-from mbv3_lightning.models.classifier import ImageClassifier
 from mbv3_lightning.models.freeze import feature_blocks, freeze, parse_freeze
 from mbv3_lightning.models.registry import get_spec, list_models
+from mbv3_lightning.training.module import ImageClassifier
 
 
 def _train_one_step(model: ImageClassifier, root) -> None:

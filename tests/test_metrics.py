@@ -11,9 +11,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from mbv3_lightning.metrics import build_report, curve_corners, report_metrics, stage_metrics
-from mbv3_lightning.models.classifier import ImageClassifier
-from mbv3_lightning.run_files import best_epoch, read_curves
+from mbv3_lightning.runs.files import best_epoch, read_curves
+from mbv3_lightning.training.metrics import (
+    build_report,
+    curve_corners,
+    report_metrics,
+    stage_metrics,
+)
+from mbv3_lightning.training.module import ImageClassifier
 
 # Six test images of three classes with these predicted probabilities (rows sum to 1, so the
 # logits log(p) give back exactly p after the classifier's softmax). No score ties anywhere.

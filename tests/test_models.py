@@ -14,7 +14,6 @@ from torchvision.models import mobilenet_v3_small as torchvision_mobilenet_v3_sm
 from torchvision.models.inception import InceptionOutputs
 
 from mbv3_lightning.models.complexity import complexity, layer_breakdown
-from mbv3_lightning.models.inception import AUX_LOSS_WEIGHT, InceptionV3Classifier
 from mbv3_lightning.models.pretrained import WEIGHTS_VERSION
 from mbv3_lightning.models.registry import (
     count_parameters,
@@ -22,7 +21,8 @@ from mbv3_lightning.models.registry import (
     get_spec,
     list_models,
 )
-from mbv3_lightning.train import run
+from mbv3_lightning.training.inception import AUX_LOSS_WEIGHT, InceptionV3Classifier
+from mbv3_lightning.training.run import run
 
 from .conftest import FAST_OVERRIDES
 

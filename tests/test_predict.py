@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mbv3_lightning.inference import load_predictor
-from mbv3_lightning.predict import predict_paths, resolve_inputs, write_predictions_csv
-from mbv3_lightning.run_manifest import manifest_samples
+from mbv3_lightning.deploy.predict import predict_paths, resolve_inputs, write_predictions_csv
+from mbv3_lightning.deploy.predictor import load_predictor
+from mbv3_lightning.runs.manifest import manifest_samples
 
 from .conftest import run_module, write_image
 

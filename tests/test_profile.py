@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mbv3_lightning.models.complexity import LAYER_KINDS
-from mbv3_lightning.profile import cpu_latency_ms
+from mbv3_lightning.perf.profile import cpu_latency_ms
 
 from .conftest import run_module
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mbv3_lightning.report import main, write_report
-from mbv3_lightning.report_figures import pareto_front
-from mbv3_lightning.train import run
+from mbv3_lightning.cli.report import main
+from mbv3_lightning.sweeps.figures import pareto_front
+from mbv3_lightning.sweeps.report import write_report
+from mbv3_lightning.training.run import run
 
 from .conftest import FAST_OVERRIDES, run_module
 
@@ -146,7 +147,7 @@ def test_report_errors_name_the_problem(tmp_path):
 
 def test_report_logs_table_and_figures_to_wandb_offline(partial_sweep, capsys):
     main([str(partial_sweep), "report.wandb=true"])
-    # the jobs' group (train.py): task name, then the sweep's date and time folders
+    # the jobs' group (training/run.py): task name, then the sweep's date and time folders
     assert f"W&B group 'train-{partial_sweep.parent.name}-sweep'" in capsys.readouterr().out
     runs = list((partial_sweep / "report" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1

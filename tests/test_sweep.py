@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mbv3_lightning.callbacks import NonFiniteLossError
 from mbv3_lightning.resources import resource_path
-from mbv3_lightning.train import resolve_input_size, run
+from mbv3_lightning.training.callbacks import NonFiniteLossError
+from mbv3_lightning.training.run import resolve_input_size, run
 
 from .conftest import FAST_OVERRIDES, make_image_folder, run_module
 

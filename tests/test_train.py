@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mbv3_lightning.models.optim import build_optimizer, cosine_factor
-from mbv3_lightning.train import run
+from mbv3_lightning.training.optim import build_optimizer, cosine_factor
+from mbv3_lightning.training.run import run
 
 from .conftest import FAST_OVERRIDES, make_image_folder, run_module
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from mbv3_lightning.train import run
-from mbv3_lightning.wandb_logging import WANDB_RUN_ID_KEY
+from mbv3_lightning.training.loggers import WANDB_RUN_ID_KEY
+from mbv3_lightning.training.run import run
 
 from .conftest import FAST_OVERRIDES, make_image_folder, run_module
 

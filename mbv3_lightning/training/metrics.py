@@ -6,7 +6,6 @@ non-scalar test results (per-class table, ROC curves, confusion matrix) into pla
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,6 +22,10 @@ from torchmetrics.classification import (
     MulticlassSpecificity,
 )
 from torchmetrics.utilities.compute import auc
+
+from mbv3_lightning.runs.record import EvaluationReport
+
+__all__ = ["EvaluationReport", "build_report", "curve_corners", "report_metrics", "stage_metrics"]
 
 # Top-5 accuracy only means something when there are clearly more than five classes.
 TOP5_MIN_CLASSES = 6
@@ -67,16 +70,6 @@ def report_metrics(num_classes: int) -> MetricCollection:
             "confusion": MulticlassConfusionMatrix(num_classes=num_classes),
         }
     )
-
-
-@dataclass
-class EvaluationReport:
-    """What a run's test stage found beyond the scalars, in plain Python for the files."""
-
-    class_names: list[str]
-    per_class: list[dict[str, Any]]  # {class, precision, recall, specificity, f1, support}
-    roc: dict[str, Any]  # the roc.json structure: classes / micro / macro -> fpr, tpr, auc
-    confusion: list[list[int]]  # counts, rows = true class, columns = predicted class
 
 
 def curve_corners(fpr: torch.Tensor, tpr: torch.Tensor) -> tuple[list[float], list[float]]:

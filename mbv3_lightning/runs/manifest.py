@@ -8,13 +8,14 @@ from pathlib import Path
 
 from mbv3_lightning.data.image_folder import scan_class_folders
 from mbv3_lightning.data.images import is_image_file
+from mbv3_lightning.runs.run_dir import RunDir
 
 Samples = list[tuple[Path, int]]
 
 
 def run_dir_of(ckpt_path: Path) -> Path:
     """``<run dir>/checkpoints/x.ckpt`` -> ``<run dir>``."""
-    return ckpt_path.resolve().parent.parent
+    return RunDir.of_checkpoint(ckpt_path).path
 
 
 def manifest_samples(ckpt_path: Path, splits: Sequence[str]) -> Samples:
@@ -22,7 +23,7 @@ def manifest_samples(ckpt_path: Path, splits: Sequence[str]) -> Samples:
 
     Returns an empty list when the checkpoint is not inside a run directory with a manifest.
     """
-    manifest_path = run_dir_of(ckpt_path) / "split_manifest.json"
+    manifest_path = RunDir.of_checkpoint(ckpt_path).split_manifest
     if not manifest_path.is_file():
         return []
     manifest = json.loads(manifest_path.read_text())
@@ -36,7 +37,7 @@ def manifest_samples(ckpt_path: Path, splits: Sequence[str]) -> Samples:
 
 def class_keys_of_run(ckpt_path: Path) -> list[str]:
     """The class folder names the run trained on (may differ from display names)."""
-    manifest_path = run_dir_of(ckpt_path) / "split_manifest.json"
+    manifest_path = RunDir.of_checkpoint(ckpt_path).split_manifest
     if not manifest_path.is_file():
         return []
     return list(json.loads(manifest_path.read_text())["classes"])

@@ -6,7 +6,6 @@ Works on partial sweeps and on runs written before a key existed: a cell without
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import statistics
@@ -16,6 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+
+from mbv3_lightning.runs.files import read_run_curves
+from mbv3_lightning.runs.record import RunRecord
+from mbv3_lightning.runs.run_dir import RunDir
 
 # Swept keys that say *where* or *which repeat*, not *which variant*: they never name a row.
 _NOT_VARIANT_KEYS = ("model", "dataset", "seed", "experiment", "sweep.")
@@ -30,15 +33,20 @@ class Cell:
     overrides: list[str]
     status: str
     error: str | None = None
-    summary: dict[str, Any] | None = None
+    record: RunRecord | None = None
     swept_keys: frozenset[str] = field(default=frozenset())  # the keys the grid varies
     # model and dataset of the sweep's finished cells, for unfinished cells whose overrides
     # do not name them (the grid does not vary them, so they are the same)
     shared: dict[str, str] = field(default_factory=dict)
 
     @property
+    def summary(self) -> dict[str, Any] | None:
+        """The cell's ``metrics.json`` (in today's key names), if it finished."""
+        return None if self.record is None else self.record.to_json()
+
+    @property
     def complete(self) -> bool:
-        return self.summary is not None
+        return self.record is not None
 
     def metric(self, key: str) -> float | None:
         """A value from ``metrics.json``: a top-level key, else one of its ``metrics``."""
@@ -81,15 +89,11 @@ class Cell:
 
     def curves(self) -> list[dict[str, float]]:
         """Per-epoch curves: ``curves.csv`` if written, else derived from ``metrics.csv``."""
-        for name in ("curves.csv", "metrics.csv"):
-            path = self.run_dir / name
-            if path.is_file():
-                return _epoch_rows(path)
-        return []
+        return read_run_curves(self.run_dir)
 
     def roc(self) -> dict[str, Any] | None:
         """``roc.json`` (per-class, micro and macro ROC) if the run wrote one."""
-        path = self.run_dir / "roc.json"
+        path = RunDir(self.run_dir).roc_json
         return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -99,20 +103,6 @@ def _override_value(overrides: Iterable[str], key: str) -> str | None:
         if k.lstrip("+~") == key:
             return v
     return None
-
-
-def _epoch_rows(path: Path) -> list[dict[str, float]]:
-    """One row per epoch; Lightning writes train and val values of an epoch on separate rows."""
-    epochs: dict[int, dict[str, float]] = {}
-    with path.open(newline="") as f:
-        for row in csv.DictReader(f):
-            if not row.get("epoch"):
-                continue
-            merged = epochs.setdefault(int(float(row["epoch"])), {})
-            for key, value in row.items():
-                if key and value not in ("", None) and key not in ("epoch", "step"):
-                    merged[key] = float(value)
-    return [{"epoch": float(e), **values} for e, values in sorted(epochs.items())]
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -139,9 +129,10 @@ def load_cells(sweep_dir: Path) -> list[Cell]:
     cells = []
     for row in record.get("cells") or []:
         run_dir = sweep_dir / str(row.get("dir", row["job"]))
-        cells.append(_cell(run_dir, {**row, **(_read_json(run_dir / "status.json") or {})}))
+        status = _read_json(RunDir(run_dir).status_json) or {}
+        cells.append(_cell(run_dir, {**row, **status}))
     for run_dir in sorted(job_dirs - {c.run_dir for c in cells}):
-        cells.append(_cell(run_dir, _read_json(run_dir / "status.json") or {}))
+        cells.append(_cell(run_dir, _read_json(RunDir(run_dir).status_json) or {}))
     if not cells:
         raise FileNotFoundError(
             f"No runs found in '{sweep_dir}' (no sweep.json and no <job>/metrics.json). Is this "
@@ -158,11 +149,12 @@ def load_cells(sweep_dir: Path) -> list[Cell]:
 
 def _cell(run_dir: Path, row: dict[str, Any]) -> Cell:
     overrides = row.get("overrides")
-    if overrides is None and (run_dir / ".hydra" / "overrides.yaml").is_file():
-        overrides = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "overrides.yaml"))
-    summary = _read_json(run_dir / "metrics.json")
-    status = row.get("status") or ("completed" if summary else "missing")
-    if summary is None and status in ("completed", "skipped"):
+    overrides_yaml = RunDir(run_dir).overrides_yaml
+    if overrides is None and overrides_yaml.is_file():
+        overrides = OmegaConf.to_container(OmegaConf.load(overrides_yaml))
+    record = RunRecord.read_if_finished(run_dir)
+    status = row.get("status") or ("completed" if record else "missing")
+    if record is None and status in ("completed", "skipped"):
         status = "missing"  # sweep.json says done but the files are gone
     return Cell(
         job=row.get("job"),
@@ -170,7 +162,7 @@ def _cell(run_dir: Path, row: dict[str, Any]) -> Cell:
         overrides=list(overrides or []),
         status=status if run_dir.is_dir() else "not started",
         error=row.get("error"),
-        summary=summary,
+        record=record,
     )
 
 

@@ -20,8 +20,8 @@ import torch
 from PIL import Image
 
 from mbv3_lightning.data.transforms import EvalTransform
-from mbv3_lightning.models.classifier import ImageClassifier
 from mbv3_lightning.models.registry import create_model, get_spec
+from mbv3_lightning.training.module import ImageClassifier
 
 log = logging.getLogger(__name__)
 

@@ -7,11 +7,13 @@ memory allocation and kernel selection), with gradients off and the network in e
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import torch
 from torch import nn
 
-from mbv3_lightning.latency import measure_latency
+from mbv3_lightning.models.complexity import complexity
+from mbv3_lightning.perf.latency import measure_latency
 
 
 def _memory_format(net: nn.Module) -> torch.memory_format:
@@ -68,3 +70,17 @@ def time_inference(
         "test_images_per_s": round(len(images) / (batch.median_ms / 1000), 1),
         "test_timing_batch_size": len(images),
     }
+
+
+def model_cost(
+    net: torch.nn.Module,
+    input_size: int,
+    test_images: torch.Tensor | None,
+    timing: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``params``/``macs``/``flops`` and, given a test batch, the test-time speed on the
+    device ``net`` is on (``timing``: overrides of :func:`time_inference`'s repeat counts)."""
+    cost: dict[str, Any] = {**complexity(net, input_size)}
+    if test_images is None:
+        return {**cost, "test_ms_per_image": None, "test_images_per_s": None}
+    return {**cost, **time_inference(net, test_images, **(timing or {}))}

@@ -7,8 +7,8 @@ from typing import Any
 import torch
 from torchvision.models.inception import InceptionOutputs
 
-from mbv3_lightning.models.classifier import ImageClassifier
 from mbv3_lightning.models.registry import get_spec
+from mbv3_lightning.training.module import ImageClassifier
 
 # torchvision's reference recipe: loss = CE(logits) + 0.4 * CE(aux_logits) while training.
 AUX_LOSS_WEIGHT = 0.4

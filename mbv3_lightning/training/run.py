@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
@@ -20,20 +19,16 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mbv3_lightning.models.registry import get_spec
-from mbv3_lightning.run_files import (
-    best_epoch,
-    git_commit,
-    model_cost,
-    read_curves,
-    software_versions,
-    write_run_files,
-)
-from mbv3_lightning.sweep import load_completed_summary, plan_resume
-from mbv3_lightning.wandb_logging import (
+from mbv3_lightning.perf.test_speed import model_cost
+from mbv3_lightning.runs.files import best_epoch, read_curves, write_run_files
+from mbv3_lightning.runs.record import RunRecord, build_run_record
+from mbv3_lightning.runs.resume import load_completed_summary, plan_resume
+from mbv3_lightning.runs.run_dir import RunDir
+from mbv3_lightning.runs.wandb_results import log_run_results
+from mbv3_lightning.training.loggers import (
     WandbRunIdInCheckpoint,
     find_wandb_logger,
     finish_wandb,
-    log_run_results,
     wandb_resume_kwargs,
 )
 
@@ -68,7 +63,10 @@ def _check_fresh_run_dir(output_dir: Path, ckpt_path: str | None) -> None:
     """Refuse to write a new run over a finished or checkpointed one in the same directory."""
     if ckpt_path is not None:
         return
-    existing = [p for p in ("metrics.json", "checkpoints/last.ckpt") if (output_dir / p).exists()]
+    files = RunDir(output_dir)
+    existing = [
+        str(p.relative_to(output_dir)) for p in (files.metrics_json, files.last_ckpt) if p.exists()
+    ]
     if existing:
         raise FileExistsError(
             f"Run directory '{output_dir}' already holds a run ({', '.join(existing)}). Resume it "
@@ -130,7 +128,7 @@ def build_components(
     return datamodule, model, callbacks, loggers
 
 
-def _train_and_test(cfg: DictConfig) -> dict[str, Any]:
+def _train_and_test(cfg: DictConfig) -> RunRecord:
     started = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
     _check_fresh_run_dir(output_dir, cfg.get("ckpt_path"))
@@ -171,45 +169,44 @@ def _train_and_test(cfg: DictConfig) -> dict[str, Any]:
     elif cfg.get("test", True):
         log.info("Dataset '%s' has no test split; skipping the test stage.", datamodule.name)
 
-    summary = {
-        "model": cfg.model.arch,
-        "dataset": datamodule.name,
-        "seed": cfg.seed,
-        "input_size": model.input_size,
-        "num_classes": datamodule.num_classes,
-        "class_names": list(datamodule.class_names),
-        "skipped_images": len(getattr(datamodule, "skipped_images", ())),
-        "epochs": trainer.current_epoch,
-        "metrics": {**fit_metrics, **test_metrics},
-        **counts,
-        "train_time_s": round(train_time_s, 2),
-        "best_ckpt": best_ckpt,
-        "run_dir": str(output_dir),
-        "device": str(trainer.strategy.root_device),
-        "torch_threads": torch.get_num_threads(),
-        "versions": software_versions(),
-        "git_commit": git_commit(),
-        "config": OmegaConf.to_container(cfg, resolve=True),
-    }
-    curves = read_curves(output_dir / "metrics.csv")
+    run_files = RunDir(output_dir)
+    curves = read_curves(run_files.metrics_csv)
     report = model.test_report if test_metrics else None
-    summary["best_epoch"] = best_epoch(curves)
+    cost = None
     if trainer.is_global_zero:  # one process measures speed and writes the files
         test_images = next(iter(datamodule.test_dataloader()))[0] if report else None
         model.to(trainer.strategy.root_device)
-        summary.update(model_cost(model.net, model.input_size, test_images, cfg.get("timing")))
-    summary["per_class"] = report.per_class if report else []
-    summary["wall_time_s"] = round(time.perf_counter() - started, 2)
+        cost = model_cost(model.net, model.input_size, test_images, cfg.get("timing"))
+    record = build_run_record(
+        model=cfg.model.arch,
+        dataset=datamodule.name,
+        seed=cfg.seed,
+        run_dir=output_dir,
+        input_size=model.input_size,
+        class_names=list(datamodule.class_names),
+        skipped_images=len(getattr(datamodule, "skipped_images", ())),
+        epochs=trainer.current_epoch,
+        metrics={**fit_metrics, **test_metrics},
+        parameter_counts=counts,
+        train_time_s=train_time_s,
+        best_ckpt=best_ckpt,
+        device=str(trainer.strategy.root_device),
+        config=OmegaConf.to_container(cfg, resolve=True),
+        best_epoch=best_epoch(curves),
+        cost=cost,
+        per_class=report.per_class if report else [],
+        started=started,
+    )
     if trainer.is_global_zero:
-        write_run_files(output_dir, summary, curves, report)
+        write_run_files(run_files, record, curves, report)
         wandb_logger = find_wandb_logger(loggers)
         if wandb_logger is not None:
-            log_run_results(wandb_logger, summary, report, output_dir)
-    return summary
+            log_run_results(wandb_logger, record, report, output_dir)
+    return record
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
-    """Train (and test) one configuration; returns the summary also saved as metrics.json.
+def run(cfg: DictConfig) -> RunRecord:
+    """Train (and test) one configuration; returns the record also saved as metrics.json.
 
     With ``sweep.resume=true`` a finished run directory is skipped and a checkpointed one
     continues from ``last.ckpt``. The W&B run is finished in every case, also when it raises.

@@ -1,11 +1,14 @@
-"""The short, readable table printed at the end of a run."""
+"""The short, readable table printed at the end of a run, from its :class:`RunRecord`."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+from mbv3_lightning.runs.record import RunRecord
 
 _SHOWN_METRICS = (
     ("test/acc", "test accuracy"),
@@ -16,9 +19,12 @@ _SHOWN_METRICS = (
 )
 
 
-def render_summary(summary: dict[str, Any]) -> Table:
+def render_summary(record: RunRecord | Mapping[str, Any]) -> Table:
     """A two-column table: what was trained, how well, how long, where the files are."""
-    table = Table(title=f"{summary['model']} on {summary['dataset']}", show_header=False)
+    if not isinstance(record, RunRecord):
+        record = RunRecord.from_json(record)  # a metrics.json dict
+    summary = record.to_json()
+    table = Table(title=f"{record.model} on {record.dataset}", show_header=False)
     table.add_column(style="bold")
     table.add_column()
     metrics = summary["metrics"]
@@ -45,5 +51,5 @@ def render_summary(summary: dict[str, Any]) -> Table:
     return table
 
 
-def print_summary(summary: dict[str, Any]) -> None:
-    Console().print(render_summary(summary))
+def print_summary(record: RunRecord | Mapping[str, Any]) -> None:
+    Console().print(render_summary(record))

@@ -9,11 +9,16 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import MaxMetric, MetricCollection
 
-from mbv3_lightning.metrics import EvaluationReport, build_report, report_metrics, stage_metrics
 from mbv3_lightning.models.freeze import freeze as freeze_net
 from mbv3_lightning.models.freeze import hold_frozen_batchnorm
-from mbv3_lightning.models.optim import build_optimizer, build_scheduler
 from mbv3_lightning.models.registry import count_parameters, create_model, get_spec
+from mbv3_lightning.training.metrics import (
+    EvaluationReport,
+    build_report,
+    report_metrics,
+    stage_metrics,
+)
+from mbv3_lightning.training.optim import build_optimizer, build_scheduler
 
 
 class ImageClassifier(L.LightningModule):

@@ -1,4 +1,5 @@
-"""The sweep report's figures (paper 000's Figs 4-10 and a Pareto plot), one PNG each.
+"""The sweep report's figures, one PNG each: the MobileNetV3 image-classification paper's
+Figs 4-10 and a Pareto plot.
 
 Every function returns the written path, or ``None`` when no run has the data the figure
 needs (e.g. runs that predate ``roc.json``), so the report can say so instead of drawing an
@@ -15,7 +16,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 
 import matplotlib.pyplot as plt
 
-from mbv3_lightning.sweep_results import Group
+from mbv3_lightning.sweeps.results import Group
 
 LATENCY_KEY = "test_ms_per_image"
 ACCURACY_KEY = "test/acc"

@@ -23,7 +23,7 @@ from onnxruntime.quantization import (
 )
 
 from mbv3_lightning.data.images import load_rgb
-from mbv3_lightning.inference import Predictor
+from mbv3_lightning.deploy.predictor import Predictor
 
 log = logging.getLogger(__name__)
 

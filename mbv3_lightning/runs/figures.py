@@ -25,7 +25,8 @@ def _title(what: str, subtitle: str) -> str:
 
 
 def plot_curves(curves: Sequence[dict[str, Any]], path: Path, subtitle: str = "") -> None:
-    """Loss and accuracy per epoch, train vs validation (the layout of paper 000's Fig. 4)."""
+    """Loss and accuracy per epoch, train vs validation (the layout of Fig. 4 of the
+    MobileNetV3 image-classification paper)."""
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     loss_ax, acc_ax = fig.subplots(1, 2)
     for ax, metric, label in ((loss_ax, "loss", "cross-entropy loss"), (acc_ax, "acc", "accuracy")):

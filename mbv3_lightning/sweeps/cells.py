@@ -19,7 +19,6 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,39 +26,16 @@ from typing import Any, TypeVar
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from mbv3_lightning.runs.resume import plan_resume
+from mbv3_lightning.runs.run_dir import RunDir, write_atomic, write_json_atomic
+
 log = logging.getLogger(__name__)
 
-STATUS_FILE = "status.json"
-TRACEBACK_FILE = "traceback.txt"
-SWEEP_FILE = "sweep.json"
-METRICS_FILE = "metrics.json"  # written last by a finished run: its presence means "complete"
-LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+STATUS_FILE = RunDir(Path()).status_json.name
+TRACEBACK_FILE = RunDir(Path()).traceback_txt.name
+SWEEP_FILE = "sweep.json"  # in the sweep directory, above the cells' run directories
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class ResumePlan:
-    """What a (re)started cell does: ``fresh``, ``resume`` from ``ckpt_path``, or ``skip``."""
-
-    action: str
-    ckpt_path: Path | None = None
-
-
-def plan_resume(run_dir: Path, resume: bool) -> ResumePlan:
-    """Decide from the files in ``run_dir`` whether a cell is skipped, resumed or run afresh."""
-    if not resume:
-        return ResumePlan("fresh")
-    if (run_dir / METRICS_FILE).is_file():
-        return ResumePlan("skip")
-    if (run_dir / LAST_CHECKPOINT).is_file():
-        return ResumePlan("resume", run_dir / LAST_CHECKPOINT)
-    return ResumePlan("fresh")
-
-
-def load_completed_summary(run_dir: Path) -> dict[str, Any]:
-    """The summary a finished cell saved as ``metrics.json``."""
-    return json.loads((run_dir / METRICS_FILE).read_text())
 
 
 def _now() -> str:
@@ -71,14 +47,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None  # absent, or cut short by a kill: treated as "no record"
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON via a temporary file and a rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
 
 
 def run_cell(
@@ -94,10 +62,11 @@ def run_cell(
     A failure is logged, written to ``traceback.txt`` and ``status.json``, and swallowed
     (returns ``None``) so the remaining cells run on; :class:`SweepTracker` reports it at the end.
     """
-    previous = _read_json(run_dir / STATUS_FILE) or {}
+    files = RunDir(run_dir)
+    previous = _read_json(files.status_json) or {}
     attempt = int(previous.get("attempt", 0)) + 1
-    if (run_dir / TRACEBACK_FILE).is_file():  # keep the earlier failure next to its attempt
-        os.replace(run_dir / TRACEBACK_FILE, run_dir / f"traceback.attempt{attempt - 1}.txt")
+    if files.traceback_txt.is_file():  # keep the earlier failure next to its attempt
+        os.replace(files.traceback_txt, files.earlier_traceback(attempt - 1))
     plan = plan_resume(run_dir, resume)
     status: dict[str, Any] = {
         "job": job_num,
@@ -111,19 +80,19 @@ def run_cell(
         "pid": os.getpid(),
         "history": [*previous.get("history", []), *([_brief(previous)] if previous else [])],
     }
-    write_json_atomic(run_dir / STATUS_FILE, status)
+    write_json_atomic(files.status_json, status)
     started = time.perf_counter()
     try:
         result = train()
     except Exception as err:
         log.exception("Cell %d (%s) failed.", job_num, " ".join(overrides))
-        (run_dir / TRACEBACK_FILE).write_text("".join(traceback.format_exception(err)))
+        write_atomic(files.traceback_txt, "".join(traceback.format_exception(err)))
         status.update(status="failed", error=f"{type(err).__name__}: {err}")
         result = None
     else:
         status["status"] = "skipped" if plan.action == "skip" else "completed"
     status.update(ended_at=_now(), duration_s=round(time.perf_counter() - started, 2))
-    write_json_atomic(run_dir / STATUS_FILE, status)
+    write_json_atomic(files.status_json, status)
     return result
 
 
@@ -178,7 +147,7 @@ def _cell_rows(grid: list[list[str]] | None, cells: dict[int, dict[str, Any]]) -
 class SweepTracker(Callback):
     """Hydra callback: writes ``sweep.json``, guards resumes, and fails the multirun loudly.
 
-    Registered in ``conf/hydra/default.yaml`` under ``hydra.callbacks``. Hydra turns a
+    Registered in ``conf/train.yaml`` under ``hydra.callbacks``. Hydra turns a
     callback's exceptions into warnings, so refusals and the final failure use ``SystemExit``.
     """
 

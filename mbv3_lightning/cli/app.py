@@ -1,0 +1,23 @@
+"""`python -m mbv3_lightning.app ckpt_path=<ckpt|onnx|pt> [port=8501] [top_k=5]`: a web page.
+
+Starts Streamlit (offline: no usage statistics, no browser opened) on the page script
+:mod:`mbv3_lightning.deploy.page`, which Streamlit then runs on every page load.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from mbv3_lightning.deploy.page import parse_arguments, streamlit_command
+
+
+def main() -> None:
+    """Start Streamlit on the page (``python -m mbv3_lightning.app ...``)."""
+    from streamlit.web import cli
+
+    sys.argv = streamlit_command(parse_arguments(sys.argv[1:]))
+    sys.exit(cli.main())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""`python -m mbv3_lightning.export ckpt_path=<ckpt> format=onnx|torchscript [quantize=int8]`.
+
+Writes the model with its class names and preprocessing, checks it against eager PyTorch on
+real images and prints the size / latency table; the work is
+:func:`mbv3_lightning.deploy.export.export`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import hydra
+from omegaconf import DictConfig
+from rich.console import Console
+
+from mbv3_lightning.config import config_dir, register_resolvers
+from mbv3_lightning.deploy.export import export, render_report
+
+log = logging.getLogger(__name__)
+
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="export")
+def main(cfg: DictConfig) -> None:
+    report = export(cfg)
+    Console().print(render_report(report))
+    log.info("Wrote %s", report["model_path"])
+
+
+if __name__ == "__main__":
+    main()

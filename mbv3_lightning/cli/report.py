@@ -1,0 +1,65 @@
+"""`python -m mbv3_lightning.report <sweep_dir>`: paper-style tables and figures for a sweep.
+
+Parses ``<sweep_dir>`` and ``report.key=value`` options, has
+:func:`mbv3_lightning.sweeps.report.write_report` write ``<sweep_dir>/report/`` and prints
+each dataset's table.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from mbv3_lightning.resources import resource_path
+from mbv3_lightning.sweeps.report import COLUMNS, log_to_wandb, write_report
+
+
+def _parse_args(argv: Sequence[str]) -> tuple[Path, DictConfig]:
+    """``<sweep_dir>`` plus ``report.key=value`` overrides on top of conf/report.yaml."""
+    positional = [a for a in argv if "=" not in a]
+    if len(positional) != 1 or positional[0] in ("-h", "--help"):
+        raise SystemExit(
+            "usage: python -m mbv3_lightning.report <sweep_dir> [report.out=DIR] "
+            "[report.wandb=true]\n  <sweep_dir> is the folder a multirun wrote, "
+            "e.g. outputs/multirun/2026-11-23/12-00-00"
+        )
+    cfg = OmegaConf.load(resource_path("conf") / "report.yaml")
+    OmegaConf.set_struct(cfg, True)  # a misspelt key is an error, not silently ignored
+    try:
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([a for a in argv if "=" in a]))
+    except Exception as err:
+        raise SystemExit(f"Bad report option: {err}. Known: {list(cfg.report)}") from None
+    return Path(positional[0]), cfg
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The command line: write the report and print each dataset's table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    sweep_dir, cfg = _parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        written = write_report(sweep_dir, Path(cfg.report.out) if cfg.report.out else None)
+    except FileNotFoundError as err:
+        raise SystemExit(str(err)) from None
+    console = Console()
+    for dataset, rows in written["tables"].items():
+        table = Table(title=dataset)
+        for title, _ in COLUMNS:
+            table.add_column(title)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    if cfg.report.wandb:
+        group = log_to_wandb(sweep_dir, written, cfg.report.project)
+        console.print(f"Logged to W&B group '{group}'.")
+    console.print(f"Report: {written['report_md']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""`python -m mbv3_lightning [overrides]`: train one configuration, or a grid with `-m`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from mbv3_lightning.config import CONFIG_NAME, config_dir, register_resolvers
+
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name=CONFIG_NAME)
+def main(cfg: DictConfig) -> float | None:
+    # Imported here so `--help` and `--cfg job` answer without loading torch.
+    from mbv3_lightning.runs.summary import print_summary
+    from mbv3_lightning.sweeps.cells import run_cell
+    from mbv3_lightning.training.run import run
+
+    # Lightning prints through handlers of its own; under Hydra the root logger already prints
+    # to the console and to <run dir>/train.log, so drop Lightning's to avoid every line twice.
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).handlers.clear()
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        # One failing cell is recorded in its directory and must not stop the others.
+        summary = run_cell(
+            Path(cfg.paths.output_dir),
+            job_num=hydra_cfg.job.num,
+            overrides=list(hydra_cfg.overrides.task),
+            resume=bool(cfg.sweep.resume),
+            train=lambda: run(cfg),
+        )
+        if summary is None:
+            return None
+    else:
+        summary = run(cfg)
+    print_summary(summary)
+    return summary.metrics.get("val/acc_best")
+
+
+if __name__ == "__main__":
+    main()

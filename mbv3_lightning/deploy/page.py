@@ -1,0 +1,123 @@
+"""`python -m mbv3_lightning.app ckpt_path=<ckpt|onnx|pt> [port=8501] [top_k=5]`: a web page.
+
+Upload one or more images and see the top-k classes as a bar chart, with the model's name,
+classes and latency. Streamlit, as in the car-colour recipe: a page is one short script, uploads of
+several files and a cached model come built in, and it needs no front-end code.
+
+``python -m mbv3_lightning.app`` (mbv3_lightning/cli/app.py) starts Streamlit on this file
+(offline: no usage statistics, no browser opened); Streamlit then runs it as the page script.
+Arguments are plain ``key=value`` pairs instead of a Hydra config: the page composes no
+model or dataset config, and Streamlit owns the process and its command line.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import time
+from pathlib import Path
+
+from mbv3_lightning.deploy.predict import UNREADABLE_IMAGE_ERRORS
+from mbv3_lightning.deploy.predictor import Predictor, load_predictor, top_k
+
+DEFAULTS = {"ckpt_path": None, "port": "8501", "address": "127.0.0.1", "top_k": "5"}
+READABLE_FORMATS = "JPEG, PNG, BMP, GIF, WebP or TIFF"
+
+
+def parse_arguments(argv: list[str]) -> dict[str, str]:
+    """``["ckpt_path=x.ckpt", "port=8502"]`` -> a dict; unknown or missing keys are errors."""
+    values = dict(DEFAULTS)
+    for argument in argv:
+        key, sep, value = argument.partition("=")
+        if not sep or key not in DEFAULTS:
+            raise SystemExit(
+                f"Unexpected argument '{argument}'. Usage: python -m mbv3_lightning.app "
+                "ckpt_path=<ckpt|onnx|pt> [port=8501] [address=127.0.0.1] [top_k=5]"
+            )
+        values[key] = value
+    if not values["ckpt_path"]:
+        raise SystemExit("Give the model: python -m mbv3_lightning.app ckpt_path=<ckpt|onnx|pt>")
+    return values
+
+
+def streamlit_command(values: dict[str, str]) -> list[str]:
+    """``streamlit run`` on this file, headless and offline, forwarding the page's arguments."""
+    return [
+        "streamlit",
+        "run",
+        str(Path(__file__).resolve()),
+        f"--server.port={values['port']}",
+        f"--server.address={values['address']}",
+        "--server.headless=true",
+        "--server.fileWatcherType=none",
+        "--browser.gatherUsageStats=false",
+        "--global.developmentMode=false",
+        "--client.toolbarMode=viewer",
+        "--",
+        f"ckpt_path={values['ckpt_path']}",
+        f"top_k={values['top_k']}",
+    ]
+
+
+def render_page(ckpt_path: str, k: int) -> None:
+    """The page: model facts, an uploader, and one prediction panel per uploaded file."""
+    import altair as alt
+    import pandas as pd
+    import streamlit as st
+
+    from mbv3_lightning.data.images import load_rgb
+
+    @st.cache_resource(show_spinner="Loading the model...")
+    def cached_predictor(path: str) -> Predictor:
+        return load_predictor(path)
+
+    st.set_page_config(page_title="mbv3-lightning classifier", layout="wide")
+    predictor = cached_predictor(ckpt_path)
+    info = predictor.info
+    st.title("Image classifier")
+    st.markdown(
+        f"**Model:** `{info.arch}` ({predictor.runtime}) · **input:** {info.input_size} px · "
+        f"**file:** `{predictor.source.name}`"
+    )
+    with st.expander(f"{len(info.class_names)} classes"):
+        st.write(", ".join(info.class_names))
+
+    uploads = st.file_uploader("Upload one or more images", accept_multiple_files=True)
+    for upload in uploads or []:
+        try:
+            image = load_rgb(io.BytesIO(upload.getvalue()))
+        except UNREADABLE_IMAGE_ERRORS:
+            st.error(
+                f"'{upload.name}' is not an image that can be read. "
+                f"Upload {READABLE_FORMATS} files."
+            )
+            continue
+        started = time.perf_counter()
+        probabilities = predictor.predict([image])[0]
+        latency_ms = (time.perf_counter() - started) * 1000
+        ranked = top_k(probabilities, info.class_names, k)
+        picture, result = st.columns([1, 2])
+        picture.image(image, caption=upload.name, width="stretch")
+        result.subheader(f"{ranked[0][0]} · {ranked[0][1]:.1%}")
+        chart_data = pd.DataFrame(ranked, columns=["class", "probability"])
+        result.altair_chart(
+            alt.Chart(chart_data)
+            .mark_bar()
+            .encode(
+                x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+                y=alt.Y("class:N", sort="-x", title=None),
+            ),
+            width="stretch",
+        )
+        result.caption(f"{latency_ms:.1f} ms (preprocessing + forward pass, CPU)")
+
+
+def _running_inside_streamlit() -> bool:
+    from streamlit import runtime
+
+    return runtime.exists()
+
+
+if __name__ == "__main__" and _running_inside_streamlit():
+    page_args = parse_arguments(sys.argv[1:])
+    render_page(page_args["ckpt_path"], int(page_args["top_k"]))

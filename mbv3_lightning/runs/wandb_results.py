@@ -1,0 +1,89 @@
+"""What goes to W&B once a run is scored, beyond Lightning's per-epoch curves: the summary
+numbers, native ROC / confusion plots, the per-class table and the PNG figures.
+
+Whether W&B runs online at all is decided in :mod:`mbv3_lightning.runs.wandb_mode`; the
+Lightning side (the logger's run id across resumes) is in :mod:`mbv3_lightning.training.loggers`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.loggers import WandbLogger
+
+from mbv3_lightning.runs.record import EvaluationReport, RunRecord
+from mbv3_lightning.runs.run_dir import RunDir
+
+log = logging.getLogger(__name__)
+
+# W&B's native line and confusion-matrix charts become unreadable (and heavy) beyond this;
+# larger runs get their ROC averages natively and the full figures as images.
+MAX_NATIVE_PLOT_CLASSES = 30
+
+
+def summary_scalars(record: RunRecord) -> dict[str, float | int]:
+    """The headline numbers of metrics.json, flat, for the W&B run summary."""
+    summary = record.to_json()
+    scalars: dict[str, float | int] = dict(record.metrics)
+    for key in ("best_epoch", "params", "macs", "flops", "train_time_s", "test_images_per_s"):
+        if summary.get(key) is not None:
+            scalars[key] = summary[key]
+    for stat, value in (summary.get("test_ms_per_image") or {}).items():
+        scalars[f"test_ms_per_image/{stat}"] = value
+    return scalars
+
+
+def _roc_chart(wandb: Any, report: EvaluationReport) -> Any:
+    curves = {f"{k}-average": report.roc[k] for k in ("micro", "macro")}
+    if len(report.class_names) <= MAX_NATIVE_PLOT_CLASSES:
+        curves.update(report.roc["classes"])
+    return wandb.plot.line_series(
+        xs=[c["fpr"] for c in curves.values()],
+        ys=[c["tpr"] for c in curves.values()],
+        keys=[f"{name} (AUC {c['auc']:.3f})" for name, c in curves.items()],
+        title="ROC (test)",
+        xname="false positive rate",
+    )
+
+
+def _confusion_chart(wandb: Any, report: EvaluationReport) -> Any:
+    # The same table and chart wandb.plot.confusion_matrix builds, from our counts
+    # (it would otherwise need every prediction again).
+    names = report.class_names
+    rows = [
+        [names[i], names[j], count]
+        for i, row in enumerate(report.confusion)
+        for j, count in enumerate(row)
+    ]
+    table = wandb.Table(columns=["Actual", "Predicted", "nPredictions"], data=rows)
+    fields = {"Actual": "Actual", "Predicted": "Predicted", "nPredictions": "nPredictions"}
+    return wandb.plot_table(
+        "wandb/confusion_matrix/v1", table, fields, {"title": "Confusion matrix (test)"}
+    )
+
+
+def log_run_results(
+    logger: WandbLogger, record: RunRecord, report: EvaluationReport | None, run_dir: Path
+) -> None:
+    """Summary numbers, per-class table, ROC / confusion charts and the PNGs of one run."""
+    import wandb
+
+    run = logger.experiment
+    run.summary.update(summary_scalars(record))
+    media: dict[str, Any] = {}
+    if report is not None:
+        columns = list(report.per_class[0])
+        media["test/per_class"] = wandb.Table(
+            columns=columns, data=[[row[c] for c in columns] for row in report.per_class]
+        )
+        media["test/roc"] = _roc_chart(wandb, report)
+        if len(report.class_names) <= MAX_NATIVE_PLOT_CLASSES:
+            media["test/confusion_matrix"] = _confusion_chart(wandb, report)
+    files = RunDir(run_dir)
+    for path in (files.curves_png, files.roc_png, files.confusion_png):
+        if path.is_file():
+            media[f"figures/{path.stem}"] = wandb.Image(str(path))
+    if media:
+        run.log(media)

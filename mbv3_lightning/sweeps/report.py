@@ -1,0 +1,212 @@
+"""`python -m mbv3_lightning.report <sweep_dir>`: paper-style tables and figures for a sweep.
+
+Writes ``report.md``, ``results.csv`` (one row per cell) and PNGs into ``<sweep_dir>/report``:
+per dataset a table like the MobileNetV3 image-classification paper's Tables III/IV/VI
+(mean +/- std over seeds), overlaid curves (Figs 4/6/8), macro ROC (Figs 5/7/9), test time
+vs accuracy (Fig 10), and an accuracy-vs-latency Pareto plot.
+Cells without results are listed, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from mbv3_lightning.sweeps import figures
+from mbv3_lightning.sweeps.results import Cell, Group, group_cells, load_cells
+
+log = logging.getLogger(__name__)
+
+NA = "n/a"
+
+
+def _fmt(stat: tuple[float, float] | None, digits: int, scale: float = 1.0) -> str:
+    if stat is None:
+        return NA
+    mean, std = stat[0] / scale, stat[1] / scale
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if std > 0 else f"{mean:.{digits}f}"
+
+
+def _first(group: Group, *keys: str) -> tuple[float, float] | None:
+    """The first of ``keys`` the runs recorded (newer runs name some values differently)."""
+    return next((s for k in keys if (s := group.stat(k)) is not None), None)
+
+
+# (column title, how to read it from a group): the paper's Tables III/IV/VI in one.
+COLUMNS: list[tuple[str, Callable[[Group], str]]] = [
+    ("model", lambda g: g.variant),
+    ("params (M)", lambda g: _fmt(_first(g, "params", "params_total"), 2, 1e6)),
+    ("FLOPs (M)", lambda g: _fmt(g.stat("flops"), 1, 1e6)),
+    ("train time (s)", lambda g: _fmt(g.stat("train_time_s"), 1)),
+    ("best val acc", lambda g: _fmt(g.stat("val/acc_best"), 4)),
+    ("test acc", lambda g: _fmt(g.stat("test/acc"), 4)),
+    ("test ms/image", lambda g: _fmt(g.stat("test_ms_per_image"), 2)),
+    ("AUROC", lambda g: _fmt(g.stat("test/auroc"), 4)),
+    ("seeds", lambda g: f"{len(g.cells)}" + (f" ({g.missing} missing)" if g.missing else "")),
+]
+
+CSV_FIELDS = [
+    "dataset",
+    "variant",
+    "model",
+    "seed",
+    "job",
+    "status",
+    "params",
+    "macs",
+    "flops",
+    "input_size",
+    "epochs",
+    "best_epoch",
+    "train_time_s",
+    "val/acc_best",
+    "test/acc",
+    "test/auroc",
+    "test/loss",
+    "test_ms_per_image",
+    "test_images_per_s",
+    "run_dir",
+    "error",
+]
+
+
+def table_rows(groups: list[Group]) -> list[list[str]]:
+    """The per-dataset table as strings, one row per variant."""
+    return [[read(group) for _, read in COLUMNS] for group in groups]
+
+
+def _markdown_table(header: Sequence[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(cell.replace("|", "\\|") for cell in r) + " |" for r in rows]
+
+
+def _csv_row(cell: Cell) -> dict[str, Any]:
+    summary = cell.summary or {}
+    row: dict[str, Any] = {
+        "dataset": cell.dataset,
+        "variant": cell.variant,
+        "model": cell.model,
+        "seed": summary.get("seed"),
+        "job": cell.job,
+        "status": cell.status,
+        "run_dir": str(cell.run_dir),
+        "error": cell.error,
+    }
+    for key in CSV_FIELDS:
+        if key not in row:
+            value = cell.metric(key)
+            if key == "params" and value is None:
+                value = cell.metric("params_total")
+            row[key] = value
+    return row
+
+
+def write_results_csv(cells: list[Cell], path: Path) -> Path:
+    """One row per cell, finished or not, with every number the tables and plots use."""
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(_csv_row(c) for c in cells)
+    return path
+
+
+def write_report(sweep_dir: Path, out_dir: Path | None = None) -> dict[str, Any]:
+    """Build the whole report for ``sweep_dir``; returns what was written, for callers and W&B."""
+    cells = load_cells(sweep_dir)
+    out_dir = out_dir or sweep_dir / "report"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    per_dataset = group_cells(cells)
+    done = sum(c.complete for c in cells)
+    lines = [
+        f"# Sweep report: `{sweep_dir}`",
+        "",
+        f"{len(cells)} cells, {done} with results, {len(cells) - done} without; "
+        f"generated {datetime.now().isoformat(timespec='seconds')}. "
+        "Values are mean ± std over seeds; n/a = not recorded by these runs.",
+    ]
+    figure_paths: dict[str, Path] = {}
+    tables: dict[str, list[list[str]]] = {}
+    for dataset, groups in per_dataset.items():
+        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in dataset)
+        tables[dataset] = table_rows(groups)
+        lines += ["", f"## {dataset}", ""]
+        lines += _markdown_table([title for title, _ in COLUMNS], tables[dataset])
+        for name, plot in (
+            ("curves", figures.plot_curves),
+            ("roc", figures.plot_macro_roc),
+            ("test_time", figures.plot_test_time),
+        ):
+            written = plot(dataset, groups, out_dir / f"{name}_{safe}.png")
+            if written is None:
+                lines += ["", f"_{name.replace('_', ' ')}: {NA} (no run recorded the data)_"]
+            else:
+                figure_paths[f"{name}/{dataset}"] = written
+                lines += ["", f"![{name} {dataset}]({written.name})"]
+    pareto = figures.plot_pareto(per_dataset, out_dir / "pareto.png")
+    lines += ["", "## Accuracy vs latency (Pareto front)", ""]
+    if pareto is None:
+        lines.append(f"_{NA}: no run has both a test accuracy and a cost_")
+    else:
+        figure_paths["pareto"] = pareto
+        lines.append(f"![pareto]({pareto.name})")
+    missing = [c for c in cells if not c.complete]
+    if missing:
+        lines += ["", "## Cells without results", ""]
+        lines += _markdown_table(
+            ["job", "overrides", "status", "error"],
+            [
+                [
+                    str(c.job),
+                    " ".join(c.overrides) or str(c.run_dir),
+                    "running or interrupted" if c.status == "running" else c.status,
+                    c.error or "",
+                ]
+                for c in missing
+            ],
+        )
+    results_csv = write_results_csv(cells, out_dir / "results.csv")
+    report_md = out_dir / "report.md"
+    report_md.write_text("\n".join(lines) + "\n")
+    log.info("Report written to %s", report_md)
+    return {
+        "report_md": report_md,
+        "results_csv": results_csv,
+        "figures": figure_paths,
+        "tables": tables,
+        "cells": cells,
+    }
+
+
+def log_to_wandb(sweep_dir: Path, written: dict[str, Any], project: str) -> str:
+    """One W&B run in the sweep's group holding the results table and every figure.
+
+    Returns the group the run was logged in.
+    """
+    import wandb
+
+    from mbv3_lightning.runs.wandb_mode import wandb_offline
+
+    summaries = [c.summary for c in written["cells"] if c.summary]
+    task = (summaries[0].get("config") or {}).get("task_name", "train") if summaries else "train"
+    # the group training/run.py gives the sweep's jobs
+    group = f"{task}-{sweep_dir.parent.name}-{sweep_dir.name}"
+    run = wandb.init(
+        project=project,
+        group=group,
+        job_type="report",
+        name=f"report-{sweep_dir.name}",
+        dir=str(written["report_md"].parent),
+        mode="offline" if wandb_offline() else "online",
+    )
+    try:
+        with written["results_csv"].open(newline="") as f:
+            rows = list(csv.reader(f))
+        run.log({"results": wandb.Table(columns=rows[0], data=rows[1:])})
+        run.log({name: wandb.Image(str(path)) for name, path in written["figures"].items()})
+        return run.group
+    finally:
+        run.finish()

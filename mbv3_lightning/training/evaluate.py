@@ -1,0 +1,149 @@
+"""Re-test a checkpoint (``python -m mbv3_lightning.evaluate``, mbv3_lightning/cli/evaluate.py).
+
+Scores a saved checkpoint on a dataset's test split through ``Trainer.test`` and writes the
+same files a training run writes (metrics.json, per_class.csv, roc.json, curves.csv, PNGs),
+built by the same :func:`mbv3_lightning.runs.record.build_run_record`, into a new run directory.
+Like :mod:`mbv3_lightning.training.run` it instantiates the DataModule and Trainer itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import get_class, instantiate
+from lightning.pytorch.loggers import WandbLogger
+from omegaconf import DictConfig, OmegaConf
+
+from mbv3_lightning.perf.test_speed import model_cost
+from mbv3_lightning.runs.files import best_epoch, read_curves, write_run_files
+from mbv3_lightning.runs.record import RunRecord, build_run_record
+from mbv3_lightning.runs.run_dir import RunDir
+from mbv3_lightning.runs.wandb_mode import wandb_offline
+from mbv3_lightning.runs.wandb_results import log_run_results
+from mbv3_lightning.training.loggers import finish_wandb
+
+log = logging.getLogger(__name__)
+
+
+def _check_same_classes(trained: list[str], found: list[str], root: Any) -> None:
+    """Labels are positions in the class list: a different list would score nonsense."""
+    if trained == found:
+        return
+    only_trained = sorted(set(trained) - set(found))
+    only_found = sorted(set(found) - set(trained))
+    detail = (
+        f"only in the checkpoint: {only_trained}; only in the dataset: {only_found}"
+        if only_trained or only_found
+        else "same names in a different order"
+    )
+    raise ValueError(
+        f"The checkpoint was trained on {len(trained)} classes and dataset '{root}' has "
+        f"{len(found)} ({detail}). Evaluate on a dataset with the classes the model was "
+        "trained on (`dataset=...`, `dataset.root=...`)."
+    )
+
+
+def _wandb_logger(cfg: DictConfig, model: Any, dataset: str, output_dir: Path) -> WandbLogger:
+    """A W&B run of job type ``evaluate`` for ``wandb.enabled=true`` (offline unless logged
+    in), named like the training run it scores, so the two sit side by side."""
+
+    return WandbLogger(
+        project=cfg.wandb.project,
+        name=f"{model.hparams.arch}-{dataset}-s{cfg.seed}-evaluate",
+        group=cfg.wandb.group,
+        job_type="evaluate",
+        save_dir=str(output_dir),
+        offline=wandb_offline(),
+    )
+
+
+def evaluate(cfg: DictConfig) -> RunRecord:
+    """Test ``cfg.ckpt_path`` on ``cfg.dataset``'s test split; returns the record saved as
+    metrics.json.
+
+    With ``wandb.enabled=true`` the W&B run is finished in every case, also when it raises.
+    """
+    failed = True
+    try:
+        summary = _evaluate(cfg)
+        failed = False
+        return summary
+    finally:
+        finish_wandb(failed)
+
+
+def _evaluate(cfg: DictConfig) -> RunRecord:
+    started = time.perf_counter()
+    output_dir = Path(cfg.paths.output_dir)
+    ckpt_path = Path(cfg.ckpt_path)
+    if not ckpt_path.is_file():
+        raise FileNotFoundError(
+            f"Checkpoint '{ckpt_path}' not found. Pass a saved one, e.g. "
+            "`ckpt_path=outputs/<date>/<time>/checkpoints/last.ckpt`."
+        )
+    if RunDir(output_dir).holds_finished_run():
+        raise FileExistsError(
+            f"'{output_dir}' already holds results (metrics.json); choose another directory "
+            "with `hydra.run.dir=...`."
+        )
+    L.seed_everything(cfg.seed, workers=True)
+    model = get_class(cfg.model_class).load_from_checkpoint(ckpt_path, map_location="cpu")
+    # A checkpoint's "epoch" is the 0-based epoch it was saved in, at that epoch's end.
+    checkpoint = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=True)
+    trained_epochs = checkpoint["epoch"] + 1
+    datamodule = instantiate(
+        cfg.dataset,
+        input_size=model.input_size,
+        mean=model.mean,
+        std=model.std,
+        output_dir=output_dir,
+    )
+    _check_same_classes(list(model.class_names), list(datamodule.class_names), datamodule.root)
+    if not datamodule.has_split("test"):
+        raise ValueError(
+            f"Dataset '{datamodule.name}' at '{datamodule.root}' has no test split "
+            "(a `test/<class>/` folder); nothing to evaluate."
+        )
+    wandb_logger = (
+        _wandb_logger(cfg, model, datamodule.name, output_dir) if cfg.wandb.enabled else None
+    )
+    if wandb_logger is not None:
+        wandb_logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, logger=wandb_logger or False, enable_checkpointing=False
+    )
+    results = trainer.test(model, datamodule=datamodule)
+    report = model.test_report
+    # The curves of the run that produced the checkpoint (<run dir>/checkpoints/<name>.ckpt).
+    curves = read_curves(RunDir.of_checkpoint(ckpt_path).metrics_csv)
+    test_images = next(iter(datamodule.test_dataloader()))[0]
+    model.to(trainer.strategy.root_device)
+    record = build_run_record(
+        model=model.hparams.arch,
+        dataset=datamodule.name,
+        seed=cfg.seed,
+        run_dir=output_dir,
+        input_size=model.input_size,
+        class_names=list(model.class_names),
+        skipped_images=len(getattr(datamodule, "skipped_images", ())),
+        epochs=trained_epochs,
+        metrics=results[0],
+        parameter_counts=model.parameter_counts(),
+        train_time_s=None,
+        best_ckpt=str(ckpt_path),
+        device=str(trainer.strategy.root_device),
+        config=OmegaConf.to_container(cfg, resolve=True),
+        best_epoch=best_epoch(curves),
+        cost=model_cost(model.net, model.input_size, test_images, cfg.get("timing")),
+        per_class=report.per_class,
+        started=started,
+    )
+    write_run_files(output_dir, record, curves, report)
+    if wandb_logger is not None:
+        log_run_results(wandb_logger, record, report, output_dir)
+    return record
