@@ -60,7 +60,7 @@ def _wandb_logger(cfg: DictConfig, model: Any, dataset: str, output_dir: Path) -
 
     return WandbLogger(
         project=cfg.wandb.project,
-        name=f"{model.hparams.arch}-{dataset}-s{cfg.seed}-evaluate",
+        name=f"{model.arch}-{dataset}-s{cfg.seed}-evaluate",
         group=cfg.wandb.group,
         job_type="evaluate",
         save_dir=str(output_dir),
@@ -130,7 +130,7 @@ def _evaluate(cfg: DictConfig) -> dict[str, Any]:
     model.to(trainer.strategy.root_device)
     counts = model.parameter_counts()
     summary: dict[str, Any] = {
-        "model": model.hparams.arch,
+        "model": model.arch,
         "dataset": datamodule.name,
         "seed": cfg.seed,
         "input_size": model.input_size,
