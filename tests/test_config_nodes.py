@@ -236,9 +236,6 @@ def test_evaluate_scores_a_checkpoint_from_before_the_refactor_as_it_did(tmp_pat
         f"hydra.run.dir={out}",
         "dataset.num_workers=0",
         "trainer.accelerator=cpu",
-        "timing.repeats=2",
-        "timing.warmup=0",
-        "timing.batch_repeats=1",
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
