@@ -199,7 +199,7 @@ def test_inception_training_loss_adds_the_aux_loss_with_weight_0_4():
 
 
 def test_inception_aux_head_below_299_px_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"model\.aux_logits=false"):
+    with pytest.raises(ValueError, match=r"model\.net\.aux_logits=false"):
         InceptionV3Classifier({"arch": "inception_v3"}, 3, input_size=128)
 
 

@@ -111,7 +111,13 @@ def test_cosine_schedule_warms_up_then_decays_to_lrf():
 @pytest.mark.parametrize(
     "settings",
     [
-        {"_target_": "torch.optim.SGD", "lr": 0.1, "weight_decay": 0.01, "nesterov": True},
+        {
+            "_target_": "torch.optim.SGD",
+            "lr": 0.1,
+            "momentum": 0.9,
+            "weight_decay": 0.01,
+            "nesterov": True,
+        },
         {"_target_": "torch.optim.Adam", "lr": 0.01},
         {"_target_": "torch.optim.AdamW", "lr": 0.01, "weight_decay": 0.05},
     ],

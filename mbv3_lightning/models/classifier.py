@@ -55,7 +55,9 @@ def _legacy_optimizer(old: Mapping[str, Any] | None) -> dict[str, Any] | None:
     name = values.pop("name", "adamw")
     if name not in OPTIMIZER_TARGETS:
         raise ValueError(f"Unknown optimizer '{name}' in an old checkpoint's hyper-parameters.")
-    if name != "sgd":  # the old builder took them for every optimiser and used them for SGD
+    if name == "sgd":  # the old builder's defaults, which only SGD used
+        values = {"momentum": 0.9, "nesterov": False, **values}
+    else:
         values.pop("momentum", None)
         values.pop("nesterov", None)
     return {"_target_": OPTIMIZER_TARGETS[name], "_partial_": True, **values}
