@@ -135,7 +135,12 @@ def test_run_writes_every_metric_and_figure_then_evaluate_rescores_it(compose_cf
     evaluated = json.loads((eval_dir / "metrics.json").read_text())
     for key in ("test/acc", "test/auroc", "test/f1", "test/acc_top5"):
         assert evaluated["metrics"][key] == pytest.approx(metrics["metrics"][key], abs=1e-6)
-    assert evaluated["per_class"] == pytest.approx(metrics["per_class"])
+    # row by row: pytest.approx does not compare nested structures (a list of dicts)
+    assert len(evaluated["per_class"]) == len(metrics["per_class"])
+    for got, want in zip(evaluated["per_class"], metrics["per_class"], strict=True):
+        assert got["class"] == want["class"]
+        numbers = {k: v for k, v in want.items() if k != "class"}
+        assert {k: got[k] for k in numbers} == pytest.approx(numbers)
     assert evaluated["best_epoch"] == metrics["best_epoch"]  # the training run's curves
     _assert_run_files(eval_dir, evaluated)
     (wandb_dir,) = (eval_dir / "wandb").glob("offline-run-*")
