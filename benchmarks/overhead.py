@@ -19,12 +19,12 @@ from torch.utils.data import DataLoader, TensorDataset
 from benchmarks.timing import interleaved, median, sync
 from mbv3_lightning.models.registry import create_model
 from mbv3_lightning.training.module import ImageClassifier
-from mbv3_lightning.training.optim import build_optimizer
+from mbv3_lightning.training.optim import instantiate_partial, make_optimizer
 
 GOAL = 0.97
 NUM_CLASSES = 10
 WARMUP_STEPS = 2
-OPTIMIZER = {"name": "adamw", "lr": 1e-3, "weight_decay": 0.05}
+OPTIMIZER = {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1e-3, "weight_decay": 0.05}
 
 
 def _loader(size: int, batch: int, steps: int) -> DataLoader:
@@ -40,7 +40,8 @@ def _bare_loop(loader: DataLoader, device: str) -> float:
     net = create_model("mobilenet_v3_small", NUM_CLASSES, bn_momentum=0.1).train()
     # The same layout ImageClassifier trains in by default (channels_last=true).
     net = net.to(device, memory_format=torch.channels_last)
-    opt = build_optimizer(net.parameters(), **OPTIMIZER)  # the classifier's own optimiser
+    # the classifier's own optimiser, made as configure_optimizers makes it
+    opt = make_optimizer(instantiate_partial(OPTIMIZER), net.parameters())
     start = 0.0
     for step, (images, labels) in enumerate(loader):
         if step == WARMUP_STEPS:
@@ -74,11 +75,11 @@ class _StepClock(L.Callback):
 def _lightning_fit(loader: DataLoader, device: str, size: int) -> float:
     torch.manual_seed(0)
     model = ImageClassifier(
-        "mobilenet_v3_small",
+        {"arch": "mobilenet_v3_small", "bn_momentum": 0.1},
         NUM_CLASSES,
         input_size=size,
         optimizer=OPTIMIZER,
-        scheduler={"name": "none"},
+        scheduler=None,
     )
     clock = _StepClock(device)
     trainer = L.Trainer(

@@ -130,7 +130,7 @@ def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "model.input_size=32",
         "trainer.max_epochs=6",
         "optimizer.lr=0.01",
-        "model.bn_momentum=0.3",
+        "model.net.bn_momentum=0.3",
         "dataset.scale=[0.8,1.0]",
     ]
     summary = run(compose_train_config(overrides, tmp_path_factory.mktemp("trained_run")))

@@ -19,7 +19,7 @@ MODEL_CONFIGS = sorted(p.stem for p in (resource_path("conf") / "model").glob("*
 
 def test_default_config_is_the_demo(compose_cfg):
     cfg = compose_cfg()
-    assert cfg.model.arch == "mobilenet_v3_small"
+    assert cfg.model.net.arch == "mobilenet_v3_small"
     assert cfg.dataset.name == "fruits360_mini"
     assert Path(cfg.dataset.root, "train", "apple_10").is_dir()
     assert resolve_input_size(cfg) == 100  # the demo trains at its images' native size
@@ -28,7 +28,7 @@ def test_default_config_is_the_demo(compose_cfg):
 @pytest.mark.parametrize("name", MODEL_CONFIGS)
 def test_every_model_config_names_a_registered_architecture(compose_cfg, name):
     cfg = compose_cfg([f"model={name}"])
-    assert cfg.model.arch in list_models()
+    assert cfg.model.net.arch in list_models()
 
 
 def test_model_input_size_overrides_dataset_hint(compose_cfg):
@@ -49,7 +49,7 @@ def test_unknown_model_group_lists_the_choices(tmp_path):
 
 
 def test_unknown_architecture_lists_registered_models(compose_cfg, tiny_dataset):
-    cfg = compose_cfg(["model.arch=resnet9000", *FAST_OVERRIDES])
+    cfg = compose_cfg(["model.net.arch=resnet9000", *FAST_OVERRIDES])
     with pytest.raises(ValueError, match=r"Unknown model architecture 'resnet9000'.*mobilenet_v3"):
         run(cfg)
 

@@ -34,7 +34,11 @@ def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 def test_frozen_blocks_stay_unchanged_and_the_rest_trains(tiny_dataset):
     torch.manual_seed(0)
     model = ImageClassifier(
-        "mobilenet_v3_small", 3, input_size=32, freeze=4, optimizer={"name": "sgd", "lr": 0.1}
+        {"arch": "mobilenet_v3_small", "bn_momentum": 0.1},
+        3,
+        input_size=32,
+        freeze=4,
+        optimizer={"_target_": "torch.optim.SGD", "lr": 0.1},
     )
     blocks = feature_blocks(model.net, get_spec("mobilenet_v3_small"))
     frozen_before = [_snapshot(b) for b in blocks[:4]]
@@ -61,7 +65,7 @@ def test_frozen_blocks_stay_unchanged_and_the_rest_trains(tiny_dataset):
 
 
 def test_freeze_backbone_trains_only_the_new_head():
-    model = ImageClassifier("mobilenet_v3_small", 5, freeze="backbone")
+    model = ImageClassifier({"arch": "mobilenet_v3_small"}, 5, freeze="backbone")
     assert model.parameter_counts()["params_trainable"] == 1024 * 5 + 5
     model.train()
     assert all(not m.training for m in model.net.modules() if isinstance(m, torch.nn.BatchNorm2d))
@@ -70,7 +74,7 @@ def test_freeze_backbone_trains_only_the_new_head():
 
 @pytest.mark.parametrize("name", list_models())
 def test_freezing_every_feature_block_leaves_only_the_head_part_trainable(name):
-    model = ImageClassifier(name, 3)
+    model = ImageClassifier({"arch": name}, 3)
     blocks = feature_blocks(model.net, get_spec(name))
     in_blocks = sum(p.numel() for b in blocks for p in b.parameters())
     assert freeze(model.net, get_spec(name), len(blocks)) == in_blocks
@@ -85,4 +89,4 @@ def test_bad_freeze_settings_say_what_is_allowed():
     with pytest.raises(ValueError, match="'none', 'backbone' or a number"):
         parse_freeze("half")
     with pytest.raises(ValueError, match=r"only 13 feature blocks; use 0..13"):
-        ImageClassifier("mobilenet_v3_small", 3, freeze=20)
+        ImageClassifier({"arch": "mobilenet_v3_small"}, 3, freeze=20)

@@ -42,7 +42,9 @@ HAND_MACRO_AUROC = (7 / 8 + 7 / 8 + 1.0) / 3
 def _test_on_designed_logits(tmp_path: Path) -> tuple[ImageClassifier, dict[str, float]]:
     """The real classifier and Trainer, with the network replaced by the identity so the
     'images' fed in are the logits themselves."""
-    model = ImageClassifier("mobilenet_v3_small", 3, class_names=["class_0", "class_1", "class_2"])
+    model = ImageClassifier(
+        {"arch": "mobilenet_v3_small"}, 3, class_names=["class_0", "class_1", "class_2"]
+    )
     model.net = nn.Identity()
     logits = torch.tensor(PROBS).log()
     loader = DataLoader(TensorDataset(logits, torch.tensor(TARGETS)), batch_size=4)

@@ -186,7 +186,7 @@ def test_weights_path_loads_a_local_state_dict_strictly(tmp_path):
 
 
 def test_inception_training_loss_adds_the_aux_loss_with_weight_0_4():
-    model = InceptionV3Classifier("inception_v3", 3)
+    model = InceptionV3Classifier({"arch": "inception_v3"}, 3)
     targets = torch.tensor([0, 2])
     torch.manual_seed(0)
     logits, aux = torch.randn(2, 3), torch.randn(2, 3)
@@ -199,8 +199,8 @@ def test_inception_training_loss_adds_the_aux_loss_with_weight_0_4():
 
 
 def test_inception_aux_head_below_299_px_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"model\.aux_logits=false"):
-        InceptionV3Classifier("inception_v3", 3, input_size=128)
+    with pytest.raises(ValueError, match=r"model\.net\.aux_logits=false"):
+        InceptionV3Classifier({"arch": "inception_v3"}, 3, input_size=128)
 
 
 # Smallest inputs each architecture accepts, to keep the end-to-end runs quick: AlexNet's
@@ -213,7 +213,7 @@ def test_each_architecture_trains_end_to_end(name, compose_cfg, tiny_dataset):
     """The real app path (Hydra config -> run) with debug=fast for every registry entry."""
     extra = E2E_INPUT.get(name, ["model.input_size=32"])
     if name == "inception_v3":
-        extra = [*extra, "model.aux_logits=false"]
+        extra = [*extra, "model.net.aux_logits=false"]
     cfg = compose_cfg(
         [
             "dataset=image_folder",
@@ -251,7 +251,7 @@ def test_inception_trains_with_its_aux_head_at_299(compose_cfg, tiny_dataset):
 
 
 def test_pretrained_and_freeze_flow_from_the_config(compose_cfg, tiny_dataset, torch_home):
-    """`model.pretrained=true model.freeze=backbone` through Hydra: ImageNet backbone, new head."""
+    """`model.net.pretrained=true model.freeze=backbone` via Hydra: ImageNet backbone, new head."""
     _cache_imagenet_file(torch_home)
     cfg = compose_cfg(
         [
@@ -260,7 +260,7 @@ def test_pretrained_and_freeze_flow_from_the_config(compose_cfg, tiny_dataset, t
             *FAST_OVERRIDES,
             "model=mobilenet_v3_small",
             "model.input_size=32",
-            "model.pretrained=true",
+            "model.net.pretrained=true",
             "model.freeze=backbone",
             "debug=fast",
         ]

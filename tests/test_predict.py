@@ -72,7 +72,7 @@ def test_inputs_resolve_from_file_folder_and_glob(tmp_path):
 def test_a_checkpoint_without_model_hyperparameters_is_refused(tmp_path):
     foreign = tmp_path / "foreign.ckpt"
     torch.save({"state_dict": {}}, foreign)
-    with pytest.raises(ValueError, match="no `arch`/`num_classes`"):
+    with pytest.raises(ValueError, match="no `net`/`num_classes`"):
         load_predictor(foreign)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_predictor(tmp_path / "missing.ckpt")

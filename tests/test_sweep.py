@@ -224,8 +224,8 @@ def test_paper_mbv3_cell_composes_with_the_papers_recipe(compose_cfg):
     assert resolve_input_size(cfg) == 299
     cfg = compose_cfg(["experiment=paper_mbv3", "model=alexnet", "dataset=fruits360"])
     assert resolve_input_size(cfg) == 224  # not the 100 px Fruits-360 photos' own size
-    assert cfg.model.pretrained is True and cfg.dataset.val_fraction == 0.3
-    assert cfg.optimizer.name == "sgd" and cfg.trainer.max_epochs == 10
+    assert cfg.model.net.pretrained is True and cfg.dataset.val_fraction == 0.3
+    assert cfg.optimizer._target_ == "torch.optim.SGD" and cfg.trainer.max_epochs == 10
 
 
 def test_demo_grid_and_the_other_studies_compose(compose_cfg):
@@ -233,7 +233,8 @@ def test_demo_grid_and_the_other_studies_compose(compose_cfg):
     assert cfg.dataset.name == "fruits360_mini" and cfg.trainer.max_epochs == 8
     _needs_configs("model/mobilenet_v1", "dataset/car_colours")
     cfg = compose_cfg(["experiment=mobilenet_width_resolution", "model.input_size=160"])
-    assert cfg.model.arch == "mobilenet_v1" and resolve_input_size(cfg) == 160
+    assert cfg.model.net.arch == "mobilenet_v1" and resolve_input_size(cfg) == 160
     cfg = compose_cfg(["experiment=car_colours"])
     assert (cfg.dataset.batch_size, cfg.trainer.max_epochs) == (8, 20)
-    assert (cfg.optimizer.lr, cfg.scheduler.name, cfg.scheduler.lrf) == (0.01, "cosine", 0.01)
+    assert (cfg.optimizer.lr, cfg.scheduler.lrf) == (0.01, 0.01)
+    assert cfg.scheduler._target_ == "mbv3_lightning.training.optim.cosine_schedule"

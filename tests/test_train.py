@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mbv3_lightning.training.optim import build_optimizer, cosine_factor
+from mbv3_lightning.training.optim import cosine_factor, instantiate_partial, make_optimizer
 from mbv3_lightning.training.run import run
 
 from .conftest import FAST_OVERRIDES, make_image_folder, run_module
@@ -44,7 +44,7 @@ def test_training_learns_the_colours(compose_cfg, tmp_path):
     """Real learning signal: the three colour classes are separable within a few epochs.
 
     With only ~20 optimiser steps, BatchNorm's running statistics need a high momentum to
-    catch up with the weights (the same effect `model.bn_momentum` fixes for the demo).
+    catch up with the weights (the same effect `model.net.bn_momentum` fixes for the demo).
     """
     root = make_image_folder(tmp_path / "colours", splits={"train": 24, "test": 6})
     out = tmp_path / "run"
@@ -54,7 +54,7 @@ def test_training_learns_the_colours(compose_cfg, tmp_path):
             "model.input_size=32",
             "trainer.max_epochs=8",
             "optimizer.lr=0.01",
-            "model.bn_momentum=0.3",
+            "model.net.bn_momentum=0.3",
             "dataset.scale=[0.8,1.0]",
         ),
         out,
@@ -111,16 +111,22 @@ def test_cosine_schedule_warms_up_then_decays_to_lrf():
 @pytest.mark.parametrize(
     "settings",
     [
-        {"name": "sgd", "lr": 0.1, "weight_decay": 0.01, "nesterov": True},
-        {"name": "adam", "lr": 0.01},
-        {"name": "adamw", "lr": 0.01, "weight_decay": 0.05},
+        {
+            "_target_": "torch.optim.SGD",
+            "lr": 0.1,
+            "momentum": 0.9,
+            "weight_decay": 0.01,
+            "nesterov": True,
+        },
+        {"_target_": "torch.optim.Adam", "lr": 0.01},
+        {"_target_": "torch.optim.AdamW", "lr": 0.01, "weight_decay": 0.05},
     ],
 )
 def test_optimizers_are_fused_on_cpu_and_step_like_the_reference_loop(settings):
     def three_steps(fused: bool) -> list[torch.Tensor]:
         torch.manual_seed(0)
         net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
-        opt = build_optimizer(net.parameters(), **settings)
+        opt = make_optimizer(instantiate_partial(settings), net.parameters())
         assert opt.defaults["fused"] is True
         if not fused:  # torch's default per-parameter implementation, same hyper-parameters
             accepted = inspect.signature(type(opt)).parameters

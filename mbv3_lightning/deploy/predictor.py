@@ -7,7 +7,6 @@ whatever runs the network.
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import warnings
@@ -20,19 +19,11 @@ import torch
 from PIL import Image
 
 from mbv3_lightning.data.transforms import EvalTransform
-from mbv3_lightning.models.registry import create_model, get_spec
-from mbv3_lightning.training.module import ImageClassifier
+from mbv3_lightning.models.hparams import NET_TARGET, build_net, upgrade_hparams
+from mbv3_lightning.models.registry import get_spec
 
 log = logging.getLogger(__name__)
 
-# ImageClassifier's own constructor arguments (read from its signature, so new ones such as
-# `freeze` are recognised); every other saved hyper-parameter belongs to the architecture's
-# builder (e.g. ``width_mult``).
-_CLASSIFIER_HPARAMS = {
-    name
-    for name, parameter in inspect.signature(ImageClassifier.__init__).parameters.items()
-    if parameter.kind is not inspect.Parameter.VAR_KEYWORD
-}
 TORCHSCRIPT_SIDECAR_SUFFIX = ".json"
 
 
@@ -146,16 +137,6 @@ def top_k(probabilities: np.ndarray, class_names: Sequence[str], k: int) -> list
     return [(class_names[i], float(probabilities[i])) for i in order]
 
 
-def _builder_kwargs(arch: str, hparams: dict) -> dict:
-    """The saved hyper-parameters that ``arch``'s registry builder accepts."""
-    extra = {k: v for k, v in hparams.items() if k not in _CLASSIFIER_HPARAMS}
-    parameters = inspect.signature(get_spec(arch).builder).parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-        return extra
-    accepted = {p.name for p in parameters}
-    return {k: v for k, v in extra.items() if k in accepted}
-
-
 def load_checkpoint_network(ckpt_path: Path) -> tuple[torch.nn.Module, ModelInfo]:
     """Rebuild the trained network of a Lightning checkpoint from its hyper-parameters.
 
@@ -164,20 +145,25 @@ def load_checkpoint_network(ckpt_path: Path) -> tuple[torch.nn.Module, ModelInfo
     subclass trained it, and no optimiser or metric state is created.
     """
     checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    hparams = checkpoint.get("hyper_parameters")
-    if not hparams or "arch" not in hparams or "num_classes" not in hparams:
+    # Checkpoints from before `model.net` (flat `arch`, `width_mult`, ...) are upgraded first.
+    hparams = upgrade_hparams(checkpoint.get("hyper_parameters") or {})
+    net_cfg = hparams.get("net")
+    if not net_cfg or "arch" not in net_cfg or "num_classes" not in hparams:
         raise ValueError(
-            f"'{ckpt_path}' has no `arch`/`num_classes` hyper-parameters; it was not written by "
+            f"'{ckpt_path}' has no `net`/`num_classes` hyper-parameters; it was not written by "
             "`python -m mbv3_lightning`. Pass a checkpoint from <run dir>/checkpoints/."
         )
-    arch, num_classes = hparams["arch"], int(hparams["num_classes"])
+    # weights_only=True keeps a checkpoint from running code while it is read; calling an
+    # arbitrary `_target_` saved in it would undo that, so only this project's builders run.
+    target = net_cfg.get("_target_", NET_TARGET)
+    if not str(target).startswith("mbv3_lightning."):
+        raise ValueError(
+            f"'{ckpt_path}' builds its network with `{target}`; predict only calls this "
+            "project's builders (mbv3_lightning.*). Export the model (ONNX) to serve it."
+        )
+    arch, num_classes = net_cfg["arch"], int(hparams["num_classes"])
     spec = get_spec(arch)
-    net = create_model(
-        arch,
-        num_classes,
-        bn_momentum=hparams.get("bn_momentum"),
-        **_builder_kwargs(arch, hparams),
-    )
+    net = build_net({**net_cfg, "pretrained": False, "weights_path": None}, num_classes)
     state = {
         key.removeprefix("net."): value
         for key, value in checkpoint["state_dict"].items()

@@ -46,7 +46,7 @@ def download_state_dict(weights: WeightsEnum) -> dict[str, torch.Tensor]:
             f"ImageNet weights {weights} are not in the torch hub cache and could not be "
             f"downloaded ({error}). Download {weights.url} on a machine with internet and put "
             f"it as '{file_name}' into '{hub_checkpoint_dir()}' (that is "
-            "$TORCH_HOME/hub/checkpoints/), or pass a local file with model.weights_path=... . "
+            "$TORCH_HOME/hub/checkpoints/), or pass a local file with model.net.weights_path=... . "
             "Training will not fall back to random weights."
         ) from error
 
@@ -59,7 +59,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"model.weights_path '{path}' does not exist or is not a file.")
+        raise FileNotFoundError(f"model.net.weights_path '{path}' does not exist or is not a file.")
     state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = {
@@ -68,7 +68,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             if key.startswith("net.")
         }
     if not isinstance(state, dict) or not state:
-        raise ValueError(f"model.weights_path '{path}' holds no state dict of a network.")
+        raise ValueError(f"model.net.weights_path '{path}' holds no state dict of a network.")
     return state
 
 
@@ -110,7 +110,7 @@ def load_backbone(
             f"Weights from {source} do not fit {type(net).__name__}: "
             f"{len(missing)} missing keys {missing[:5]}, {len(unexpected)} unexpected keys "
             f"{unexpected[:5]}, {len(reshaped)} keys of another shape{shapes}. Check that "
-            "model.arch and its variant knobs (width_mult, size) match the network the weights "
+            "model.net.arch and its variant knobs (width_mult, size) match the network the weights "
             "were saved from."
         )
     net.load_state_dict(backbone, strict=False)

@@ -1,6 +1,7 @@
 """Architectures as data: a model name maps to a builder, its input size, head and blocks.
 
-Registering a new architecture is one decorated builder here plus one ``conf/model/<name>.yaml``.
+Registering a new architecture is one decorated builder here plus one ``conf/model/<name>.yaml``
+whose ``net`` node calls :func:`build_network` with the builder's keyword arguments.
 Builders return a network with its original ImageNet head (1000 classes) so parameter counts
 and pretrained state dicts line up with the published ones; :func:`create_model` then loads
 pretrained weights (if asked) and swaps the head(s) for the dataset's ``num_classes``.
@@ -133,8 +134,8 @@ def pretrained_state_dict(spec: ModelSpec, **arch_kwargs: object) -> dict:
         variant = ", ".join(f"{k}={v}" for k, v in sorted(arch_kwargs.items()))
         raise ValueError(
             f"torchvision has no ImageNet weights for {spec.name} ({variant or 'defaults'}). "
-            "Use model.pretrained=false, a variant with weights (width_mult=1.0), or a local "
-            "state dict with model.weights_path=<file>."
+            "Use model.net.pretrained=false, a variant with weights (width_mult=1.0), or a "
+            "local state dict with model.net.weights_path=<file>."
         )
     return download_state_dict(imagenet_weights(torchvision_name))
 
@@ -160,8 +161,8 @@ def create_model(
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}.")
     if pretrained and weights_path:
         raise ValueError(
-            "Set either model.pretrained=true (torchvision's ImageNet weights) or "
-            "model.weights_path=<file> (a local state dict), not both."
+            "Set either model.net.pretrained=true (torchvision's ImageNet weights) or "
+            "model.net.weights_path=<file> (a local state dict), not both."
         )
     spec = get_spec(name)
     net = spec.builder(**arch_kwargs)
@@ -176,9 +177,33 @@ def create_model(
             replace_head(net, head, num_classes)
     if bn_momentum is not None:
         if not 0.0 < bn_momentum <= 1.0:
-            raise ValueError(f"bn_momentum must be in (0, 1], got {bn_momentum}.")
+            raise ValueError(f"model.net.bn_momentum must be in (0, 1], got {bn_momentum}.")
         _set_batchnorm_momentum(net, bn_momentum)
     return net
+
+
+def build_network(
+    *,
+    arch: str,
+    num_classes: int,
+    pretrained: bool = False,
+    weights_path: str | Path | None = None,
+    bn_momentum: float | None = None,
+    **arch_kwargs: object,
+) -> nn.Module:
+    """The ``_target_`` of ``model.net``: :func:`create_model` with every argument by name.
+
+    The config node holds ``arch`` and the builder's keyword arguments (``width_mult``,
+    ``dropout``, ``size``, ...); ``num_classes`` comes from the dataset when it is built.
+    """
+    return create_model(
+        arch,
+        num_classes,
+        pretrained=pretrained,
+        weights_path=weights_path,
+        bn_momentum=bn_momentum,
+        **arch_kwargs,
+    )
 
 
 def count_parameters(net: nn.Module, trainable_only: bool = False) -> int:
@@ -302,6 +327,6 @@ def shufflenet_v2(*, size: str = "x1_0") -> nn.Module:
     if size not in SHUFFLENET_SIZES:
         raise ValueError(
             f"Unknown ShuffleNetV2 size '{size}'. Available: {', '.join(SHUFFLENET_SIZES)} "
-            "(model.size)."
+            "(model.net.size)."
         )
     return getattr(tvm, f"shufflenet_v2_{size}")()

@@ -40,11 +40,12 @@ COLUMNS = {
 
 def model_label(model_cfg: DictConfig) -> str:
     """The architecture and the variant knobs that change it, e.g. ``mobilenet_v1 x0.5``."""
-    label = str(model_cfg.arch)
-    if model_cfg.get("width_mult", 1.0) != 1.0:
-        label += f" x{model_cfg.width_mult}"
-    if "size" in model_cfg:
-        label += f" {model_cfg.size}"
+    net = model_cfg.net
+    label = str(net.arch)
+    if net.get("width_mult", 1.0) != 1.0:
+        label += f" x{net.width_mult}"
+    if "size" in net:
+        label += f" {net.size}"
     return label
 
 
@@ -83,10 +84,14 @@ def profile_model(cfg: DictConfig) -> dict[str, Any]:
     settings = cfg.profile
     if settings.threads:
         torch.set_num_threads(int(settings.threads))
-    spec = get_spec(cfg.model.arch)
+    spec = get_spec(cfg.model.net.arch)
     input_size = int(settings.input_size or cfg.model.get("input_size") or spec.input_size)
     classifier = instantiate(
-        cfg.model, num_classes=int(cfg.num_classes), input_size=input_size, _convert_="all"
+        cfg.model,
+        num_classes=int(cfg.num_classes),
+        input_size=input_size,
+        _recursive_=False,
+        _convert_="all",
     )
     net = classifier.net.eval()
     counts = complexity(net, input_size)

@@ -54,7 +54,7 @@ def _wandb_logger(cfg: DictConfig, model: Any, dataset: str, output_dir: Path) -
 
     return WandbLogger(
         project=cfg.wandb.project,
-        name=f"{model.hparams.arch}-{dataset}-s{cfg.seed}-evaluate",
+        name=f"{model.arch}-{dataset}-s{cfg.seed}-evaluate",
         group=cfg.wandb.group,
         job_type="evaluate",
         save_dir=str(output_dir),
@@ -124,7 +124,7 @@ def _evaluate(cfg: DictConfig) -> RunRecord:
     test_images = next(iter(datamodule.test_dataloader()))[0]
     model.to(trainer.strategy.root_device)
     record = build_run_record(
-        model=model.hparams.arch,
+        model=model.arch,
         dataset=datamodule.name,
         seed=cfg.seed,
         run_dir=output_dir,

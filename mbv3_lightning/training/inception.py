@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -20,16 +21,16 @@ AUX_MIN_INPUT_SIZE = 299
 class InceptionV3Classifier(ImageClassifier):
     """Trains InceptionV3 with its auxiliary head (weight 0.4); evaluation uses the main logits."""
 
-    def __init__(self, arch: str, num_classes: int, **kwargs: Any) -> None:
+    def __init__(self, net: Mapping[str, Any], num_classes: int, **kwargs: Any) -> None:
         # Checked before building the network, so a bad size fails at once, not at step one.
-        input_size = kwargs.get("input_size") or get_spec(arch).input_size
-        if kwargs.get("aux_logits", True) and input_size < AUX_MIN_INPUT_SIZE:
+        input_size = kwargs.get("input_size") or get_spec(net["arch"]).input_size
+        if net.get("aux_logits", True) and input_size < AUX_MIN_INPUT_SIZE:
             raise ValueError(
                 f"InceptionV3's auxiliary classifier needs input_size >= {AUX_MIN_INPUT_SIZE}, "
                 f"got {input_size}. Use model.input_size={AUX_MIN_INPUT_SIZE} or "
-                "model.aux_logits=false (then inputs down to 75 px work)."
+                "model.net.aux_logits=false (then inputs down to 75 px work)."
             )
-        super().__init__(arch, num_classes, **kwargs)
+        super().__init__(net, num_classes, **kwargs)
 
     def compute_loss(
         self, outputs: Any, targets: torch.Tensor, stage: str

@@ -2,71 +2,87 @@
 
 from __future__ import annotations
 
-from typing import Any
+import io
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO, Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from torch.optim import Optimizer
 from torchmetrics import MaxMetric, MetricCollection
 
 from mbv3_lightning.models.freeze import freeze as freeze_net
 from mbv3_lightning.models.freeze import hold_frozen_batchnorm
-from mbv3_lightning.models.registry import count_parameters, create_model, get_spec
+from mbv3_lightning.models.hparams import build_net, is_legacy_hparams, upgrade_hparams
+from mbv3_lightning.models.registry import count_parameters, get_spec
 from mbv3_lightning.training.metrics import (
     EvaluationReport,
     build_report,
     report_metrics,
     stage_metrics,
 )
-from mbv3_lightning.training.optim import build_optimizer, build_scheduler
+from mbv3_lightning.training.optim import instantiate_partial, make_optimizer, make_scheduler
+
+
+def _plain(node: Any) -> Any:
+    """A config node (DictConfig or dict) as plain, resolved Python data for the hparams."""
+    if isinstance(node, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(node, resolve=True)
+    return dict(node) if isinstance(node, Mapping) else node
 
 
 class ImageClassifier(L.LightningModule):
     """Fine-tunes or trains any registered architecture for ``num_classes`` classes.
 
-    Everything needed to rebuild the network and preprocess an image (architecture,
-    classes, input size, normalisation) is saved in the checkpoint's hyper-parameters.
+    ``net`` is the ``model.net`` config node (``arch`` plus the registry builder's keyword
+    arguments); ``optimizer`` and ``scheduler`` are ``_partial_`` nodes (or factories) that
+    :meth:`configure_optimizers` completes. All three are saved, as plain data, in the
+    checkpoint's hyper-parameters together with the classes, input size and normalisation
+    inputs, so a checkpoint rebuilds from them alone (old flat checkpoints are upgraded by
+    :func:`upgrade_hparams` on load).
     """
 
     def __init__(
         self,
-        arch: str,
+        net: Mapping[str, Any],
         num_classes: int,
         *,
         class_names: list[str] | None = None,
         input_size: int | None = None,
-        bn_momentum: float | None = 0.1,
         label_smoothing: float = 0.0,
-        pretrained: bool = False,
-        weights_path: str | None = None,
         freeze: str | int | None = "none",
         class_weights: list[float] | None = None,
         channels_last: bool = True,
-        optimizer: dict[str, Any] | None = None,
-        scheduler: dict[str, Any] | None = None,
-        **arch_kwargs: Any,
+        optimizer: Mapping[str, Any] | Callable[..., Optimizer] | None = None,
+        scheduler: Mapping[str, Any] | Callable[..., Any] | None = None,
     ) -> None:
         super().__init__()
-        spec = get_spec(arch)
+        net, optimizer, scheduler = _plain(net), _plain(optimizer), _plain(scheduler)
+        if "arch" not in net:
+            raise ValueError("model.net needs `arch`, the registry name of the architecture.")
+        spec = get_spec(net["arch"])
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"Got {len(class_names)} class names for {num_classes} classes.")
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}.")
-        self.save_hyperparameters()
+        # Factories passed in code (not config) are no data to save; their nodes are None then.
+        factories = (("optimizer", optimizer), ("scheduler", scheduler))
+        self.save_hyperparameters(ignore=[name for name, value in factories if callable(value)])
+        self.arch = spec.name
         self.input_size = input_size or spec.input_size
         self.mean, self.std = spec.mean, spec.std
         self.class_names = class_names or [str(i) for i in range(num_classes)]
-        self.net = create_model(
-            arch,
-            num_classes,
-            pretrained=pretrained,
-            weights_path=weights_path,
-            bn_momentum=bn_momentum,
-            **arch_kwargs,
-        )
+        self.net = build_net(net, num_classes)
         freeze_net(self.net, spec, freeze)
-        self.optimizer_cfg = optimizer or {"name": "adamw", "lr": 1e-3}
-        self.scheduler_cfg = scheduler or {"name": "none"}
+        self.optimizer_cfg = optimizer or {
+            "_target_": "torch.optim.AdamW",
+            "_partial_": True,
+            "lr": 1e-3,
+        }
+        self.scheduler_cfg = scheduler
         # One collection per stage (attributes, not a ModuleDict: "train" is a Module method).
         self.train_metrics = stage_metrics(num_classes, "train")
         self.val_metrics = stage_metrics(num_classes, "val")
@@ -112,8 +128,29 @@ class ImageClassifier(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The checkpoint holds every weight, so rebuilding it (load_from_checkpoint) must not
-        # need the ImageNet file or weights_path again. Lightning stores a copy of hparams here.
-        checkpoint["hyper_parameters"].update(pretrained=False, weights_path=None)
+        # need the ImageNet file or weights_path again. Lightning stores a shallow copy of
+        # hparams here: the nested net node is replaced, not edited, to leave self.hparams be.
+        hparams = checkpoint["hyper_parameters"]
+        hparams["net"] = {**hparams["net"], "pretrained": False, "weights_path": None}
+
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls, checkpoint_path: str | Path | IO[bytes], *args: Any, **kwargs: Any
+    ) -> Any:
+        """Lightning's loader, after :func:`upgrade_hparams` for checkpoints from before
+        ``model.net`` (their flat hyper-parameters are no arguments of ``__init__`` any more)."""
+        if isinstance(checkpoint_path, (str, Path)) and Path(checkpoint_path).is_file():
+            checkpoint = torch.load(
+                checkpoint_path, map_location="cpu", mmap=True, weights_only=True
+            )
+            hparams = checkpoint.get(cls.CHECKPOINT_HYPER_PARAMS_KEY)
+            if hparams and is_legacy_hparams(hparams):
+                checkpoint[cls.CHECKPOINT_HYPER_PARAMS_KEY] = upgrade_hparams(hparams)
+                buffer = io.BytesIO()
+                torch.save(checkpoint, buffer)
+                buffer.seek(0)
+                checkpoint_path = buffer
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     def compute_loss(
         self, outputs: Any, targets: torch.Tensor, stage: str
@@ -184,21 +221,29 @@ class ImageClassifier(L.LightningModule):
         self.test_report_metrics.reset()
 
     def configure_optimizers(self) -> Any:
+        """The optimiser partial called with the trainable parameters (fused where possible)
+        and the schedule partial with the optimiser and this run's step counts; stepped every
+        batch unless the scheduler node says ``interval: epoch``."""
         trainable = [p for p in self.parameters() if p.requires_grad]
-        optimizer = build_optimizer(trainable, **self.optimizer_cfg)
+        optimizer = make_optimizer(instantiate_partial(self.optimizer_cfg), trainable)
+        if self.scheduler_cfg is None:
+            return optimizer
+        node = self.scheduler_cfg
+        interval = "step"
+        if isinstance(node, Mapping):
+            node = dict(node)
+            interval = node.pop("interval", "step")
         total_steps = int(self.trainer.estimated_stepping_batches)
         steps_per_epoch = max(1, total_steps // max(1, self.trainer.max_epochs or 1))
-        scheduler = build_scheduler(
+        scheduler = make_scheduler(
+            instantiate_partial(node),
             optimizer,
             total_steps=total_steps,
             steps_per_epoch=steps_per_epoch,
-            **self.scheduler_cfg,
         )
-        if scheduler is None:
-            return optimizer
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+            "lr_scheduler": {"scheduler": scheduler, "interval": interval},
         }
 
     def parameter_counts(self) -> dict[str, int]:

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 def resolve_input_size(cfg: DictConfig) -> int:
     """``model.input_size``, else the dataset's preferred size, else the architecture default."""
-    spec = get_spec(cfg.model.arch)
+    spec = get_spec(cfg.model.net.arch)
     return int(cfg.model.get("input_size") or cfg.dataset.get("input_size") or spec.input_size)
 
 
@@ -96,11 +96,14 @@ def build_components(
 ) -> tuple[L.LightningDataModule, L.LightningModule, list[Callback], list[Logger]]:
     """Instantiate the DataModule, the classifier, callbacks and loggers from ``cfg``."""
     output_dir = Path(cfg.paths.output_dir)
-    spec = get_spec(cfg.model.arch)
+    spec = get_spec(cfg.model.net.arch)
     input_size = resolve_input_size(cfg)
     datamodule = instantiate(
         cfg.dataset, input_size=input_size, mean=spec.mean, std=spec.std, output_dir=output_dir
     )
+    # Not recursive: the classifier gets the `net`, `optimizer` and `scheduler` nodes as config
+    # (saved in its hyper-parameters) and instantiates them itself, with num_classes and the
+    # parameters they still lack.
     model = instantiate(
         cfg.model,
         num_classes=datamodule.num_classes,
@@ -108,8 +111,9 @@ def build_components(
         class_weights=getattr(datamodule, "class_weights", None),
         input_size=input_size,
         channels_last=cfg.get("channels_last", True),
-        optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
-        scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True),
+        optimizer=cfg.optimizer,
+        scheduler=cfg.get("scheduler"),
+        _recursive_=False,
         _convert_="all",
     )
     callbacks = _instantiate_all(cfg.get("callbacks"))
@@ -143,7 +147,7 @@ def _train_and_test(cfg: DictConfig) -> RunRecord:
     counts = model.parameter_counts()
     log.info(
         "Model %s at %d px: %s of %s parameters trainable.",
-        cfg.model.arch,
+        cfg.model.net.arch,
         model.input_size,
         f"{counts['params_trainable']:,}",
         f"{counts['params_total']:,}",
@@ -178,7 +182,7 @@ def _train_and_test(cfg: DictConfig) -> RunRecord:
         model.to(trainer.strategy.root_device)
         cost = model_cost(model.net, model.input_size, test_images, cfg.get("timing"))
     record = build_run_record(
-        model=cfg.model.arch,
+        model=cfg.model.net.arch,
         dataset=datamodule.name,
         seed=cfg.seed,
         run_dir=output_dir,

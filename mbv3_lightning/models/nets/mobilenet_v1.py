@@ -73,11 +73,11 @@ class MobileNetV1(nn.Module):
     ) -> None:
         super().__init__()
         if width_mult <= 0:
-            raise ValueError(f"model.width_mult must be > 0, got {width_mult}.")
+            raise ValueError(f"model.net.width_mult must be > 0, got {width_mult}.")
         if activation not in ACTIVATIONS:
             raise ValueError(
                 f"Unknown MobileNetV1 activation '{activation}'. Available: "
-                f"{', '.join(ACTIVATIONS)} (model.activation)."
+                f"{', '.join(ACTIVATIONS)} (model.net.activation)."
             )
         act = ACTIVATIONS[activation]
         channels = scale_channels(STEM_CHANNELS, width_mult)

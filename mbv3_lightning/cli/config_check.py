@@ -1,0 +1,195 @@
+"""Compose-time checks of choice-valued config keys, so a typo fails before anything runs.
+
+OmegaConf's structured configs cannot type these keys without changing their values (an Enum
+node turns ``skip`` into ``BadImages.skip``; ``model.freeze`` is a word or an integer and
+``dataset.cache`` a word or a bool), so the choices are checked here instead, on the composed
+config: by :class:`ConfigCheck`, a Hydra callback in ``conf/hydra/default.yaml`` that runs right
+after composition (``python -m mbv3_lightning ...``, every cell of a ``-m`` grid before the first
+one starts, and the other entry points), and by :func:`check_config` for composed configs in code.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+_ABSENT = object()
+FREEZE_CHOICES = "none | backbone | a number of leading feature blocks (0, 1, 2, ...)"
+BAD_IMAGE_CHOICES = ("skip", "error")
+BALANCE_CHOICES = ("none", "weights", "sampler")
+CACHE_CHOICES = ("auto", True, False)
+NET_TARGET = "mbv3_lightning.models.registry.build_network"
+# What the module passes to optimiser / schedule factories itself.
+OPTIMIZER_SUPPLIED = ("params", "fused")
+SCHEDULER_SUPPLIED = ("optimizer", "total_steps", "steps_per_epoch")
+
+
+class ConfigError(ValueError):
+    """One or more config values are not among their valid choices."""
+
+
+def _select(cfg: DictConfig, key: str) -> Any:
+    try:
+        return OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False)
+    except Exception:  # an interpolation that does not resolve here (e.g. ${hydra:...})
+        return _ABSENT
+
+
+def _show(choices: Sequence[Any]) -> str:
+    return " | ".join(str(c).lower() if isinstance(c, bool) else str(c) for c in choices)
+
+
+def _choice(cfg: DictConfig, key: str, choices: Sequence[Any]) -> str | None:
+    value = _select(cfg, key)
+    if value is _ABSENT:
+        return None
+    if any(value == c and type(value) is type(c) for c in choices):
+        return None
+    return f"{key}={value!r} is not a valid choice; choose one of: {_show(choices)}"
+
+
+def _freeze(cfg: DictConfig) -> str | None:
+    value = _select(cfg, "model.freeze")
+    if value is _ABSENT or value is None or value in ("none", "backbone"):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return None
+    if isinstance(value, str) and value.isdigit():
+        return None
+    return f"model.freeze={value!r} is not a valid choice; choose one of: {FREEZE_CHOICES}"
+
+
+def _parameters(target: Callable[..., Any]) -> dict[str, inspect.Parameter] | None:
+    """``target``'s parameters, or None where anything goes (``**kwargs``, no signature)."""
+    try:
+        parameters = dict(inspect.signature(target).parameters)
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return None
+    return parameters
+
+
+def _unknown_arguments(
+    key: str, node: dict[str, Any], target: Callable[..., Any], supplied: Sequence[str]
+) -> str | None:
+    parameters = _parameters(target)
+    if parameters is None:
+        return None
+    given = [k for k in node if not k.startswith("_") and k != "interval"]
+    unknown = [k for k in given if k not in parameters]
+    if not unknown:
+        return None
+    accepted = [k for k in parameters if k not in supplied and k not in ("self", "args")]
+    name = getattr(target, "__qualname__", str(target))
+    return (
+        f"{', '.join(f'{key}.{k}' for k in unknown)}: not an argument of {name}; "
+        f"it takes: {', '.join(accepted)}"
+    )
+
+
+def _net(cfg: DictConfig) -> list[str]:
+    from mbv3_lightning.models.nets.mobilenet_v1 import ACTIVATIONS
+    from mbv3_lightning.models.registry import SHUFFLENET_SIZES, get_spec, list_models
+
+    errors = []
+    arch = _select(cfg, "model.net.arch")
+    if arch is _ABSENT:
+        return errors
+    if arch not in list_models():
+        return [
+            f"model.net.arch={arch!r} is not a registered architecture; choose one of: "
+            f"{_show(list_models())} (or `model=<name>`)"
+        ]
+    errors += filter(None, [_choice(cfg, "model.net.size", SHUFFLENET_SIZES)])
+    errors += filter(None, [_choice(cfg, "model.net.activation", tuple(ACTIVATIONS))])
+    net = _select(cfg, "model.net")
+    if str(net.get("_target_", NET_TARGET)) == NET_TARGET:
+        node = {k: v for k, v in net.items() if k not in ("arch", "bn_momentum")}
+        node = {k: v for k, v in node.items() if k not in ("pretrained", "weights_path")}
+        message = _unknown_arguments("model.net", node, get_spec(arch).builder, ())
+        errors += [message] if message else []
+    return errors
+
+
+def _factory(cfg: DictConfig, group: str, supplied: Sequence[str]) -> list[str]:
+    from hydra.utils import get_object
+
+    node = _select(cfg, group)
+    if node is _ABSENT or node is None or "_target_" not in node:
+        return []
+    target_name = node["_target_"]
+    try:
+        target = get_object(str(target_name))
+    except Exception:
+        return [f"{group}._target_={target_name!r} cannot be imported (a typo in the path?)"]
+    if not callable(target):
+        return [f"{group}._target_={target_name!r} is not a class or function"]
+    message = _unknown_arguments(group, dict(node), target, supplied)
+    return [message] if message else []
+
+
+def config_errors(cfg: DictConfig) -> list[str]:
+    """Every invalid choice in ``cfg`` (keys it does not have are skipped), one line each."""
+    errors = [
+        _freeze(cfg),
+        _choice(cfg, "dataset.bad_images", BAD_IMAGE_CHOICES),
+        _choice(cfg, "dataset.balance", BALANCE_CHOICES),
+        _choice(cfg, "dataset.cache", CACHE_CHOICES),
+    ]
+    found = [e for e in errors if e]
+    found += _net(cfg)
+    found += _factory(cfg, "optimizer", OPTIMIZER_SUPPLIED)
+    found += _factory(cfg, "scheduler", SCHEDULER_SUPPLIED)
+    return found
+
+
+def check_config(cfg: DictConfig, where: str = "") -> None:
+    """Raise :class:`ConfigError` listing every invalid choice in ``cfg``."""
+    errors = config_errors(cfg)
+    if errors:
+        heading = f"Invalid configuration{where}:"
+        raise ConfigError("\n".join([heading, *(f"  {e}" for e in errors)]))
+
+
+def _cell_configs(config: DictConfig) -> list[tuple[str, DictConfig]]:
+    """The composed config of every cell of a basic-sweeper grid (empty for other sweepers)."""
+    from hydra import compose
+    from hydra.core.global_hydra import GlobalHydra
+
+    from mbv3_lightning.sweeps.cells import expand_grid
+
+    grid = expand_grid(config)
+    if not grid or not GlobalHydra.instance().is_initialized():
+        return []
+    name = config.hydra.job.config_name
+    cells = []
+    for number, overrides in enumerate(grid):
+        cell = compose(config_name=name, overrides=list(overrides))
+        cells.append((f" (cell {number}: {' '.join(overrides)})", cell))
+    return cells
+
+
+class ConfigCheck(Callback):
+    """Hydra callback: stop with the list of invalid choices before any job starts.
+
+    Hydra turns a callback's exceptions into warnings, so a failed check exits (``SystemExit``).
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            check_config(config)
+        except ConfigError as error:
+            raise SystemExit(str(error)) from None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            check_config(config)
+            for where, cell in _cell_configs(config):
+                check_config(cell, where)
+        except ConfigError as error:
+            raise SystemExit(str(error)) from None
