@@ -1,4 +1,4 @@
-"""Goal 4: torch.compile (inductor) vs eager for mobilenet_v3_small, inference and training."""
+"""torch.compile (inductor) vs eager for mobilenet_v3_small, inference and training."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
-"""The demo command today vs the same command before the performance work (issue 9).
+"""The demo command today vs the same command before the performance work.
 
-"Before" is the project as it was: the commit just before issue 9 was merged, exported with
-``git archive`` into a temporary folder and run from there, with its own code and defaults
-(NCHW batches, no RAM cache, one loader worker, torchvision's v2 transforms). Without git
+"Before" is the project as it was: the commit just before the performance work was merged,
+exported with ``git archive`` into a temporary folder and run from there, with its own code and
+defaults (NCHW batches, no RAM cache, one loader worker, torchvision's v2 transforms). Without git
 history (an installed wheel) it falls back to today's code with those old defaults. Both are
 run as the real `python -m mbv3_lightning` command, interleaved, and must reach the same
 accuracy bar.
@@ -75,7 +75,9 @@ def run(device: str, quick: bool) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         baseline = export_baseline(Path(tmp))
         if baseline is not None:
-            before_label = f"before issue 9 (commit {BASELINE_COMMIT[:7]}, its own defaults)"
+            before_label = (
+                f"before the performance work (commit {BASELINE_COMMIT[:7]}, its own defaults)"
+            )
             before = partial(_demo, [*accelerator, *epochs], Path(tmp), code=baseline)
         else:
             before_label = "old defaults on today's code: " + " ".join(OLD_DEFAULTS)

@@ -1,4 +1,4 @@
-"""Goal 7: peak resident memory of the demo run and of scanning a Fruits-360-sized folder."""
+"""Peak resident memory of the demo run and of scanning a Fruits-360-sized folder."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Goal 3: channels_last vs contiguous (NCHW) for every registry model, training and inference."""
+"""channels_last vs contiguous (NCHW) for every registry model, training and inference."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Goal 1: `Trainer.fit` with ImageClassifier vs a bare PyTorch loop, same everything else.
+"""Framework overhead: `Trainer.fit` with ImageClassifier vs a bare PyTorch loop, all else equal.
 
 Both variants build the same network, optimiser and in-memory batches; only the steady-state
 steps after a warm-up are timed, so the ratio is the per-step cost of the framework

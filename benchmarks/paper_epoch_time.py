@@ -1,9 +1,9 @@
 """How long one epoch of each paper_mbv3 cell takes on this machine, from measured batches.
 
 `python -m benchmarks.paper_epoch_time`: times training steps and evaluation batches (batch 32,
-channels_last, the model's input size) of paper 000's five models, then multiplies by the
-batches of one epoch of each dataset at the paper's 0.7/0.3 split. Not part of the 15-minute
-suite: the paper's grid is a GPU job, this only says what it would cost on CPU.
+channels_last, the model's input size) of the five models of the MobileNetV3 image-classification
+paper, then multiplies by the batches of one epoch of each dataset at the paper's 0.7/0.3 split.
+Not part of the 15-minute suite: the paper's grid is a GPU job; this says what it costs on CPU.
 """
 
 from __future__ import annotations

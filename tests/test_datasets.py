@@ -86,7 +86,7 @@ def _birds525(root: Path) -> Path:
 
 
 def _car_colours(root: Path) -> Path:
-    """A VCoR-like copy with one colour more than seed 004's ten."""
+    """A VCoR-like copy with one colour more than the car-colour recipe's ten."""
     for colour, rgb in CAR_COLOURS.items():
         for split, count in (("train", 3), ("val", 1)):
             for i in range(count):

@@ -44,8 +44,8 @@ def default_num_workers() -> int:
     """Loader worker processes for ``num_workers: null``.
 
     With two cores or fewer, training already keeps both busy and a worker only competes with
-    it: the demo ran faster with 0 workers than with 1 here (24 s vs 26 s of training, RAM cache
-    on). With more cores, leave one to the training process.
+    it: the demo trained faster with 0 workers than with 1 on a 2-core machine (RAM cache on).
+    With more cores, leave one to the training process.
     """
     cores = os.cpu_count() or 1
     return 0 if cores <= 2 else min(8, cores - 1)

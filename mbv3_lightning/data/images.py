@@ -50,7 +50,7 @@ def decode_rgb(path: str | Path) -> torch.Tensor:
     """Decode an image to a ``uint8`` RGB tensor ``(3, H, W)``, upright.
 
     JPEG (recognised by content, not by name) goes through ``torchvision.io.decode_jpeg``:
-    0.34 instead of 0.52 ms per 100 px demo photo here, and pixel-identical to :func:`load_rgb`
+    faster than PIL (README, "Speed and balance options"), and pixel-identical to :func:`load_rgb`
     for RGB, greyscale and CMYK JPEGs. Every other format, and any JPEG libjpeg rejects,
     takes the PIL path, which also flattens transparency onto white.
     """
@@ -84,7 +84,7 @@ class ImageInfo:
 
 
 # The scan decodes JPEGs at 1/8 scale: libjpeg still reads every byte, so truncation is still
-# caught, at a fraction of the cost on multi-megapixel photos (45 ms instead of 330 ms at 12 MP).
+# caught, at a fraction of the cost of a full decode on multi-megapixel photos.
 _SCAN_DRAFT_SIZE = (64, 64)
 
 

@@ -39,8 +39,8 @@ class TrainTransform:
 
     The augmentation of torchvision's references (``v2.RandomResizedCrop``'s sampling, via
     the public ``RandomResizedCrop.get_params``), written with the functional ops on ``uint8``
-    ``(3, H, W)`` tensors: at the demo's 100 px a ``v2.Compose`` of the same steps spent
-    about 40% of its 0.26 ms per image on dispatch, and on 2 cores this runs in the training
+    ``(3, H, W)`` tensors: at the demo's small images a ``v2.Compose`` of the same steps
+    spends a large share of its time on dispatch, and on 2 cores this runs in the training
     process (benchmarks/pipeline.py). A plain class, so loader workers can pickle it.
     """
 

@@ -85,8 +85,8 @@ class TorchPredictor(Predictor):
 
     def __init__(self, net: torch.nn.Module, info: ModelInfo, source: Path) -> None:
         super().__init__(info, source)
-        # channels_last, as in training: measured faster here at batch 1 too, for every
-        # registry model (1.02x AlexNet to 1.54x ShuffleNetV2; benchmarks/, memory_format).
+        # channels_last, as in training: faster at batch 1 too, for every registry model
+        # (benchmarks/memory_format.py; numbers in benchmarks/results/).
         self.net = net.eval().to(memory_format=torch.channels_last)
 
     @torch.inference_mode()

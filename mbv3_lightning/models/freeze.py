@@ -1,4 +1,6 @@
-"""Freezing (seed 004's ``freeze_layers``): ``none``, the whole ``backbone``, or N leading blocks.
+"""Freezing: ``none``, the whole ``backbone``, or the first N feature blocks.
+
+The car-colour recipe's ``freeze_layers`` trains only the classifier head.
 
 Frozen parameters stop receiving gradients; their BatchNorm layers must also stop updating
 running statistics, which :func:`hold_frozen_batchnorm` does after every ``train()`` call.

@@ -19,8 +19,9 @@ from torchvision.models import WeightsEnum, get_model_weights
 log = logging.getLogger(__name__)
 
 # The original ImageNet weights of every torchvision model: what `pretrained=True` meant when
-# paper 000 was written, and all but ShuffleNetV2 x1.5/x2.0 share the DataModule's eval
-# transform (resize to input_size / 0.875, centre crop, ImageNet mean/std).
+# the MobileNetV3 image-classification paper was written, and all but ShuffleNetV2 x1.5/x2.0
+# share the DataModule's eval transform (resize to input_size / 0.875, centre crop, ImageNet
+# mean/std).
 WEIGHTS_VERSION = "IMAGENET1K_V1"
 
 

@@ -106,9 +106,9 @@ class ImageClassifier(L.LightningModule):
     def memory_format(self) -> torch.memory_format:
         """Layout of training and evaluation batches (``channels_last``: NHWC).
 
-        Measured here (benchmarks/): channels_last trains and evaluates every registry model
-        faster on this CPU (1.06x AlexNet to 1.71x MobileNetV2 in training), batch 1 included,
-        and it is the usual choice on GPUs with mixed precision.
+        The default because channels_last trained and evaluated every registry model faster
+        on the CPU in benchmarks/ (memory_format; numbers in benchmarks/results/), batch 1
+        included, and it is the usual choice on GPUs with mixed precision.
         """
         return torch.channels_last if self.hparams.channels_last else torch.contiguous_format
 
