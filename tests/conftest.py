@@ -6,8 +6,9 @@ import os
 import subprocess
 import sys
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -86,6 +87,14 @@ def run_module(
 def tiny_dataset(tmp_path: Path) -> Path:
     """Three colour classes, 10 train and 4 test images each, 32x32 JPEG."""
     return make_image_folder(tmp_path / "tiny")
+
+
+def assert_scored_every_test_image(record: Mapping[str, Any], n_test: int) -> None:
+    """The test stage scored all ``n_test`` images: the per-class supports add up to them and
+    top-1 accuracy is a whole number of them (a partial or double-counted test breaks both)."""
+    assert sum(row["support"] for row in record["per_class"]) == n_test
+    correct = record["metrics"]["test/acc"] * n_test
+    assert abs(correct - round(correct)) < 1e-4, correct
 
 
 def compose_train_config(overrides: Sequence[str], output_dir: Path) -> DictConfig:

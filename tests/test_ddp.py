@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from .conftest import FAST_OVERRIDES, make_image_folder, run_module
+from .conftest import FAST_OVERRIDES, assert_scored_every_test_image, make_image_folder, run_module
 
 DDP_ON_CPU = ["trainer=ddp_cpu", "trainer.devices=2"]
 
@@ -33,7 +33,7 @@ def test_ddp_with_two_cpu_processes(tmp_path):
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in log
     assert "distributed_backend=gloo" in log
     metrics = json.loads((out / "metrics.json").read_text())  # written once, by rank 0
-    assert 0.0 <= metrics["metrics"]["test/acc"] <= 1.0
+    assert_scored_every_test_image(metrics, n_test=3 * 4)  # both ranks' halves, gathered
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "run"]  # no stray run dirs
 
 

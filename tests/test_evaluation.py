@@ -12,7 +12,7 @@ from PIL import Image
 from mbv3_lightning.training.evaluate import _check_same_classes
 from mbv3_lightning.training.run import run
 
-from .conftest import FAST_OVERRIDES, run_module, write_image
+from .conftest import FAST_OVERRIDES, assert_scored_every_test_image, run_module, write_image
 from .test_wandb import offline_run
 
 # Six classes, so top-5 accuracy is reported too (conftest's folders have at most five).
@@ -25,11 +25,6 @@ COLOURS = {
     "grey": (128, 128, 128),
 }
 CLASSES = tuple(sorted(COLOURS))  # label order: sorted folder names
-SCALARS_IN_0_1 = [
-    f"{stage}/{name}"
-    for stage in ("val", "test")
-    for name in ("acc", "acc_top5", "auroc", "precision", "recall", "specificity", "f1")
-] + ["train/acc", "val/acc_best"]
 LOSSES = ["train/loss", "val/loss", "test/loss"]
 TOP_LEVEL_KEYS = {
     "model", "dataset", "seed", "input_size", "num_classes", "class_names", "epochs",
@@ -104,8 +99,11 @@ def test_run_writes_every_metric_and_figure_then_evaluate_rescores_it(compose_cf
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics == json.loads(json.dumps(summary.to_json()))  # the file is what run() returned
     assert set(metrics) >= TOP_LEVEL_KEYS
-    for key in SCALARS_IN_0_1:
-        assert 0.0 <= metrics["metrics"][key] <= 1.0, key
+    assert_scored_every_test_image(metrics, n_test=len(CLASSES) * 3)
+    for name in ("precision", "recall", "specificity", "f1"):  # macro: the classes' plain mean
+        mean = sum(row[name] for row in metrics["per_class"]) / len(CLASSES)
+        assert metrics["metrics"][f"test/{name}"] == pytest.approx(mean, abs=1e-6), name
+    assert metrics["metrics"]["val/acc_best"] >= metrics["metrics"]["val/acc"]
     for key in LOSSES:
         assert metrics["metrics"][key] > 0.0, key
     # Top-5 of 6 classes is never below top-1.

@@ -24,7 +24,7 @@ from mbv3_lightning.models.registry import (
 from mbv3_lightning.training.inception import AUX_LOSS_WEIGHT, InceptionV3Classifier
 from mbv3_lightning.training.run import run
 
-from .conftest import FAST_OVERRIDES
+from .conftest import FAST_OVERRIDES, assert_scored_every_test_image
 
 # torchvision's own metadata (weights.meta["num_params"]) at 1000 classes.
 TORCHVISION_PARAMS = {
@@ -226,7 +226,7 @@ def test_each_architecture_trains_end_to_end(name, compose_cfg, tiny_dataset):
     )
     summary = run(cfg)
     assert summary["model"] == name and summary["num_classes"] == 3
-    assert 0.0 <= summary["metrics"]["test/acc"] <= 1.0
+    assert_scored_every_test_image(summary, n_test=3 * 4)
     assert summary["params_trainable"] == summary["params_total"]
 
 
@@ -247,7 +247,7 @@ def test_inception_trains_with_its_aux_head_at_299(compose_cfg, tiny_dataset):
     # ImageNet's 1000-class fc (2048 in) and aux fc (768 in) replaced by 3-class ones.
     heads_1000, heads_3 = (2048 + 768) * 1000 + 2 * 1000, (2048 + 768) * 3 + 2 * 3
     assert summary["params_total"] == 27_161_264 - heads_1000 + heads_3
-    assert 0.0 <= summary["metrics"]["test/acc"] <= 1.0
+    assert_scored_every_test_image(summary, n_test=3 * 4)
 
 
 def test_pretrained_and_freeze_flow_from_the_config(compose_cfg, tiny_dataset, torch_home):

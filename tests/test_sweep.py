@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from mbv3_lightning.resources import resource_path
 from mbv3_lightning.training.callbacks import NonFiniteLossError
 from mbv3_lightning.training.run import resolve_input_size, run
 
@@ -189,13 +188,6 @@ def test_killed_sweep_resumes_exactly(tmp_path):
     assert got == expected
 
 
-def _needs_configs(*names: str) -> None:
-    """Skip until the model/dataset configs a study uses exist (they come from other issues)."""
-    missing = [n for n in names if not (resource_path("conf") / f"{n}.yaml").is_file()]
-    if missing:
-        pytest.skip(f"needs conf/{', conf/'.join(missing)}.yaml (models/datasets issues)")
-
-
 def test_paper_mbv3_dry_run_lists_its_grid(tmp_path):
     result = _multirun(
         "experiment=paper_mbv3",
@@ -219,7 +211,6 @@ def test_paper_mbv3_dry_run_lists_its_grid(tmp_path):
 
 
 def test_paper_mbv3_cell_composes_with_the_papers_recipe(compose_cfg):
-    _needs_configs("model/inception_v3", "model/alexnet", "dataset/birds", "dataset/fruits360")
     cfg = compose_cfg(["experiment=paper_mbv3", "model=inception_v3", "dataset=birds"])
     assert resolve_input_size(cfg) == 299
     cfg = compose_cfg(["experiment=paper_mbv3", "model=alexnet", "dataset=fruits360"])
@@ -231,7 +222,6 @@ def test_paper_mbv3_cell_composes_with_the_papers_recipe(compose_cfg):
 def test_demo_grid_and_the_other_studies_compose(compose_cfg):
     cfg = compose_cfg(["experiment=demo_grid"])
     assert cfg.dataset.name == "fruits360_mini" and cfg.trainer.max_epochs == 8
-    _needs_configs("model/mobilenet_v1", "dataset/car_colours")
     cfg = compose_cfg(["experiment=mobilenet_width_resolution", "model.input_size=160"])
     assert cfg.model.net.arch == "mobilenet_v1" and resolve_input_size(cfg) == 160
     cfg = compose_cfg(["experiment=car_colours"])

@@ -13,7 +13,7 @@ import torch
 from mbv3_lightning.training.optim import cosine_factor, instantiate_partial, make_optimizer
 from mbv3_lightning.training.run import run
 
-from .conftest import FAST_OVERRIDES, make_image_folder, run_module
+from .conftest import FAST_OVERRIDES, assert_scored_every_test_image, make_image_folder, run_module
 
 
 def _overrides(root: Path, *extra: str) -> list[str]:
@@ -26,8 +26,8 @@ def test_limit_run_trains_tests_and_writes_its_files(compose_cfg, tiny_dataset, 
     summary = run(cfg)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["metrics"] == pytest.approx(summary["metrics"])
-    assert 0.0 <= metrics["metrics"]["test/acc"] <= 1.0
-    assert 0.0 <= metrics["metrics"]["test/auroc"] <= 1.0
+    assert_scored_every_test_image(metrics, n_test=3 * 4)
+    assert {"test/auroc", "test/f1", "val/acc_best"} <= set(metrics["metrics"])
     assert metrics["num_classes"] == 3 and metrics["class_names"] == ["apple", "banana", "cherry"]
     assert metrics["epochs"] == 2 and metrics["input_size"] == 32
     assert (out / "checkpoints" / "last.ckpt").is_file()
@@ -192,7 +192,7 @@ def test_compiled_network_trains_and_checkpoints_plain_keys(compose_cfg, tiny_da
         _overrides(tiny_dataset, "debug=limit", "model.input_size=32", "compile=true"), out
     )
     summary = run(cfg)
-    assert 0.0 <= summary["metrics"]["test/acc"] <= 1.0
+    assert_scored_every_test_image(summary, n_test=3 * 4)
     state = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert "net.features.0.0.weight" in state
     assert not any("_orig_mod" in key for key in state)
