@@ -21,6 +21,7 @@ from PIL import Image
 from mbv3_lightning.data.transforms import EvalTransform
 from mbv3_lightning.models.hparams import NET_TARGET, build_net, upgrade_hparams
 from mbv3_lightning.models.registry import get_spec
+from mbv3_lightning.models.safe_load import load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,7 @@ def load_checkpoint_network(ckpt_path: Path) -> tuple[torch.nn.Module, ModelInfo
     LightningModule, so any registered architecture loads, whichever ImageClassifier
     subclass trained it, and no optimiser or metric state is created.
     """
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    checkpoint = load_checkpoint(ckpt_path)
     # Checkpoints from before `model.net` (flat `arch`, `width_mult`, ...) are upgraded first.
     hparams = upgrade_hparams(checkpoint.get("hyper_parameters") or {})
     net_cfg = hparams.get("net")
