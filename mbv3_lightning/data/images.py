@@ -23,6 +23,19 @@ JPEG_MAGIC = b"\xff\xd8"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 
 
+# What opening a bad image can raise: PIL's own errors (unknown format, a decompression bomb, i.e.
+# more pixels than Image.MAX_IMAGE_PIXELS allows), truncation (OSError), broken headers
+# (SyntaxError, ValueError) and names the file system cannot encode (UnicodeError).
+UNREADABLE_IMAGE_ERRORS: tuple[type[BaseException], ...] = (
+    Image.UnidentifiedImageError,
+    Image.DecompressionBombError,
+    OSError,
+    ValueError,
+    SyntaxError,
+    UnicodeError,
+)
+
+
 def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 

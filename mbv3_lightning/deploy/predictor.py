@@ -185,7 +185,13 @@ def onnx_model_info(path: Path) -> ModelInfo:
     """The :class:`ModelInfo` stored in an ONNX file's ``metadata_props``."""
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as error:  # protobuf's DecodeError and friends name no file
+        raise ValueError(
+            f"'{path}' is not a readable ONNX model ({type(error).__name__}: {error}). Export "
+            "one with `python -m mbv3_lightning.export ckpt_path=<ckpt> format=onnx`."
+        ) from None
     return ModelInfo.from_metadata({p.key: p.value for p in model.metadata_props}, path)
 
 
