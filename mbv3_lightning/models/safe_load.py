@@ -33,12 +33,9 @@ def load_checkpoint(path: str | Path, *, mmap: bool = False) -> Any:
     except pickle.UnpicklingError as error:
         # torch's text is long and suggests weights_only=False; keep the line that says what
         # was refused (e.g. "unsupported GLOBAL posix.system").
+        lines = [line.strip() for line in str(error).splitlines()]
         detail = next(
-            (
-                line.strip()
-                for line in str(error).splitlines()[1:]
-                if line.strip() and not line.startswith(("Check the documentation", "Please file"))
-            ),
+            (line for line in lines if "GLOBAL" in line or line.startswith("Unsupported")),
             "not a weights-only pickle",
         )
         raise UnsafeCheckpointError(

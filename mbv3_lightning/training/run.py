@@ -121,6 +121,9 @@ def _train_and_test(cfg: DictConfig) -> RunRecord:
     started = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
     check_run_target(output_dir, cfg.get("ckpt_path"))
+    if cfg.get("ckpt_path") is not None:
+        # Read weights-only before anything else does, so a bad file fails with its name.
+        check_checkpoint(cfg.ckpt_path)
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule, model, callbacks, loggers = build_components(cfg)
@@ -143,11 +146,7 @@ def _train_and_test(cfg: DictConfig) -> RunRecord:
     train_time_s = 0.0
     if cfg.get("train", True):
         fit_started = time.perf_counter()
-        ckpt_path = cfg.get("ckpt_path")
-        if ckpt_path is not None:
-            # Read weights-only before Lightning does, so a bad file fails with its name.
-            check_checkpoint(ckpt_path)
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         train_time_s = time.perf_counter() - fit_started
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
@@ -160,9 +159,7 @@ def _train_and_test(cfg: DictConfig) -> RunRecord:
     if cfg.get("test", True) and datamodule.has_split("test"):
         if best_ckpt is None:
             log.warning("No best checkpoint was saved; testing the weights as they are now.")
-        results = trainer.test(
-            model, datamodule=datamodule, ckpt_path=best_ckpt, weights_only=True
-        )
+        results = trainer.test(model, datamodule=datamodule, ckpt_path=best_ckpt, weights_only=True)
         test_metrics = {k: float(v) for k, v in results[0].items()} if results else {}
     elif cfg.get("test", True):
         log.info("Dataset '%s' has no test split; skipping the test stage.", datamodule.name)
