@@ -178,27 +178,17 @@ def claim_run_dir(base: str | Path) -> Path:
 
 def run_dir_for(ckpt_path: str | None, base: str) -> str:
     """The folder a training job writes to: the checkpoint's own run folder when resuming an
-    unfinished run, otherwise a newly claimed folder under ``base``.
+    unfinished run, otherwise ``base`` (claimed, with a suffix if taken, when the job starts:
+    see :func:`claim_run_dir` and ``cli/run_guard.py``).
 
-    Hydra's ``hydra.run.dir`` calls this (``${run_dir:${ckpt_path},<base>}``), so the folder is
-    decided, and claimed, before Hydra writes ``.hydra/`` into it. Hydra resolves that key
-    several times per job (``${now:}`` can move to the next second in between), and a process
-    runs one job in run mode: the first answer is kept for the process.
+    Training's ``hydra.run.dir`` is ``${run_dir:${ckpt_path},<base>}``. No side effects here:
+    Hydra also resolves the key while it merges configs.
     """
-    if ckpt_path not in _CLAIMED:
-        _CLAIMED[ckpt_path] = _run_dir_for(ckpt_path, base)
-    return _CLAIMED[ckpt_path]
-
-
-_CLAIMED: dict[str | None, str] = {}
-
-
-def _run_dir_for(ckpt_path: str | None, base: str) -> str:
     if ckpt_path:
         source = checkpoint_run_dir(ckpt_path)
         if source is not None and not RunDir(source).holds_finished_run():
             return str(source)
-    return str(claim_run_dir(base))
+    return str(base)
 
 
 def check_run_target(output_dir: str | Path, ckpt_path: str | Path | None) -> None:

@@ -60,7 +60,9 @@ def test_predict_skips_a_decompression_bomb_and_writes_every_row(trained_checkpo
     with open(tmp_path / "out" / "predictions.csv", newline="") as f:
         rows = {row["path"]: row for row in csv.DictReader(f)}
     assert len(rows) == 7
-    assert "DecompressionBombError" in rows[str(bomb)]["error"] or "pixels" in rows[str(bomb)]["error"]
+    assert (
+        "DecompressionBombError" in rows[str(bomb)]["error"] or "pixels" in rows[str(bomb)]["error"]
+    )
     assert all(row["class_1"] for path, row in rows.items() if path != str(bomb))
 
 
@@ -95,9 +97,18 @@ def test_data_check_finishes_with_a_name_that_is_not_utf8(tmp_path):
     _undecodable_name(root / "train" / "apple")
     # the report table prints the name as it is on disk: read the output leniently
     result = subprocess.run(
-        [sys.executable, "-m", "mbv3_lightning.data.check", "dataset=image_folder",
-         f"dataset.root={root}"],
-        cwd=tmp_path, capture_output=True, text=True, errors="replace", timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "mbv3_lightning.data.check",
+            "dataset=image_folder",
+            f"dataset.root={root}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "not valid UTF-8" in result.stderr + result.stdout

@@ -66,7 +66,12 @@ def test_the_variable_really_turns_the_unsafe_default_on(evil):
 def test_train_resume_refuses(evil, tiny_dataset, compose_cfg):
     ckpt, marker = evil
     cfg = compose_cfg(
-        ["dataset=image_folder", f"dataset.root={tiny_dataset}", *FAST_OVERRIDES, f"ckpt_path={ckpt}"]
+        [
+            "dataset=image_folder",
+            f"dataset.root={tiny_dataset}",
+            *FAST_OVERRIDES,
+            f"ckpt_path={ckpt}",
+        ]
     )
     with pytest.raises(UnsafeCheckpointError) as error:
         run(cfg)
@@ -76,9 +81,19 @@ def test_train_resume_refuses(evil, tiny_dataset, compose_cfg):
 def test_train_resume_command_refuses(evil, tiny_dataset, tmp_path):
     ckpt, marker = evil
     result = subprocess.run(
-        [sys.executable, "-m", "mbv3_lightning", "dataset=image_folder",
-         f"dataset.root={tiny_dataset}", *FAST_OVERRIDES, f"ckpt_path={ckpt}"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "mbv3_lightning",
+            "dataset=image_folder",
+            f"dataset.root={tiny_dataset}",
+            *FAST_OVERRIDES,
+            f"ckpt_path={ckpt}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"},
     )
     assert result.returncode != 0

@@ -118,14 +118,22 @@ def test_killed_mid_epoch_2_and_resumed_ends_like_an_unbroken_run(tmp_path):
     unbroken_dir = tmp_path / "unbroken"
     done = subprocess.run(
         [*command, *args, f"hydra.run.dir={unbroken_dir}"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert done.returncode == 0, done.stderr[-3000:]
 
     run_dir = tmp_path / "killed"
     proc = subprocess.Popen(
         [*command, *args, f"hydra.run.dir={run_dir}"],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         last = run_dir / "checkpoints" / "last.ckpt"
@@ -140,7 +148,11 @@ def test_killed_mid_epoch_2_and_resumed_ends_like_an_unbroken_run(tmp_path):
     # The documented resume command: only the checkpoint, no hydra.run.dir.
     resumed = subprocess.run(
         [*command, *args, f"ckpt_path={last}"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert not (tmp_path / "outputs").exists(), "the resume must continue in the same folder"

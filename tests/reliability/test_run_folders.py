@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mbv3_lightning.runs.run_dir import check_run_target, run_dir_for
+from mbv3_lightning.runs.run_dir import check_run_target, claim_run_dir, run_dir_for
 from tests.conftest import FAST_OVERRIDES, make_image_folder
 
 
 def _claim(base: str, barrier, results) -> None:
     barrier.wait()  # all processes claim at the same moment
-    results.put(run_dir_for(None, base))
+    results.put(str(claim_run_dir(base)))
 
 
 def test_folders_claimed_at_the_same_moment_are_distinct(tmp_path):
@@ -105,9 +105,6 @@ def test_resume_of_an_unfinished_run_goes_back_into_its_folder(finished_run, tmp
     shutil.copytree(run_dir, unfinished)
     (unfinished / "metrics.json").unlink()  # as if killed before the end
     last = unfinished / "checkpoints" / "last.ckpt"
-    from mbv3_lightning.runs import run_dir as run_dir_module
-
-    run_dir_module._CLAIMED.clear()  # a new process in real use
     assert Path(run_dir_for(str(last), str(tmp_path / "outputs" / "x"))) == unfinished
     check_run_target(unfinished, last)  # allowed
     assert not (tmp_path / "outputs").exists()
@@ -116,9 +113,7 @@ def test_resume_of_an_unfinished_run_goes_back_into_its_folder(finished_run, tmp
 @pytest.mark.slow
 def test_eight_trainings_started_together_from_a_shell_loop(tmp_path):
     data = make_image_folder(tmp_path / "data")
-    args = " ".join(
-        ["dataset=image_folder", f"dataset.root={data}", *FAST_OVERRIDES, "debug=fast"]
-    )
+    args = " ".join(["dataset=image_folder", f"dataset.root={data}", *FAST_OVERRIDES, "debug=fast"])
     script = (
         f'for i in 1 2 3 4 5 6 7 8; do "{sys.executable}" -m mbv3_lightning {args} seed=$i '
         "> log$i.txt 2>&1 & done; wait"
