@@ -54,7 +54,7 @@ def test_last_ckpt_holds_the_last_epoch_when_the_best_is_epoch_0(compose_cfg, ti
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
 
 
-def test_last_ckpt_also_on_a_step_interval(compose_cfg, tiny_dataset):
+def test_last_ckpt_also_on_a_step_interval(compose_cfg, tiny_dataset, monkeypatch):
     """`callbacks.last_checkpoint.every_n_train_steps`: saves inside the epoch too."""
     cfg = compose_cfg(
         _overrides(
@@ -79,11 +79,9 @@ def test_last_ckpt_also_on_a_step_interval(compose_cfg, tiny_dataset):
         datamodule, model, callbacks, loggers = original(cfg)
         return datamodule, model, [*callbacks, RecordSaves()], loggers
 
-    run_module.build_components = with_recorder
-    try:
-        run(cfg)
-    finally:
-        run_module.build_components = original
+    # The real components, plus a callback that records when a checkpoint is written.
+    monkeypatch.setattr(run_module, "build_components", with_recorder)
+    run(cfg)
     # 24 training images (3 classes x 10, minus the validation share) at 4 a batch: the step
     # saves come at steps 2, 4, ... before the epoch-end saves.
     assert saved_steps[:2] == [2, 4]
