@@ -9,6 +9,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mbv3_lightning.resources import resource_path
+from mbv3_lightning.runs.run_dir import run_dir_for
 from mbv3_lightning.runs.wandb_mode import wandb_offline
 
 CONFIG_NAME = "train"
@@ -20,11 +21,14 @@ def config_dir() -> str:
 
 
 def register_resolvers() -> None:
-    """``${resource:data/fruits360-mini}`` and ``${wandb_offline:}`` for the YAML files."""
+    """``${resource:data/fruits360-mini}``, ``${wandb_offline:}`` and ``${run_dir:...}`` for the
+    YAML files."""
     if not OmegaConf.has_resolver("resource"):
         OmegaConf.register_new_resolver("resource", lambda name: str(resource_path(name)))
     if not OmegaConf.has_resolver("wandb_offline"):
         OmegaConf.register_new_resolver("wandb_offline", wandb_offline)
+    if not OmegaConf.has_resolver("run_dir"):
+        OmegaConf.register_new_resolver("run_dir", run_dir_for)
 
 
 def compose_config(

@@ -70,6 +70,11 @@ def test_resume_continues_from_last_checkpoint(compose_cfg, tiny_dataset, tmp_pa
     run(first)
     with pytest.raises(FileExistsError, match="already holds a run"):
         run(first)  # same directory, no ckpt_path: refuses to overwrite
+    last = f"{out}/checkpoints/last.ckpt"
+    extended = _overrides(tiny_dataset, "debug=limit", "model.input_size=32", f"ckpt_path={last}")
+    with pytest.raises(FileExistsError, match="holds a finished run"):
+        run(compose_cfg(extended, out))  # a finished run is never resumed in place
+    (out / "metrics.json").unlink()  # as if the first run had been killed after its last epoch
     resumed = compose_cfg(
         _overrides(
             tiny_dataset,

@@ -133,6 +133,8 @@ def test_run_logs_its_results_and_a_resume_continues_the_same_wandb_run(
     last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert last[WANDB_RUN_ID_KEY] == first["id"]
 
+    # As if killed after the last checkpoint: a finished run (metrics.json) is not resumed in place.
+    (out / "metrics.json").unlink()
     resumed_cfg = compose_cfg(
         _overrides(tiny_dataset, "trainer.max_epochs=2", f"ckpt_path={out}/checkpoints/last.ckpt"),
         out,

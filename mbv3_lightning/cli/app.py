@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import sys
 
-from mbv3_lightning.deploy.page import parse_arguments, streamlit_command
+from mbv3_lightning.deploy.page import check_model, parse_arguments, streamlit_command
 
 
 def main() -> None:
     """Start Streamlit on the page (``python -m mbv3_lightning.app ...``)."""
     from streamlit.web import cli
 
-    sys.argv = streamlit_command(parse_arguments(sys.argv[1:]))
+    values = parse_arguments(sys.argv[1:])
+    check_model(values)
+    sys.argv = streamlit_command(values)
     sys.exit(cli.main())
 
 

@@ -1,4 +1,5 @@
-"""Compose-time checks of choice-valued config keys, so a typo fails before anything runs.
+"""Compose-time checks of choice-valued and numeric config keys, so a typo fails before anything
+runs.
 
 OmegaConf's structured configs cannot type these keys without changing their values (an Enum
 node turns ``skip`` into ``BadImages.skip``; ``model.freeze`` is a word or an integer and
@@ -133,6 +134,69 @@ def _factory(cfg: DictConfig, group: str, supplied: Sequence[str]) -> list[str]:
     return [message] if message else []
 
 
+# Keys that must hold numbers (null allowed where noted by the config); a string such as
+# `optimizer.lr=abc` would otherwise fail deep inside torch without naming the key.
+NUMERIC_KEYS = (
+    "seed",
+    "trainer.max_epochs",
+    "trainer.min_epochs",
+    "model.input_size",
+    "model.label_smoothing",
+    "model.net.width_mult",
+    "model.net.dropout",
+    "model.net.bn_momentum",
+    "dataset.batch_size",
+    "dataset.eval_batch_size",
+    "dataset.num_workers",
+    "dataset.val_fraction",
+    "dataset.input_size",
+    "optimizer.lr",
+    "optimizer.weight_decay",
+    "optimizer.momentum",
+    "scheduler.warmup_epochs",
+)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _numbers(cfg: DictConfig) -> list[str]:
+    errors = []
+    for key in NUMERIC_KEYS:
+        value = _select(cfg, key)
+        if value is _ABSENT or value is None or _is_number(value):
+            continue
+        errors.append(f"{key}={value!r} must be a number")
+    return errors
+
+
+def _ranges(cfg: DictConfig) -> list[str]:
+    """Values that compose and train but give a meaningless run."""
+    from mbv3_lightning.models.registry import get_spec, list_models
+
+    errors = []
+    epochs = _select(cfg, "trainer.max_epochs")
+    if _is_number(epochs) and epochs < 1:
+        errors.append(
+            f"trainer.max_epochs={epochs} trains nothing; give 1 or more "
+            "(to only test a checkpoint use `python -m mbv3_lightning.evaluate ckpt_path=...`)"
+        )
+    width = _select(cfg, "model.net.width_mult")
+    if _is_number(width) and width <= 0:
+        errors.append(f"model.net.width_mult={width} must be > 0 (1.0 = the paper's width)")
+    arch = _select(cfg, "model.net.arch")
+    size = _select(cfg, "model.input_size")
+    if arch in list_models() and _is_number(size):
+        minimum = get_spec(arch).min_input_size
+        if size < minimum:
+            errors.append(
+                f"model.input_size={size} is too small for {arch}: it needs at least "
+                f"{minimum} px (null = its default, {get_spec(arch).input_size} px)"
+            )
+    return errors
+
+
 def config_errors(cfg: DictConfig) -> list[str]:
     """Every invalid choice in ``cfg`` (keys it does not have are skipped), one line each."""
     errors = [
@@ -142,6 +206,8 @@ def config_errors(cfg: DictConfig) -> list[str]:
         _choice(cfg, "dataset.cache", CACHE_CHOICES),
     ]
     found = [e for e in errors if e]
+    found += _numbers(cfg)
+    found += _ranges(cfg)
     found += _net(cfg)
     found += _factory(cfg, "optimizer", OPTIMIZER_SUPPLIED)
     found += _factory(cfg, "scheduler", SCHEDULER_SUPPLIED)

@@ -207,6 +207,16 @@ class ImageFolderDataModule(L.LightningDataModule):
                 splits["train"], self.test_fraction, self.seed
             )
         if "val" not in splits:
+            # The split moves at least one image of a class with two; with one there is
+            # nothing to validate on, which would show up only as a val/acc of 0.
+            too_few = sorted(name for name, files in splits["train"].items() if len(files) < 2)
+            if too_few:
+                raise ValueError(
+                    f"Classes {too_few} have fewer than 2 images in '{self._where('train')}': "
+                    "one is needed for training and one for validation "
+                    "(dataset.val_fraction). Add images, add a `val/` folder, or leave those "
+                    "classes out with `dataset.classes=[...]`."
+                )
             splits["train"], splits["val"] = stratified_split(
                 splits["train"], self.val_fraction, self.seed
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,13 +19,43 @@ try:
 except ImportError:  # torchvision 0.29 deprecated its decoders; a later release may drop them
     decode_jpeg = None
 
+log = logging.getLogger(__name__)
+
 JPEG_MAGIC = b"\xff\xd8"
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 
 
+# What opening a bad image can raise: PIL's own errors (unknown format, a decompression bomb, i.e.
+# more pixels than Image.MAX_IMAGE_PIXELS allows), truncation (OSError), broken headers
+# (SyntaxError, ValueError) and names the file system cannot encode (UnicodeError).
+UNREADABLE_IMAGE_ERRORS: tuple[type[BaseException], ...] = (
+    Image.UnidentifiedImageError,
+    Image.DecompressionBombError,
+    OSError,
+    ValueError,
+    SyntaxError,
+    UnicodeError,
+)
+
+
 def is_image_file(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS
+    """An image by its extension, with a name the rest of the job can print and store.
+
+    A name that is not valid UTF-8 (copied from an old file system) reaches Python as
+    surrogate escapes that no log, CSV or JSON can encode; it is skipped with a warning here,
+    where every scan (training, predict, data.check, export) lists its files.
+    """
+    if path.suffix.lower() not in IMAGE_EXTENSIONS:
+        return False
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        log.warning(
+            "Skipping %s: its name is not valid UTF-8; rename the file to use it.", ascii(str(path))
+        )
+        return False
+    return True
 
 
 def load_rgb(path: str | Path) -> Image.Image:

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from mbv3_lightning.deploy.predict import UNREADABLE_IMAGE_ERRORS
+from mbv3_lightning.data.images import UNREADABLE_IMAGE_ERRORS
 from mbv3_lightning.deploy.predictor import Predictor, load_predictor, top_k
 
 DEFAULTS = {"ckpt_path": None, "port": "8501", "address": "127.0.0.1", "top_k": "5"}
@@ -38,6 +38,15 @@ def parse_arguments(argv: list[str]) -> dict[str, str]:
     if not values["ckpt_path"]:
         raise SystemExit("Give the model: python -m mbv3_lightning.app ckpt_path=<ckpt|onnx|pt>")
     return values
+
+
+def check_model(values: dict[str, str]) -> None:
+    """Load the model once before the server starts, so a missing, unsafe or broken file stops
+    the command with its name instead of starting a page that cannot predict."""
+    try:
+        load_predictor(values["ckpt_path"])
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"Cannot serve '{values['ckpt_path']}': {error}") from None
 
 
 def streamlit_command(values: dict[str, str]) -> list[str]:

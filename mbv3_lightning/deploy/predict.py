@@ -13,17 +13,16 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from rich.progress import track
 from rich.table import Table
 
-from mbv3_lightning.data.images import is_image_file, load_rgb
+from mbv3_lightning.data.images import UNREADABLE_IMAGE_ERRORS, is_image_file, load_rgb
 from mbv3_lightning.deploy.predictor import Predictor, top_k
 
 log = logging.getLogger(__name__)
 
 # What PIL raises for truncated, corrupt or non-image files.
-UNREADABLE_IMAGE_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from PIL import Image
 from mbv3_lightning.data.transforms import EvalTransform
 from mbv3_lightning.models.hparams import NET_TARGET, build_net, upgrade_hparams
 from mbv3_lightning.models.registry import get_spec
+from mbv3_lightning.models.safe_load import load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,7 @@ def load_checkpoint_network(ckpt_path: Path) -> tuple[torch.nn.Module, ModelInfo
     LightningModule, so any registered architecture loads, whichever ImageClassifier
     subclass trained it, and no optimiser or metric state is created.
     """
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    checkpoint = load_checkpoint(ckpt_path)
     # Checkpoints from before `model.net` (flat `arch`, `width_mult`, ...) are upgraded first.
     hparams = upgrade_hparams(checkpoint.get("hyper_parameters") or {})
     net_cfg = hparams.get("net")
@@ -184,7 +185,13 @@ def onnx_model_info(path: Path) -> ModelInfo:
     """The :class:`ModelInfo` stored in an ONNX file's ``metadata_props``."""
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as error:  # protobuf's DecodeError and friends name no file
+        raise ValueError(
+            f"'{path}' is not a readable ONNX model ({type(error).__name__}: {error}). Export "
+            "one with `python -m mbv3_lightning.export ckpt_path=<ckpt> format=onnx`."
+        ) from None
     return ModelInfo.from_metadata({p.key: p.value for p in model.metadata_props}, path)
 
 

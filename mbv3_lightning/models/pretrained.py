@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torchvision.models import WeightsEnum, get_model_weights
 
+from mbv3_lightning.models.safe_load import load_checkpoint
+
 log = logging.getLogger(__name__)
 
 # The original ImageNet weights of every torchvision model: what `pretrained=True` meant when
@@ -61,7 +63,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model.net.weights_path '{path}' does not exist or is not a file.")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_checkpoint(path)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = {
             key.removeprefix("net."): value

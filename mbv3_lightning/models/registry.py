@@ -45,6 +45,10 @@ class ModelSpec:
     weights: Callable[..., str | None] | None = None
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    # The smallest input the network accepts with every feature map at least 1x1; checked at
+    # composition time (cli/config_check.py). Assumption for the stride-32 networks: 32 px, one
+    # pixel at the last stage; smaller inputs run only thanks to padding and learn nothing.
+    min_input_size: int = 32
 
     @property
     def heads(self) -> tuple[str, ...]:
@@ -63,6 +67,7 @@ def register_model(
     blocks: str | tuple[str, ...] = "features",
     aux_head: str | None = None,
     weights: Callable[..., str | None] | None = None,
+    min_input_size: int = 32,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator adding a builder to the registry; duplicate names are a programming error."""
 
@@ -77,6 +82,7 @@ def register_model(
             blocks=blocks,
             aux_head=aux_head,
             weights=weights,
+            min_input_size=min_input_size,
         )
         return builder
 
@@ -254,7 +260,15 @@ def mobilenet_v1(
     return MobileNetV1(width_mult=width_mult, activation=activation, dropout=dropout)
 
 
-@register_model("alexnet", input_size=224, head="classifier.6", weights=lambda **_: "alexnet")
+# 63 px: the smallest input whose last max-pool still gets a 3x3 map (measured; below it the
+# forward pass fails with a shape error).
+@register_model(
+    "alexnet",
+    input_size=224,
+    head="classifier.6",
+    weights=lambda **_: "alexnet",
+    min_input_size=63,
+)
 def alexnet(*, dropout: float = 0.5) -> nn.Module:
     return tvm.alexnet(dropout=dropout)
 
@@ -285,6 +299,8 @@ INCEPTION_BLOCKS = (
 @register_model(
     "inception_v3",
     input_size=299,
+    # torchvision's InceptionV3 documents 75 px as its minimum input (also measured here)
+    min_input_size=75,
     head="fc",
     aux_head="AuxLogits.fc",
     blocks=INCEPTION_BLOCKS,

@@ -131,5 +131,94 @@ class RunDir:
     def overrides_yaml(self) -> Path:
         return self.hydra_dir / "overrides.yaml"
 
+    @property
+    def best_ckpt(self) -> Path:
+        return self.checkpoints / "best.ckpt"
+
     def holds_finished_run(self) -> bool:
         return self.metrics_json.is_file()
+
+    def run_files(self) -> list[str]:
+        """The files that show a run already wrote here (relative names); empty for a new folder.
+
+        Hydra's own ``.hydra/`` and ``train.log`` do not count: Hydra writes them for the job
+        that is starting before the job checks its folder.
+        """
+        found = [self.metrics_json, self.metrics_csv]
+        found += sorted(self.checkpoints.glob("*.ckpt")) if self.checkpoints.is_dir() else []
+        return [str(p.relative_to(self.path)) for p in found if p.is_file()]
+
+
+def checkpoint_run_dir(ckpt_path: str | Path) -> Path | None:
+    """The run folder a checkpoint was saved in (``<run>/checkpoints/x.ckpt``), if it is one."""
+    path = Path(ckpt_path)
+    if path.parent.name != "checkpoints" or not path.is_file():
+        return None
+    run = RunDir.of_checkpoint(path)
+    return run.path if (run.metrics_csv.is_file() or run.hydra_dir.is_dir()) else None
+
+
+def claim_run_dir(base: str | Path) -> Path:
+    """Create ``base`` (or ``base-1``, ``base-2``, ... if taken) and return it.
+
+    ``mkdir`` without ``exist_ok`` is atomic: of several jobs started in the same second, each
+    gets its own folder, however they interleave.
+    """
+    base = Path(base)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for number in range(100_000):
+        candidate = base if number == 0 else base.with_name(f"{base.name}-{number}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"No free run folder next to '{base}'; clean up '{base.parent}'.")
+
+
+def run_dir_for(ckpt_path: str | None, base: str) -> str:
+    """The folder a training job writes to: the checkpoint's own run folder when resuming an
+    unfinished run, otherwise ``base`` (claimed, with a suffix if taken, when the job starts:
+    see :func:`claim_run_dir` and ``cli/run_guard.py``).
+
+    Training's ``hydra.run.dir`` is ``${run_dir:${ckpt_path},<base>}``. No side effects here:
+    Hydra also resolves the key while it merges configs.
+    """
+    if ckpt_path:
+        source = checkpoint_run_dir(ckpt_path)
+        if source is not None and not RunDir(source).holds_finished_run():
+            return str(source)
+    return str(base)
+
+
+def check_run_target(output_dir: str | Path, ckpt_path: str | Path | None) -> None:
+    """Refuse a job whose folder would mix two runs or overwrite a finished one.
+
+    A new run needs a folder without run files; a resumed one its checkpoint's own unfinished
+    folder, or a folder without run files.
+    """
+    target = RunDir(output_dir)
+    existing = target.run_files()
+    if not existing:
+        return
+    if ckpt_path is None:
+        raise FileExistsError(
+            f"Run directory '{target.path}' already holds a run ({', '.join(existing)}). Resume "
+            f"it with `ckpt_path={target.last_ckpt}` (without hydra.run.dir), or pick a new "
+            "directory with `hydra.run.dir=...`."
+        )
+    source = checkpoint_run_dir(ckpt_path)
+    same = source is not None and source.resolve() == target.path.resolve()
+    if same and not target.holds_finished_run():
+        return
+    if same:
+        raise FileExistsError(
+            f"'{target.path}' holds a finished run (metrics.json); continuing it there would "
+            f"overwrite its results. Leave out hydra.run.dir to continue `{ckpt_path}` in a new "
+            "folder, or pass `hydra.run.dir=<new folder>`."
+        )
+    raise FileExistsError(
+        f"'{target.path}' holds another run ({', '.join(existing)}); resuming '{ckpt_path}' "
+        "there would mix two runs. Leave out hydra.run.dir (a resume continues in the "
+        "checkpoint's own folder) or pass `hydra.run.dir=<new folder>`."
+    )

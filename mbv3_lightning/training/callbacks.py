@@ -8,7 +8,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 
 class NonFiniteLossError(RuntimeError):
@@ -72,3 +72,47 @@ class RngStateCheckpoint(Callback):
         torch.set_rng_state(state_dict["torch"])
         if "cuda" in state_dict and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """``<dirpath>/last.ckpt`` after every epoch and, optionally, every N training steps.
+
+    A ModelCheckpoint without a monitor keeps the newest checkpoint under one fixed name;
+    Lightning writes it through a temporary file, so a kill never leaves half a file. The
+    step interval lets a job with hour-long epochs resume close to where it stopped.
+    """
+
+    def __init__(self, dirpath: str, every_n_train_steps: int | None = None) -> None:
+        super().__init__(
+            dirpath=dirpath,
+            filename="last",
+            monitor=None,
+            save_top_k=1,
+            save_last=False,
+            enable_version_counter=False,
+            every_n_epochs=1,
+        )
+        if every_n_train_steps is not None and every_n_train_steps < 1:
+            raise ValueError(
+                "callbacks.last_checkpoint.every_n_train_steps must be >= 1 or null, "
+                f"not {every_n_train_steps}."
+            )
+        self.step_interval = every_n_train_steps
+
+    @property
+    def state_key(self) -> str:
+        return "LastCheckpoint"
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        if not self.step_interval or trainer.global_step % self.step_interval:
+            return
+        if self._should_skip_saving_checkpoint(trainer):
+            return
+        self._save_none_monitor_checkpoint(trainer, self._monitor_candidates(trainer))

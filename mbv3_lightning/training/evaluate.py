@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from mbv3_lightning.models.safe_load import check_checkpoint, load_checkpoint
 from mbv3_lightning.perf.test_speed import model_cost
 from mbv3_lightning.runs.files import best_epoch, read_curves, write_run_files
 from mbv3_lightning.runs.record import RunRecord, build_run_record
@@ -92,9 +92,14 @@ def _evaluate(cfg: DictConfig) -> RunRecord:
             "with `hydra.run.dir=...`."
         )
     L.seed_everything(cfg.seed, workers=True)
-    model = get_class(cfg.model_class).load_from_checkpoint(ckpt_path, map_location="cpu")
+    # Read weights-only first: `model_class` may be any LightningModule, whose loader would
+    # otherwise unpickle with torch's default.
+    check_checkpoint(ckpt_path)
+    model = get_class(cfg.model_class).load_from_checkpoint(
+        ckpt_path, map_location="cpu", weights_only=True
+    )
     # A checkpoint's "epoch" is the 0-based epoch it was saved in, at that epoch's end.
-    checkpoint = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=True)
+    checkpoint = load_checkpoint(ckpt_path, mmap=True)
     trained_epochs = checkpoint["epoch"] + 1
     datamodule = instantiate(
         cfg.dataset,

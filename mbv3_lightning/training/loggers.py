@@ -10,10 +10,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 
+from mbv3_lightning.models.safe_load import load_checkpoint
 from mbv3_lightning.runs.run_dir import RunDir
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class WandbRunIdInCheckpoint(Callback):
 def wandb_run_id_from_checkpoint(ckpt_path: str | Path) -> str | None:
     """The W&B run id a checkpoint was saved under (``None`` for runs without W&B)."""
     # mmap: only the few bytes of the small entry are read, not the weights.
-    checkpoint = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=True)
+    checkpoint = load_checkpoint(ckpt_path, mmap=True)
     return checkpoint.get(WANDB_RUN_ID_KEY)
 
 

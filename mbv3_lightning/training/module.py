@@ -18,6 +18,7 @@ from mbv3_lightning.models.freeze import freeze as freeze_net
 from mbv3_lightning.models.freeze import hold_frozen_batchnorm
 from mbv3_lightning.models.hparams import build_net, is_legacy_hparams, upgrade_hparams
 from mbv3_lightning.models.registry import count_parameters, get_spec
+from mbv3_lightning.models.safe_load import load_checkpoint
 from mbv3_lightning.training.metrics import (
     EvaluationReport,
     build_report,
@@ -140,9 +141,7 @@ class ImageClassifier(L.LightningModule):
         """Lightning's loader, after :func:`upgrade_hparams` for checkpoints from before
         ``model.net`` (their flat hyper-parameters are no arguments of ``__init__`` any more)."""
         if isinstance(checkpoint_path, (str, Path)) and Path(checkpoint_path).is_file():
-            checkpoint = torch.load(
-                checkpoint_path, map_location="cpu", mmap=True, weights_only=True
-            )
+            checkpoint = load_checkpoint(checkpoint_path, mmap=True)
             hparams = checkpoint.get(cls.CHECKPOINT_HYPER_PARAMS_KEY)
             if hparams and is_legacy_hparams(hparams):
                 checkpoint[cls.CHECKPOINT_HYPER_PARAMS_KEY] = upgrade_hparams(hparams)
@@ -150,6 +149,8 @@ class ImageClassifier(L.LightningModule):
                 torch.save(checkpoint, buffer)
                 buffer.seek(0)
                 checkpoint_path = buffer
+        # Explicit, so Lightning reads it weights-only whatever torch's default is.
+        kwargs.setdefault("weights_only", True)
         return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     def compute_loss(

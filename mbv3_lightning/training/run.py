@@ -19,11 +19,12 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mbv3_lightning.models.registry import get_spec
+from mbv3_lightning.models.safe_load import check_checkpoint
 from mbv3_lightning.perf.test_speed import model_cost
 from mbv3_lightning.runs.files import best_epoch, read_curves, write_run_files
 from mbv3_lightning.runs.record import RunRecord, build_run_record
 from mbv3_lightning.runs.resume import load_completed_summary, plan_resume
-from mbv3_lightning.runs.run_dir import RunDir
+from mbv3_lightning.runs.run_dir import RunDir, check_run_target
 from mbv3_lightning.runs.wandb_results import log_run_results
 from mbv3_lightning.training.loggers import (
     WandbRunIdInCheckpoint,
@@ -57,22 +58,6 @@ def _instantiate_all(section: DictConfig | None, **extra: Any) -> list[Any]:
     if not section:
         return []
     return [instantiate(node, **extra) for node in section.values() if node and "_target_" in node]
-
-
-def _check_fresh_run_dir(output_dir: Path, ckpt_path: str | None) -> None:
-    """Refuse to write a new run over a finished or checkpointed one in the same directory."""
-    if ckpt_path is not None:
-        return
-    files = RunDir(output_dir)
-    existing = [
-        str(p.relative_to(output_dir)) for p in (files.metrics_json, files.last_ckpt) if p.exists()
-    ]
-    if existing:
-        raise FileExistsError(
-            f"Run directory '{output_dir}' already holds a run ({', '.join(existing)}). Resume it "
-            f"with `ckpt_path={output_dir}/checkpoints/last.ckpt`, or pick a new directory "
-            "with `hydra.run.dir=...`."
-        )
 
 
 def _multirun_safe_strategy(cfg: DictConfig) -> None:
@@ -135,7 +120,10 @@ def build_components(
 def _train_and_test(cfg: DictConfig) -> RunRecord:
     started = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
-    _check_fresh_run_dir(output_dir, cfg.get("ckpt_path"))
+    check_run_target(output_dir, cfg.get("ckpt_path"))
+    if cfg.get("ckpt_path") is not None:
+        # Read weights-only before anything else does, so a bad file fails with its name.
+        check_checkpoint(cfg.ckpt_path)
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule, model, callbacks, loggers = build_components(cfg)
@@ -158,17 +146,20 @@ def _train_and_test(cfg: DictConfig) -> RunRecord:
     train_time_s = 0.0
     if cfg.get("train", True):
         fit_started = time.perf_counter()
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         train_time_s = time.perf_counter() - fit_started
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
-    checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
+    # The monitored checkpoint (best.ckpt), not LastCheckpoint (last.ckpt, no monitor).
+    checkpoint = next(
+        (c for c in callbacks if isinstance(c, ModelCheckpoint) and c.monitor is not None), None
+    )
     best_ckpt = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
     test_metrics: dict[str, float] = {}
     if cfg.get("test", True) and datamodule.has_split("test"):
         if best_ckpt is None:
             log.warning("No best checkpoint was saved; testing the weights as they are now.")
-        results = trainer.test(model, datamodule=datamodule, ckpt_path=best_ckpt)
+        results = trainer.test(model, datamodule=datamodule, ckpt_path=best_ckpt, weights_only=True)
         test_metrics = {k: float(v) for k, v in results[0].items()} if results else {}
     elif cfg.get("test", True):
         log.info("Dataset '%s' has no test split; skipping the test stage.", datamodule.name)
