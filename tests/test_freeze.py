@@ -87,7 +87,7 @@ def test_freezing_every_feature_block_leaves_only_the_head_part_trainable(name):
 
 def test_bad_freeze_settings_say_what_is_allowed():
     assert parse_freeze("3") == 3 and parse_freeze(None) == "none"
-    with pytest.raises(ValueError, match="none | classifier .* last_layer .* a number"):
+    with pytest.raises(ValueError, match=r"none \| classifier .* last_layer .* a number"):
         parse_freeze("half")
     with pytest.raises(ValueError, match=r"only 13 feature blocks; use 0..13"):
         ImageClassifier({"arch": "mobilenet_v3_small"}, 3, freeze=20)
