@@ -129,6 +129,8 @@ _OMITTED_WHEN_NONE = frozenset(
     {"params", "macs", "flops", "test_ms_per_image", "test_images_per_s", "test_timing_batch_size"}
 )
 _COST_ONLY_WHEN_MEASURED = ("test_ms_per_image", "test_images_per_s")
+# Newer keys left out while unknown, so older files read back and write the same keys.
+_NEWER_OMITTED_WHEN_NONE = frozenset({"evaluated_split"})
 
 
 def _upgrade(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -194,6 +196,8 @@ class RunRecord:
                     continue
                 if value is None and key not in _COST_ONLY_WHEN_MEASURED:
                     continue
+            if value is None and key in _NEWER_OMITTED_WHEN_NONE:
+                continue
             out[key] = value
         out.update(self.extra)
         out["schema_version"] = self.schema_version
