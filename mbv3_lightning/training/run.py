@@ -173,7 +173,13 @@ def _train_and_test(cfg: DictConfig) -> RunRecord:
     # every evaluation file is still written, and says which split it describes.
     evaluated_split = "test" if datamodule.has_split("test") else "val"
     eval_loader = None
-    if cfg.get("test", True):
+    if cfg.get("test", True) and not datamodule.has_split(evaluated_split):
+        log.warning(
+            "Dataset '%s' has neither a test nor a validation split: nothing to evaluate, so "
+            "no per_class.csv, ROC or confusion matrix is written.",
+            datamodule.name,
+        )
+    elif cfg.get("test", True):
         if best_ckpt is None:
             log.warning("No best checkpoint was saved; evaluating the weights as they are now.")
         if evaluated_split == "val":
