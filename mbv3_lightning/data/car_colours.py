@@ -1,4 +1,4 @@
-"""Car colours (seed 004; the public VCoR set has the same layout with 15 colours)."""
+"""Car colours (the car-colour recipe's layout; the public VCoR set has it too, with 15 colours)."""
 
 from __future__ import annotations
 
