@@ -145,3 +145,24 @@ def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     summary = run(compose_train_config(overrides, tmp_path_factory.mktemp("trained_run")))
     assert summary["metrics"]["test/acc"] >= 0.9, "the fixture model must have learned"
     return Path(summary["best_ckpt"])
+
+
+def write_recipe_files(ckpt: Path, folder: Path) -> tuple[Path, Path]:
+    """A trained checkpoint saved as the car-colour recipe saves its model: ``best.pth``, the
+    network's plain state dict, and ``class_indices.json`` as ``{"0": "<name>", ...}``."""
+    import json
+
+    import torch
+
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
+    state = {
+        k.removeprefix("net."): v
+        for k, v in checkpoint["state_dict"].items()
+        if k.startswith("net.")
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(state, folder / "best.pth")
+    names = checkpoint["hyper_parameters"]["class_names"]
+    classes = folder / "class_indices.json"
+    classes.write_text(json.dumps({str(i): name for i, name in enumerate(names)}))
+    return folder / "best.pth", classes

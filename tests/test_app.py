@@ -17,6 +17,8 @@ from mbv3_lightning.deploy.page import parse_arguments, streamlit_command
 from mbv3_lightning.deploy.predictor import load_predictor
 from mbv3_lightning.runs.manifest import manifest_samples
 
+from .conftest import write_recipe_files
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -50,15 +52,26 @@ def _wait_until_healthy(url: str, server: subprocess.Popen, timeout_s: float = 1
     raise TimeoutError(f"Streamlit did not answer at {url} within {timeout_s} s.")
 
 
-@pytest.fixture
-def page_server(trained_checkpoint):
+@pytest.fixture(params=["checkpoint", "state_dict"])
+def page_server(request, trained_checkpoint, tmp_path_factory):
+    """The page on the project's checkpoint, or on the recipe's best.pth + class_indices.json."""
     port = _free_port()
+    if request.param == "checkpoint":
+        model_args = [f"ckpt_path={trained_checkpoint}"]
+    else:
+        pth, classes = write_recipe_files(trained_checkpoint, tmp_path_factory.mktemp("recipe"))
+        model_args = [
+            f"ckpt_path={pth}",
+            f"classes={classes}",
+            "arch=mobilenet_v3_small",
+            "input_size=32",
+        ]
     server = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "mbv3_lightning.app",
-            f"ckpt_path={trained_checkpoint}",
+            *model_args,
             f"port={port}",
             "top_k=3",
         ],
@@ -124,3 +137,7 @@ def test_page_arguments_are_checked_and_forwarded_offline():
         parse_arguments(["model=x"])
     with pytest.raises(SystemExit, match="Give the model"):
         parse_arguments([])
+    state_dict = parse_arguments(["ckpt_path=best.pth", "classes=c.json", "arch=alexnet"])
+    assert streamlit_command(state_dict)[-3:] == ["top_k=5", "classes=c.json", "arch=alexnet"]
+    with pytest.raises(SystemExit, match="needs both classes= and arch="):
+        parse_arguments(["ckpt_path=best.pth", "classes=c.json"])

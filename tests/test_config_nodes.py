@@ -249,7 +249,7 @@ def test_evaluate_scores_a_checkpoint_from_before_the_refactor_as_it_did(tmp_pat
 @pytest.mark.parametrize(
     ("override", "listed"),
     [
-        ("model.freeze=bakbone", "none | backbone | a number of leading feature blocks"),
+        ("model.freeze=bakbone", "none | classifier (train every Linear layer of the head)"),
         ("model.net.arch=resnet9000", "alexnet | inception_v3 | mobilenet_v1"),
         ("dataset.bad_images=ignore", "skip | error"),
         ("dataset.balance=weigths", "none | weights | sampler"),

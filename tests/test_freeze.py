@@ -64,8 +64,9 @@ def test_frozen_blocks_stay_unchanged_and_the_rest_trains(tiny_dataset):
     assert counts["params_trainable"] == counts["params_total"] - frozen
 
 
-def test_freeze_backbone_trains_only_the_new_head():
-    model = ImageClassifier({"arch": "mobilenet_v3_small"}, 5, freeze="backbone")
+@pytest.mark.parametrize("setting", ["last_layer", "backbone"])  # backbone: the old name
+def test_freeze_last_layer_trains_only_the_new_head(setting):
+    model = ImageClassifier({"arch": "mobilenet_v3_small"}, 5, freeze=setting)
     assert model.parameter_counts()["params_trainable"] == 1024 * 5 + 5
     model.train()
     assert all(not m.training for m in model.net.modules() if isinstance(m, torch.nn.BatchNorm2d))
@@ -86,7 +87,29 @@ def test_freezing_every_feature_block_leaves_only_the_head_part_trainable(name):
 
 def test_bad_freeze_settings_say_what_is_allowed():
     assert parse_freeze("3") == 3 and parse_freeze(None) == "none"
-    with pytest.raises(ValueError, match="'none', 'backbone' or a number"):
+    with pytest.raises(ValueError, match=r"none \| classifier .* last_layer .* a number"):
         parse_freeze("half")
     with pytest.raises(ValueError, match=r"only 13 feature blocks; use 0..13"):
         ImageClassifier({"arch": "mobilenet_v3_small"}, 3, freeze=20)
+
+
+@pytest.mark.parametrize(
+    ("name", "trainable"),
+    [
+        # the car-colour recipe's count: both Linear layers of Small's classifier
+        ("mobilenet_v3_small", 576 * 1024 + 1024 + 1024 * 10 + 10),
+        ("mobilenet_v3_large", 960 * 1280 + 1280 + 1280 * 10 + 10),
+        ("alexnet", 9216 * 4096 + 4096 + 4096 * 4096 + 4096 + 4096 * 10 + 10),
+        ("mobilenet_v2", 1280 * 10 + 10),  # a one-Linear head: same as last_layer
+        ("inception_v3", 2048 * 10 + 10 + 768 * 10 + 10),  # fc + the auxiliary head's fc
+    ],
+)
+def test_freeze_classifier_trains_every_linear_layer_of_the_head(name, trainable):
+    model = ImageClassifier(
+        {"arch": name, "aux_logits": True} if name == "inception_v3" else {"arch": name},
+        10,
+        freeze="classifier",
+    )
+    assert model.parameter_counts()["params_trainable"] == trainable
+    if name == "mobilenet_v3_small":
+        assert model.parameter_counts()["params_total"] == 1_528_106

@@ -169,3 +169,35 @@ def test_curves_have_one_row_per_epoch_and_the_resumed_values_win(tmp_path):
     ]
     assert best_epoch(curves) == 1
     assert read_curves(tmp_path / "missing.csv") == []
+
+
+def test_per_class_scores_from_a_confusion_matrix_match_torchmetrics():
+    """The per-epoch table is computed from one confusion matrix; it must give torchmetrics'
+    own per-class numbers, a class that is never predicted (precision 0) included."""
+    from torchmetrics.classification import (
+        MulticlassConfusionMatrix,
+        MulticlassF1Score,
+        MulticlassPrecision,
+        MulticlassRecall,
+        MulticlassSpecificity,
+    )
+
+    from mbv3_lightning.training.metrics import per_class_from_confusion
+
+    generator = torch.Generator().manual_seed(0)
+    targets = torch.randint(0, 4, (200,), generator=generator)
+    probs = torch.rand(200, 4, generator=generator)
+    probs[:, 3] = 0.0  # class 3 is never predicted
+    names = ["a", "b", "c", "d"]
+    rows = per_class_from_confusion(MulticlassConfusionMatrix(4)(probs, targets), names)
+    expected = {
+        "precision": MulticlassPrecision(4, average=None)(probs, targets),
+        "recall": MulticlassRecall(4, average=None)(probs, targets),
+        "specificity": MulticlassSpecificity(4, average=None)(probs, targets),
+        "f1": MulticlassF1Score(4, average=None)(probs, targets),
+    }
+    for i, row in enumerate(rows):
+        assert row["class"] == names[i] and row["support"] == int((targets == i).sum())
+        for key, values in expected.items():
+            assert row[key] == pytest.approx(float(values[i]), abs=1e-6), (names[i], key)
+    assert rows[3]["precision"] == 0.0 and rows[3]["recall"] == 0.0

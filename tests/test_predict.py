@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from mbv3_lightning.deploy.predict import predict_paths, resolve_inputs, write_p
 from mbv3_lightning.deploy.predictor import load_predictor
 from mbv3_lightning.runs.manifest import manifest_samples
 
-from .conftest import run_module, write_image
+from .conftest import run_module, write_image, write_recipe_files
 
 CLASSES = ["apple", "banana", "cherry"]
 
@@ -97,3 +98,43 @@ def test_cli_prints_a_table_and_writes_csv_into_its_run_dir(trained_checkpoint, 
         rows = list(csv.DictReader(f))
     assert len(rows) == 12 and all(r["class_1"] in CLASSES for r in rows)
     assert not list(images.rglob("predictions.csv"))  # nothing written next to the inputs
+
+
+def test_the_recipes_best_pth_and_class_file_predict_like_the_checkpoint(
+    trained_checkpoint, tmp_path
+):
+    pth, classes = write_recipe_files(trained_checkpoint, tmp_path / "runs")
+    paths = [p for p, _ in _test_images(trained_checkpoint)]
+    from_ckpt = predict_paths(load_predictor(trained_checkpoint), paths, k=3, batch_size=4)
+    plain = load_predictor(pth, classes=classes, arch="mobilenet_v3_small", input_size=32)
+    assert plain.info.class_names == CLASSES
+    from_pth = predict_paths(plain, paths, k=3, batch_size=4)
+    for a, b in zip(from_ckpt, from_pth, strict=True):
+        assert [n for n, _ in a.classes] == [n for n, _ in b.classes]
+        assert [p for _, p in a.classes] == pytest.approx([p for _, p in b.classes], abs=1e-6)
+    # The run's own class_indices.json holds the recipe's map too and loads the same way.
+    run_classes = trained_checkpoint.parent.parent / "class_indices.json"
+    assert json.loads(run_classes.read_text())["0"] == "apple"
+    assert load_predictor(pth, classes=run_classes, arch="mobilenet_v3_small").info.class_names == (
+        CLASSES
+    )
+    with pytest.raises(ValueError, match=r"plain state dict .* `classes=` .* `arch=`"):
+        load_predictor(pth)
+    with pytest.raises(ValueError, match="does not fit mobilenet_v3_large with 3 classes"):
+        load_predictor(pth, classes=classes, arch="mobilenet_v3_large")
+
+    run_dir = tmp_path / "predict_run"
+    result = run_module(
+        "mbv3_lightning.predict",
+        f"ckpt_path={pth}",
+        f"classes={classes}",
+        "arch=mobilenet_v3_small",
+        "input_size=32",
+        f"inputs={paths[0]}",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    with open(run_dir / "predictions.csv") as f:
+        assert next(csv.DictReader(f))["class_1"] == from_ckpt[0].classes[0][0]

@@ -122,6 +122,14 @@ def test_run_logs_its_results_and_a_resume_continues_the_same_wandb_run(
         "test_images_per_s",
     } <= first["summary"]
     assert {"train/loss", "val/acc", "val/loss"} <= first["history"]  # per-epoch curves
+    # per-epoch per-class scores of train and val, and train's macro means
+    assert {
+        f"{stage}_class/{name}/{metric}"
+        for stage in ("train", "val")
+        for name in ("apple", "banana", "cherry")
+        for metric in ("precision", "recall", "specificity", "f1")
+    } | {"train/f1", "train/specificity"} <= first["history"]
+    assert {"figures/confusion_train", "figures/confusion_val"} <= first["history"]
     assert {
         "test/roc_table",  # W&B stores a chart's data as <key>_table
         "test/confusion_matrix_table",

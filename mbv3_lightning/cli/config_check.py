@@ -18,8 +18,9 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from mbv3_lightning.models.freeze import FREEZE_CHOICES, FREEZE_WORDS
+
 _ABSENT = object()
-FREEZE_CHOICES = "none | backbone | a number of leading feature blocks (0, 1, 2, ...)"
 BAD_IMAGE_CHOICES = ("skip", "error")
 BALANCE_CHOICES = ("none", "weights", "sampler")
 CACHE_CHOICES = ("auto", True, False)
@@ -55,7 +56,7 @@ def _choice(cfg: DictConfig, key: str, choices: Sequence[Any]) -> str | None:
 
 def _freeze(cfg: DictConfig) -> str | None:
     value = _select(cfg, "model.freeze")
-    if value is _ABSENT or value is None or value in ("none", "backbone"):
+    if value is _ABSENT or value is None or value in FREEZE_WORDS:
         return None
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return None

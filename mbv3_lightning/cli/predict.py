@@ -1,5 +1,8 @@
 """`python -m mbv3_lightning.predict ckpt_path=<ckpt|onnx|pt> inputs=<file|folder|glob> top_k=5`.
 
+A plain state dict (the car-colour recipe's ``best.pth``) also needs its class file and
+architecture: ``ckpt_path=best.pth classes=class_indices.json arch=mobilenet_v3_small``.
+
 Classifies images with a trained model: a table on stdout and ``predictions.csv`` in the
 run directory. Unreadable files are reported and skipped, never silently dropped. The work
 is in :mod:`mbv3_lightning.deploy.predict`.
@@ -32,7 +35,12 @@ register_resolvers()
 def main(cfg: DictConfig) -> None:
     if cfg.top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {cfg.top_k}.")
-    predictor = load_predictor(cfg.ckpt_path)
+    predictor = load_predictor(
+        cfg.ckpt_path,
+        classes=cfg.get("classes"),
+        arch=cfg.get("arch"),
+        input_size=cfg.get("input_size"),
+    )
     paths = resolve_inputs(str(cfg.inputs))
     log.info(
         "Classifying %d file(s) with %s (%s).", len(paths), predictor.source, predictor.runtime

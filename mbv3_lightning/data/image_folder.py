@@ -359,8 +359,14 @@ class ImageFolderDataModule(L.LightningDataModule):
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "split_manifest.json").write_text(json.dumps(self.manifest(), indent=1))
         class_indices = {key: i for i, key in enumerate(self.class_keys)}
+        # The index -> name map first, in the car-colour recipe's shape ({"0": "black", ...}),
+        # so its scripts and `predict classes=` read this file as they read the recipe's.
+        index_to_name = {str(i): name for i, name in enumerate(self.class_names)}
         (directory / "class_indices.json").write_text(
-            json.dumps({"class_to_idx": class_indices, "names": self.class_names}, indent=1)
+            json.dumps(
+                {**index_to_name, "class_to_idx": class_indices, "names": self.class_names},
+                indent=1,
+            )
         )
 
     # ----------------------------------------------------------------- Lightning hooks

@@ -20,7 +20,21 @@ from pathlib import Path
 from mbv3_lightning.data.images import UNREADABLE_IMAGE_ERRORS
 from mbv3_lightning.deploy.predictor import Predictor, load_predictor, top_k
 
-DEFAULTS = {"ckpt_path": None, "port": "8501", "address": "127.0.0.1", "top_k": "5"}
+DEFAULTS = {
+    "ckpt_path": None,
+    "port": "8501",
+    "address": "127.0.0.1",
+    "top_k": "5",
+    # a plain state dict (the car-colour recipe's best.pth) also needs these two
+    "classes": "",
+    "arch": "",
+    "input_size": "",
+}
+USAGE = (
+    "python -m mbv3_lightning.app ckpt_path=<ckpt|onnx|pt> [port=8501] [address=127.0.0.1] "
+    "[top_k=5]; a state dict (best.pth) also needs classes=<class_indices.json> "
+    "arch=<architecture, e.g. mobilenet_v3_small> [input_size=224]"
+)
 READABLE_FORMATS = "JPEG, PNG, BMP, GIF, WebP or TIFF"
 
 
@@ -30,13 +44,12 @@ def parse_arguments(argv: list[str]) -> dict[str, str]:
     for argument in argv:
         key, sep, value = argument.partition("=")
         if not sep or key not in DEFAULTS:
-            raise SystemExit(
-                f"Unexpected argument '{argument}'. Usage: python -m mbv3_lightning.app "
-                "ckpt_path=<ckpt|onnx|pt> [port=8501] [address=127.0.0.1] [top_k=5]"
-            )
+            raise SystemExit(f"Unexpected argument '{argument}'. Usage: {USAGE}")
         values[key] = value
     if not values["ckpt_path"]:
-        raise SystemExit("Give the model: python -m mbv3_lightning.app ckpt_path=<ckpt|onnx|pt>")
+        raise SystemExit(f"Give the model: {USAGE}")
+    if bool(values["classes"]) != bool(values["arch"]):
+        raise SystemExit(f"A state dict needs both classes= and arch=. Usage: {USAGE}")
     return values
 
 
@@ -65,10 +78,20 @@ def streamlit_command(values: dict[str, str]) -> list[str]:
         "--",
         f"ckpt_path={values['ckpt_path']}",
         f"top_k={values['top_k']}",
+        *(f"{key}={values[key]}" for key in ("classes", "arch", "input_size") if values[key]),
     ]
 
 
-def render_page(ckpt_path: str, k: int) -> None:
+def predictor_arguments(values: dict[str, str]) -> dict[str, object]:
+    """The keyword arguments of :func:`load_predictor` for a state dict, if one was given."""
+    return {
+        "classes": values.get("classes") or None,
+        "arch": values.get("arch") or None,
+        "input_size": int(values["input_size"]) if values.get("input_size") else None,
+    }
+
+
+def render_page(ckpt_path: str, k: int, model_args: dict[str, object] | None = None) -> None:
     """The page: model facts, an uploader, and one prediction panel per uploaded file."""
     import altair as alt
     import pandas as pd
@@ -77,11 +100,14 @@ def render_page(ckpt_path: str, k: int) -> None:
     from mbv3_lightning.data.images import load_rgb
 
     @st.cache_resource(show_spinner="Loading the model...")
-    def cached_predictor(path: str) -> Predictor:
-        return load_predictor(path)
+    def cached_predictor(path: str, classes: object, arch: object, size: object) -> Predictor:
+        return load_predictor(path, classes=classes, arch=arch, input_size=size)  # type: ignore[arg-type]
 
     st.set_page_config(page_title="mbv3-lightning classifier", layout="wide")
-    predictor = cached_predictor(ckpt_path)
+    model_args = model_args or {}
+    predictor = cached_predictor(
+        ckpt_path, model_args.get("classes"), model_args.get("arch"), model_args.get("input_size")
+    )
     info = predictor.info
     st.title("Image classifier")
     st.markdown(
@@ -129,4 +155,4 @@ def _running_inside_streamlit() -> bool:
 
 if __name__ == "__main__" and _running_inside_streamlit():
     page_args = parse_arguments(sys.argv[1:])
-    render_page(page_args["ckpt_path"], int(page_args["top_k"]))
+    render_page(page_args["ckpt_path"], int(page_args["top_k"]), predictor_arguments(page_args))

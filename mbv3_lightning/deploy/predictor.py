@@ -1,4 +1,6 @@
-"""One "predictor" for every model file: a Lightning checkpoint, an ONNX or a TorchScript export.
+"""One "predictor" for every model file: a Lightning checkpoint, an ONNX or a TorchScript export,
+or a plain state dict (the car-colour recipe's ``best.pth``) with a class file and the
+architecture's name.
 
 predict, export and the web page all go through :func:`load_predictor`, so an image is
 read (``load_rgb``), resized and normalised (``EvalTransform``) exactly as in evaluation,
@@ -200,8 +202,78 @@ def torchscript_sidecar(path: Path) -> Path:
     return path.with_name(path.name + TORCHSCRIPT_SIDECAR_SUFFIX)
 
 
-def load_predictor(path: str | Path) -> Predictor:
-    """A predictor for a ``.ckpt`` checkpoint, an ``.onnx`` or a TorchScript ``.pt`` export."""
+def read_class_file(path: str | Path) -> list[str]:
+    """Class names in index order from a ``class_indices.json``: the car-colour recipe's
+    ``{"0": "black", "1": "blue", ...}``, or this project's file (which holds that map too,
+    and ``names``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Class file '{path}' does not exist.")
+    data = json.loads(path.read_text())
+    if isinstance(data, dict) and isinstance(data.get("names"), list):
+        return [str(name) for name in data["names"]]
+    indexed = {int(k): str(v) for k, v in data.items() if str(k).isdigit()} if data else {}
+    if not indexed or sorted(indexed) != list(range(len(indexed))):
+        raise ValueError(
+            f"'{path}' is no index -> class name map: expected "
+            '{"0": "<first class>", "1": "<second class>", ...} with indices 0..N-1.'
+        )
+    return [indexed[i] for i in range(len(indexed))]
+
+
+def _is_plain_state_dict(loaded: object) -> bool:
+    return (
+        isinstance(loaded, dict)
+        and bool(loaded)
+        and all(isinstance(v, torch.Tensor) for v in loaded.values())
+    )
+
+
+def load_state_dict_network(
+    path: Path, classes: str | Path, arch: str, input_size: int | None = None
+) -> tuple[torch.nn.Module, ModelInfo]:
+    """A registry network with the weights of a plain state dict (the recipe's ``best.pth``).
+
+    A state dict carries no architecture, classes or input size, so ``arch`` names the
+    registry architecture and ``classes`` the class file; keys saved from a wrapper
+    (``net.``, ``module.``) are accepted. Loaded with ``weights_only=True``: tensors only.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not _is_plain_state_dict(state):
+        raise ValueError(f"'{path}' is not a state dict (a mapping of parameter names to tensors).")
+    class_names = read_class_file(classes)
+    spec = get_spec(arch)
+    net = build_net({"arch": arch, "pretrained": False, "weights_path": None}, len(class_names))
+    for prefix in ("net.", "module."):
+        if all(key.startswith(prefix) for key in state):
+            state = {key.removeprefix(prefix): value for key, value in state.items()}
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as error:
+        raise ValueError(
+            f"'{path}' does not fit {arch} with {len(class_names)} classes (from '{classes}'): "
+            f"{str(error).splitlines()[0]} Check `arch=` (the architecture it was trained as) "
+            "and that the class file belongs to these weights."
+        ) from error
+    info = ModelInfo(
+        arch=spec.name,
+        class_names=class_names,
+        input_size=int(input_size or spec.input_size),
+        mean=tuple(spec.mean),
+        std=tuple(spec.std),
+    )
+    return net.eval(), info
+
+
+def load_predictor(
+    path: str | Path,
+    *,
+    classes: str | Path | None = None,
+    arch: str | None = None,
+    input_size: int | None = None,
+) -> Predictor:
+    """A predictor for a ``.ckpt`` checkpoint, an ``.onnx`` or a TorchScript ``.pt`` export,
+    or a plain state dict given with ``classes`` (a class_indices.json) and ``arch``."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
@@ -221,7 +293,22 @@ def load_predictor(path: str | Path) -> Predictor:
             ModelInfo.from_metadata(metadata, path),
             path,
         )
-    net, info = load_checkpoint_network(path)
+    if classes is not None or arch is not None:
+        if classes is None or arch is None:
+            raise ValueError(
+                f"'{path}' given as a state dict needs both `classes=` (its class_indices.json) "
+                "and `arch=` (the registry architecture it was trained as, e.g. "
+                "mobilenet_v3_small); a state dict carries neither."
+            )
+        net, info = load_state_dict_network(path, classes, arch, input_size)
+    else:
+        if _is_plain_state_dict(torch.load(path, map_location="cpu", weights_only=True)):
+            raise ValueError(
+                f"'{path}' is a plain state dict (weights only): also pass `classes=` (its "
+                "class_indices.json) and `arch=` (the architecture it was trained as, e.g. "
+                "`arch=mobilenet_v3_small`)."
+            )
+        net, info = load_checkpoint_network(path)
     log.info(
         "Loaded %s (%d classes, %d px) from %s",
         info.arch,

@@ -1,6 +1,10 @@
-"""Freezing: ``none``, the whole ``backbone``, or the first N feature blocks.
+"""Freezing: ``none``, everything but the ``classifier``, everything but its ``last_layer``, or
+N leading feature blocks.
 
-The car-colour recipe's ``freeze_layers`` trains only the classifier head.
+``classifier`` is the car-colour recipe's ``freeze_layers``: every Linear layer of the head
+trains (MobileNetV3-Small: both, 601,098 of 1,528,106 parameters at 10 classes);
+``last_layer`` trains only the final, replaced Linear. ``backbone`` is the old name of
+``last_layer`` and means the same.
 
 Frozen parameters stop receiving gradients; their BatchNorm layers must also stop updating
 running statistics, which :func:`hold_frozen_batchnorm` does after every ``train()`` call.
@@ -30,40 +34,66 @@ def _heads(net: nn.Module, spec: ModelSpec) -> list[nn.Module]:
     return present
 
 
+FREEZE_WORDS = ("none", "classifier", "last_layer", "backbone")
+FREEZE_CHOICES = (
+    "none | classifier (train every Linear layer of the head) | last_layer (train only the "
+    "final Linear; old name: backbone) | a number of leading feature blocks (0, 1, 2, ...)"
+)
+
+
 def parse_freeze(freeze: str | int | None) -> str | int:
-    """``none``/``backbone`` or a number of blocks, from config (Hydra gives ints for digits)."""
-    if freeze is None or freeze == "none":
+    """A freeze word or a number of blocks, from config (Hydra gives ints for digits);
+    ``backbone`` comes back as ``last_layer``."""
+    if freeze is None:
         return "none"
-    if freeze == "backbone":
-        return "backbone"
+    if isinstance(freeze, str) and freeze in FREEZE_WORDS:
+        return "last_layer" if freeze == "backbone" else freeze
     if isinstance(freeze, int) and not isinstance(freeze, bool) and freeze >= 0:
         return freeze
     if isinstance(freeze, str) and freeze.isdigit():
         return int(freeze)
     raise ValueError(
-        f"model.freeze must be 'none', 'backbone' or a number of leading feature blocks "
-        f">= 0, got {freeze!r}."
+        f"model.freeze={freeze!r} is not a valid choice; choose one of: {FREEZE_CHOICES}"
     )
+
+
+def classifier_layers(net: nn.Module, spec: ModelSpec) -> list[nn.Module]:
+    """Every Linear layer of the classifier head(s): the container holding each replaced head
+    (``classifier`` of ``classifier.3``), or the head itself when it sits on the network
+    (InceptionV3's ``fc``). Convolutions of an auxiliary head stay frozen: they are features."""
+    layers: list[nn.Module] = []
+    for path in spec.heads:
+        parent_path, _, _ = path.rpartition(".")
+        try:
+            head = net.get_submodule(path)
+        except AttributeError:  # e.g. InceptionV3 built without its auxiliary classifier
+            continue
+        container = net.get_submodule(parent_path) if parent_path else head
+        found = [m for m in container.modules() if isinstance(m, nn.Linear)]
+        layers.extend(found or [head])
+    return layers
 
 
 def freeze(net: nn.Module, spec: ModelSpec, setting: str | int | None) -> int:
     """Freeze ``net`` in place as ``setting`` says; returns the number of frozen parameters.
 
-    ``backbone`` leaves only the replaced classifier head(s) trainable (the paper's "last layer
-    replaced", without fine-tuning); ``N`` freezes the first N of the registry's feature blocks.
+    ``classifier`` leaves every Linear layer of the head(s) trainable; ``last_layer`` only the
+    replaced final Linear(s) (the paper's "last layer replaced", without fine-tuning); ``N``
+    freezes the first N of the registry's feature blocks.
     """
     setting = parse_freeze(setting)
     if setting == "none":
         return 0
-    if setting == "backbone":
-        keep = {id(p) for head in _heads(net, spec) for p in head.parameters()}
+    if setting in ("classifier", "last_layer"):
+        trained = classifier_layers(net, spec) if setting == "classifier" else _heads(net, spec)
+        keep = {id(p) for layer in trained for p in layer.parameters()}
         frozen = [p for p in net.parameters() if id(p) not in keep]
     else:
         blocks = feature_blocks(net, spec)
         if setting > len(blocks):
             raise ValueError(
                 f"model.freeze={setting} but {spec.name} has only {len(blocks)} feature blocks; "
-                f"use 0..{len(blocks)} or model.freeze=backbone."
+                f"use 0..{len(blocks)} or model.freeze=classifier."
             )
         frozen = [p for block in blocks[:setting] for p in block.parameters()]
     for parameter in frozen:

@@ -21,7 +21,17 @@ from mbv3_lightning.runs.run_dir import RunDir, write_atomic
 log = logging.getLogger(__name__)
 
 CURVE_COLUMNS = ("epoch", "train/loss", "train/acc", "val/loss", "val/acc", "lr")
-PER_CLASS_COLUMNS = ("class", "precision", "recall", "specificity", "f1", "support")
+PER_CLASS_COLUMNS = ("class", "precision", "recall", "specificity", "f1", "support", "split")
+PER_CLASS_EPOCH_COLUMNS = (
+    "epoch",
+    "stage",
+    "class",
+    "precision",
+    "recall",
+    "specificity",
+    "f1",
+    "support",
+)
 
 
 def _number(text: str | None) -> float | None:
@@ -97,13 +107,50 @@ def _write_csv(path: Path, columns: Sequence[str], rows: Sequence[dict[str, Any]
     write_atomic(path, write)
 
 
+def write_epoch_files(
+    run_dir: RunDir | Path,
+    epoch_confusions: Sequence[dict[str, Any]],
+    epoch_rows: Sequence[dict[str, Any]],
+    class_names: Sequence[str],
+    best: int | None,
+    title: str,
+) -> None:
+    """per_class_epochs.csv (``epoch_rows``: every epoch, train and val), epoch_confusions.json
+    (the matrices they come from) and confusion_train.png / confusion_val.png of the best
+    epoch. A resumed run can hold an epoch twice: the later matrix wins."""
+    run_dir = RunDir(Path(run_dir))
+    if not epoch_confusions:
+        return
+    _write_csv(run_dir.per_class_epochs_csv, PER_CLASS_EPOCH_COLUMNS, epoch_rows)
+    write_atomic(
+        run_dir.epoch_confusions_json,
+        json.dumps(
+            {"class_names": list(class_names), "best_epoch": best, "epochs": list(epoch_confusions)}
+        ),
+    )
+    latest = {(e["epoch"], e["stage"]): e["confusion"] for e in epoch_confusions}
+    for stage in ("train", "val"):
+        confusion = latest.get((best, stage))
+        if confusion is None:
+            continue
+        subtitle = f"{title}, {stage} split, best epoch {best}"
+        write_atomic(
+            run_dir.confusion_png_of(stage),
+            lambda p, c=confusion, t=subtitle: plot_confusion(c, list(class_names), p, t),
+        )
+
+
 def write_run_files(
     run_dir: RunDir | Path,
     record: RunRecord,
     curves: Sequence[dict[str, Any]],
     report: EvaluationReport | None,
+    epoch_confusions: Sequence[dict[str, Any]] = (),
+    epoch_rows: Sequence[dict[str, Any]] = (),
 ) -> None:
-    """Write curves.csv/png, per_class.csv, roc.json/png, confusion.png, then metrics.json."""
+    """Write curves.csv/png, per_class.csv, roc.json/png, confusion.png, the per-epoch
+    per-class files, then metrics.json. The evaluation files name the split they describe
+    (``record.data.evaluated_split``: test, or val for a dataset without a test split)."""
     run_dir = RunDir(Path(run_dir))
     run_dir.path.mkdir(parents=True, exist_ok=True)
     # A resumed run rewrites everything: until the new metrics.json lands, none may claim
@@ -113,13 +160,27 @@ def write_run_files(
     _write_csv(run_dir.curves_csv, CURVE_COLUMNS, curves)
     if curves:
         write_atomic(run_dir.curves_png, lambda p: plot_curves(curves, p, title))
+    write_epoch_files(
+        run_dir,
+        epoch_confusions,
+        epoch_rows,
+        record.data.class_names,
+        record.timings.best_epoch,
+        title,
+    )
     if report is not None:
-        _write_csv(run_dir.per_class_csv, PER_CLASS_COLUMNS, report.per_class)
-        write_atomic(run_dir.roc_json, json.dumps(report.roc))
-        write_atomic(run_dir.roc_png, lambda p: plot_roc(report.roc, p, title))
+        split = record.data.evaluated_split or "test"
+        eval_title = f"{title}, {split} split"
+        _write_csv(
+            run_dir.per_class_csv,
+            PER_CLASS_COLUMNS,
+            [{**row, "split": split} for row in report.per_class],
+        )
+        write_atomic(run_dir.roc_json, json.dumps({**report.roc, "split": split}))
+        write_atomic(run_dir.roc_png, lambda p: plot_roc(report.roc, p, eval_title))
         write_atomic(
             run_dir.confusion_png,
-            lambda p: plot_confusion(report.confusion, report.class_names, p, title),
+            lambda p: plot_confusion(report.confusion, report.class_names, p, eval_title),
         )
     write_atomic(run_dir.metrics_json, json.dumps(record.to_json(), indent=2))
     log.info("Run files written to %s", run_dir.path)

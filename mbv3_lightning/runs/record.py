@@ -54,6 +54,9 @@ class DataFacts:
     num_classes: int | None = None
     class_names: list[str] = field(default_factory=list)
     skipped_images: int | None = None
+    # The split the best checkpoint was evaluated on: "test", or "val" for a dataset without
+    # a test split (the `test/...` metrics, per_class and figures then describe val).
+    evaluated_split: str | None = None
 
 
 @dataclass
@@ -119,12 +122,15 @@ _LAYOUT: tuple[tuple[str, str], ...] = (
     ("test_timing_batch_size", "cost"),
     ("per_class", ""),
     ("wall_time_s", "timings"),
+    ("evaluated_split", "data"),
 )
 # Written only when known: a DDP worker that measured nothing, a run without test images.
 _OMITTED_WHEN_NONE = frozenset(
     {"params", "macs", "flops", "test_ms_per_image", "test_images_per_s", "test_timing_batch_size"}
 )
 _COST_ONLY_WHEN_MEASURED = ("test_ms_per_image", "test_images_per_s")
+# Newer keys left out while unknown, so older files read back and write the same keys.
+_NEWER_OMITTED_WHEN_NONE = frozenset({"evaluated_split"})
 
 
 def _upgrade(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -190,6 +196,8 @@ class RunRecord:
                     continue
                 if value is None and key not in _COST_ONLY_WHEN_MEASURED:
                     continue
+            if value is None and key in _NEWER_OMITTED_WHEN_NONE:
+                continue
             out[key] = value
         out.update(self.extra)
         out["schema_version"] = self.schema_version
@@ -271,6 +279,7 @@ def build_run_record(
     cost: Mapping[str, Any] | None,
     per_class: Sequence[dict[str, Any]],
     started: float,
+    evaluated_split: str | None = None,
 ) -> RunRecord:
     """The record of a run that has just been trained and/or tested (shared by training and
     the evaluation of a checkpoint). ``cost`` is ``None`` where it was not measured (DDP
@@ -295,6 +304,7 @@ def build_run_record(
             num_classes=len(class_names),
             class_names=list(class_names),
             skipped_images=skipped_images,
+            evaluated_split=evaluated_split,
         ),
         metrics={k: float(v) for k, v in metrics.items()},
         per_class=list(per_class),

@@ -78,6 +78,18 @@ class RunDir:
         return self.path / "per_class.csv"
 
     @property
+    def per_class_epochs_csv(self) -> Path:
+        return self.path / "per_class_epochs.csv"
+
+    @property
+    def epoch_confusions_json(self) -> Path:
+        return self.path / "epoch_confusions.json"
+
+    def confusion_png_of(self, stage: str) -> Path:
+        """The best epoch's train or val confusion matrix (``confusion_train.png``)."""
+        return self.path / f"confusion_{stage}.png"
+
+    @property
     def roc_json(self) -> Path:
         return self.path / "roc.json"
 

@@ -28,9 +28,14 @@ def render_summary(record: RunRecord | Mapping[str, Any]) -> Table:
     table.add_column(style="bold")
     table.add_column()
     metrics = summary["metrics"]
+    # Without a test split the best checkpoint is scored on val: say so on every row.
+    split = summary.get("evaluated_split") or "test"
     for key, label in _SHOWN_METRICS:
         if key in metrics:
-            table.add_row(label, f"{metrics[key]:.4f}")
+            shown = (
+                label.replace("test", f"{split} (best checkpoint)") if split != "test" else label
+            )
+            table.add_row(shown, f"{metrics[key]:.4f}")
     table.add_row("classes", str(summary["num_classes"]))
     table.add_row("input size", f"{summary['input_size']} px")
     table.add_row("parameters", f"{summary['params_total']:,}")

@@ -72,6 +72,8 @@ def log_run_results(
 
     run = logger.experiment
     run.summary.update(summary_scalars(record))
+    if record.data.evaluated_split:  # "val" when the dataset had no test split
+        run.summary["evaluated_split"] = record.data.evaluated_split
     media: dict[str, Any] = {}
     if report is not None:
         columns = list(report.per_class[0])
@@ -82,7 +84,14 @@ def log_run_results(
         if len(report.class_names) <= MAX_NATIVE_PLOT_CLASSES:
             media["test/confusion_matrix"] = _confusion_chart(wandb, report)
     files = RunDir(run_dir)
-    for path in (files.curves_png, files.roc_png, files.confusion_png):
+    figures = (
+        files.curves_png,
+        files.roc_png,
+        files.confusion_png,
+        files.confusion_png_of("train"),  # the best epoch's train and val matrices
+        files.confusion_png_of("val"),
+    )
+    for path in figures:
         if path.is_file():
             media[f"figures/{path.stem}"] = wandb.Image(str(path))
     if media:

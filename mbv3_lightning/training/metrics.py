@@ -25,7 +25,15 @@ from torchmetrics.utilities.compute import auc
 
 from mbv3_lightning.runs.record import EvaluationReport
 
-__all__ = ["EvaluationReport", "build_report", "curve_corners", "report_metrics", "stage_metrics"]
+__all__ = [
+    "EvaluationReport",
+    "build_report",
+    "curve_corners",
+    "per_class_epoch_rows",
+    "per_class_from_confusion",
+    "report_metrics",
+    "stage_metrics",
+]
 
 # Top-5 accuracy only means something when there are clearly more than five classes.
 TOP5_MIN_CLASSES = 6
@@ -144,3 +152,50 @@ def build_report(
         roc=roc,
         confusion=confusion.tolist(),
     )
+
+
+def per_class_from_confusion(
+    confusion: torch.Tensor, class_names: list[str]
+) -> list[dict[str, Any]]:
+    """Precision, recall, specificity, F1 and support per class from a confusion matrix
+    (rows = true class), as torchmetrics' per-class scores define them (0 where a ratio has
+    no denominator). The per-epoch table uses this: one confusion-matrix update per batch is
+    the only per-step cost, the scores follow at epoch end."""
+    cm = confusion.double().cpu()
+    total = cm.sum()
+    tp = cm.diagonal()
+    predicted, actual = cm.sum(dim=0), cm.sum(dim=1)
+    fp, fn = predicted - tp, actual - tp
+    tn = total - tp - fp - fn
+
+    def ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+        return torch.where(den > 0, num / den.clamp(min=1e-12), torch.zeros_like(num))
+
+    precision, recall = ratio(tp, tp + fp), ratio(tp, tp + fn)
+    specificity = ratio(tn, tn + fp)
+    f1 = ratio(2 * tp, 2 * tp + fp + fn)
+    return [
+        {
+            "class": name,
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "specificity": float(specificity[i]),
+            "f1": float(f1[i]),
+            "support": int(actual[i]),
+        }
+        for i, name in enumerate(class_names)
+    ]
+
+
+def per_class_epoch_rows(
+    epoch_confusions: list[dict[str, Any]], class_names: list[str]
+) -> list[dict[str, Any]]:
+    """One row per (epoch, stage, class) from the matrices the classifier kept per epoch
+    (``ImageClassifier.epoch_confusions``); where a resumed run holds an epoch twice, the
+    later matrix wins."""
+    latest = {(e["epoch"], e["stage"]): e["confusion"] for e in epoch_confusions}
+    return [
+        {"epoch": epoch, "stage": stage, **row}
+        for (epoch, stage), confusion in sorted(latest.items())
+        for row in per_class_from_confusion(torch.tensor(confusion), class_names)
+    ]

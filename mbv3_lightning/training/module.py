@@ -10,9 +10,11 @@ from typing import IO, Any
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch.optim import Optimizer
 from torchmetrics import MaxMetric, MetricCollection
+from torchmetrics.classification import MulticlassConfusionMatrix
 
 from mbv3_lightning.models.freeze import freeze as freeze_net
 from mbv3_lightning.models.freeze import hold_frozen_batchnorm
@@ -22,6 +24,7 @@ from mbv3_lightning.models.safe_load import load_checkpoint
 from mbv3_lightning.training.metrics import (
     EvaluationReport,
     build_report,
+    per_class_from_confusion,
     report_metrics,
     stage_metrics,
 )
@@ -89,6 +92,13 @@ class ImageClassifier(L.LightningModule):
         self.val_metrics = stage_metrics(num_classes, "val")
         self.test_metrics = stage_metrics(num_classes, "test")
         self.val_acc_best = MaxMetric()
+        # One confusion matrix per fitting stage, the only per-step cost of the per-class
+        # scores of every epoch (computed from it at epoch end, see `epoch_confusions`).
+        self.train_confusion = MulticlassConfusionMatrix(num_classes=num_classes)
+        self.val_confusion = MulticlassConfusionMatrix(num_classes=num_classes)
+        # {"epoch", "stage", "confusion"} per finished train/val epoch; saved in checkpoints
+        # so a resumed run keeps the epochs before the resume.
+        self.epoch_confusions: list[dict[str, Any]] = []
         # Per-class scores, ROC curves and confusion matrix of the last test run; the run's file
         # writer reads `test_report` once `trainer.test` has returned.
         self.test_report_metrics = report_metrics(num_classes)
@@ -133,6 +143,10 @@ class ImageClassifier(L.LightningModule):
         # hparams here: the nested net node is replaced, not edited, to leave self.hparams be.
         hparams = checkpoint["hyper_parameters"]
         hparams["net"] = {**hparams["net"], "pretrained": False, "weights_path": None}
+        checkpoint["epoch_confusions"] = list(self.epoch_confusions)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.epoch_confusions = list(checkpoint.get("epoch_confusions", []))
 
     @classmethod
     def load_from_checkpoint(  # type: ignore[override]
@@ -172,6 +186,8 @@ class ImageClassifier(L.LightningModule):
         loss, logits = self.compute_loss(self(images), targets, stage)
         probs = logits.detach().float().softmax(dim=1)
         self._metrics(stage).update(probs, targets)
+        if stage in ("train", "val"):
+            getattr(self, f"{stage}_confusion").update(probs, targets)
         if stage == "test":
             self.test_report_metrics.update(probs, targets)
         self.log(
@@ -204,11 +220,43 @@ class ImageClassifier(L.LightningModule):
         self.log_dict(values, prog_bar=True)
         return values
 
+    def _log_per_class(self, stage: str) -> None:
+        """This epoch's per-class scores from the stage's confusion matrix: the macro means
+        for train (val has torchmetrics' own), the matrix kept for the run's files, and every
+        class's scores on W&B."""
+        metric = getattr(self, f"{stage}_confusion")
+        confusion = metric.compute().long().cpu()
+        metric.reset()
+        if self.trainer.sanity_checking:
+            return
+        rows = per_class_from_confusion(confusion, self.class_names)
+        if stage == "train":
+            means = {
+                f"train/{key}": sum(row[key] for row in rows) / len(rows)
+                for key in ("precision", "recall", "specificity", "f1")
+            }
+            self.log_dict(means)
+        self.epoch_confusions.append(
+            {"epoch": self.current_epoch, "stage": stage, "confusion": confusion.tolist()}
+        )
+        per_class = {
+            f"{stage}_class/{row['class']}/{key}": row[key]
+            for row in rows
+            for key in ("precision", "recall", "specificity", "f1")
+        }
+        for logger in self.loggers:
+            if isinstance(logger, WandbLogger) and self.trainer.is_global_zero:
+                logger.log_metrics(
+                    {**per_class, "epoch": self.current_epoch}, step=self.global_step
+                )
+
     def on_train_epoch_end(self) -> None:
         self._log_epoch_metrics("train")
+        self._log_per_class("train")
 
     def on_validation_epoch_end(self) -> None:
         values = self._log_epoch_metrics("val")
+        self._log_per_class("val")
         if self.trainer.sanity_checking:
             return  # its few batches must not count towards the best accuracy
         self.val_acc_best(values["val/acc"])

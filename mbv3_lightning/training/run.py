@@ -32,6 +32,7 @@ from mbv3_lightning.training.loggers import (
     finish_wandb,
     wandb_resume_kwargs,
 )
+from mbv3_lightning.training.metrics import per_class_epoch_rows
 
 log = logging.getLogger(__name__)
 
@@ -150,26 +151,53 @@ def _train_and_test(cfg: DictConfig) -> RunRecord:
         train_time_s = time.perf_counter() - fit_started
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
+    # Kept before the evaluation: loading the best checkpoint restores its shorter history.
+    epoch_confusions = list(getattr(model, "epoch_confusions", []))
+
     # The monitored checkpoint (best.ckpt), not LastCheckpoint (last.ckpt, no monitor).
     checkpoint = next(
         (c for c in callbacks if isinstance(c, ModelCheckpoint) and c.monitor is not None), None
     )
     best_ckpt = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
     test_metrics: dict[str, float] = {}
-    if cfg.get("test", True) and datamodule.has_split("test"):
-        if best_ckpt is None:
-            log.warning("No best checkpoint was saved; testing the weights as they are now.")
-        results = trainer.test(model, datamodule=datamodule, ckpt_path=best_ckpt, weights_only=True)
-        test_metrics = {k: float(v) for k, v in results[0].items()} if results else {}
+    # A dataset without test/ (e.g. the car-colour recipe's train/ + val/) is evaluated on val:
+    # every evaluation file is still written, and says which split it describes.
+    evaluated_split = "test" if datamodule.has_split("test") else "val"
+    eval_loader = None
+    if cfg.get("test", True) and not datamodule.has_split(evaluated_split):
+        log.warning(
+            "Dataset '%s' has neither a test nor a validation split: nothing to evaluate, so "
+            "no per_class.csv, ROC or confusion matrix is written.",
+            datamodule.name,
+        )
     elif cfg.get("test", True):
-        log.info("Dataset '%s' has no test split; skipping the test stage.", datamodule.name)
+        if best_ckpt is None:
+            log.warning("No best checkpoint was saved; evaluating the weights as they are now.")
+        if evaluated_split == "val":
+            log.warning(
+                "Dataset '%s' has no test split; evaluating the best checkpoint on the "
+                "validation split instead (metrics.json says evaluated_split: val, and every "
+                "evaluation file names the split). These are not held-out test scores.",
+                datamodule.name,
+            )
+            datamodule.setup("validate")
+            eval_loader = datamodule.val_dataloader()
+            results = trainer.test(
+                model, dataloaders=eval_loader, ckpt_path=best_ckpt, weights_only=True
+            )
+        else:
+            results = trainer.test(
+                model, datamodule=datamodule, ckpt_path=best_ckpt, weights_only=True
+            )
+            eval_loader = datamodule.test_dataloader()
+        test_metrics = {k: float(v) for k, v in results[0].items()} if results else {}
 
     run_files = RunDir(output_dir)
     curves = read_curves(run_files.metrics_csv)
     report = model.test_report if test_metrics else None
     cost = None
     if trainer.is_global_zero:  # one process measures speed and writes the files
-        test_images = next(iter(datamodule.test_dataloader()))[0] if report else None
+        test_images = next(iter(eval_loader))[0] if report and eval_loader is not None else None
         model.to(trainer.strategy.root_device)
         cost = model_cost(model.net, model.input_size, test_images, cfg.get("timing"))
     record = build_run_record(
@@ -191,9 +219,11 @@ def _train_and_test(cfg: DictConfig) -> RunRecord:
         cost=cost,
         per_class=report.per_class if report else [],
         started=started,
+        evaluated_split=evaluated_split if report else None,
     )
     if trainer.is_global_zero:
-        write_run_files(run_files, record, curves, report)
+        epoch_rows = per_class_epoch_rows(epoch_confusions, list(datamodule.class_names))
+        write_run_files(run_files, record, curves, report, epoch_confusions, epoch_rows)
         wandb_logger = find_wandb_logger(loggers)
         if wandb_logger is not None:
             log_run_results(wandb_logger, record, report, output_dir)
