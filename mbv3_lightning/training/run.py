@@ -180,7 +180,13 @@ def _train_and_test(cfg: DictConfig) -> RunRecord:
     if trainer.is_global_zero:  # one process measures speed and writes the files
         test_images = next(iter(datamodule.test_dataloader()))[0] if report else None
         model.to(trainer.strategy.root_device)
-        cost = model_cost(model.net, model.input_size, test_images, cfg.get("timing"))
+        cost = model_cost(
+            model.net,
+            model.input_size,
+            test_images,
+            cfg.get("timing"),
+            test_batches=datamodule.test_dataloader() if report else None,
+        )
     record = build_run_record(
         model=cfg.model.net.arch,
         dataset=datamodule.name,
