@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -119,7 +118,9 @@ def test_paper_smoke_study_end_to_end(tmp_path):
     figure of the paper."""
     env_data = tmp_path / "data"
     started = time.perf_counter()
-    result = run_module("mbv3_lightning.data.paper_smoke", str(env_data / "paper_smoke"), cwd=tmp_path)
+    result = run_module(
+        "mbv3_lightning.data.paper_smoke", str(env_data / "paper_smoke"), cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     sweep = tmp_path / "sweep"
     result = run_module(
@@ -144,7 +145,11 @@ def test_paper_smoke_study_end_to_end(tmp_path):
     for png in paper.glob("*.png"):
         with Image.open(png) as image:
             assert image.info["dpi"][0] == pytest.approx(300, abs=1)
-    rows = list(csv.reader(line for line in (paper / "table3_complexity.csv").open() if not line.startswith("#")))
+    rows = list(
+        csv.reader(
+            line for line in (paper / "table3_complexity.csv").open() if not line.startswith("#")
+        )
+    )
     assert [r[0] for r in rows[1:]] == [
         "MobileNetV3-Large", "MobileNetV3-Small", "AlexNet", "InceptionV3", "ShuffleNetV2"
     ]  # fmt: skip

@@ -103,7 +103,10 @@ def write_monkeys(out: Path, n_train: int, n_val: int) -> int:
             for i in range(n):
                 synthetic_photo(out / folder / key / f"{key}{i:02d}.jpg", c, len(MONKEYS), i)
                 count += 1
-    header = "Label,  Latin Name           , Common Name                   , Train Images , Validation Images"
+    header = (
+        "Label,  Latin Name           , Common Name                   , Train Images , "
+        "Validation Images"
+    )
     rows = [
         f"{key}   , {latin}\t, {common:<30}, {n_train:<13}, {n_val}"
         for key, latin, common in MONKEYS

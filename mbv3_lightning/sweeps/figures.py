@@ -20,7 +20,6 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 
 import matplotlib.pyplot as plt
-
 from matplotlib.ticker import MaxNLocator
 
 from mbv3_lightning.sweeps.results import Group
@@ -94,7 +93,9 @@ def seed_band(group: Group, column: str) -> tuple[list[int], list[float], list[f
         return [], [], []
     epochs = sorted(set.intersection(*(set(p) for p in per_seed)))
     means = [statistics.fmean(p[e] for p in per_seed) for e in epochs]
-    stds = [statistics.stdev([p[e] for p in per_seed]) if len(per_seed) > 1 else 0.0 for e in epochs]
+    stds = [
+        statistics.stdev([p[e] for p in per_seed]) if len(per_seed) > 1 else 0.0 for e in epochs
+    ]
     return [e + 1 for e in epochs], means, stds
 
 
@@ -179,7 +180,9 @@ def plot_macro_roc(dataset: str, groups: list[Group], path: Path, title: str = "
         aspect="equal",
     )
     ax.grid(alpha=0.3)
-    fig.legend(handles + [chance], labels + ["chance"], loc="outside lower center", ncol=2, fontsize=8)
+    fig.legend(
+        [*handles, chance], [*labels, "chance"], loc="outside lower center", ncol=2, fontsize=8
+    )
     return _save(fig, path)
 
 

@@ -30,7 +30,13 @@ from mbv3_lightning.sweeps.tables import Column, Table, recipe_lines
 
 log = logging.getLogger(__name__)
 
-PAPER_MODELS = ("mobilenet_v3_large", "mobilenet_v3_small", "alexnet", "inception_v3", "shufflenet_v2")
+PAPER_MODELS = (
+    "mobilenet_v3_large",
+    "mobilenet_v3_small",
+    "alexnet",
+    "inception_v3",
+    "shufflenet_v2",
+)
 PAPER_DATASETS = ("fruits360", "monkeys10", "birds")
 # Figure numbers of the paper: (learning curves, ROC) per dataset.
 CURVE_ROC_FIGURES = {"fruits360": (4, 5), "monkeys10": (6, 7), "birds": (8, 9)}
@@ -121,12 +127,16 @@ def _training_line(config: dict[str, Any], finished: list[Cell]) -> str:
     name = str(optimizer.pop("_target_", "?")).rsplit(".", 1)[-1]
     knobs = ", ".join(f"{k} {v}" for k, v in optimizer.items() if not k.startswith("_"))
     scheduler = config.get("scheduler")
-    schedule = str(scheduler.get("_target_", "?")).rsplit(".", 1)[-1] if scheduler else "constant lr"
+    schedule = (
+        str(scheduler.get("_target_", "?")).rsplit(".", 1)[-1] if scheduler else "constant lr"
+    )
     epochs: dict[str, set[Any]] = {}
     for cell in finished:
         cfg = (cell.summary or {}).get("config") or {}
         epochs.setdefault(cell.dataset, set()).add((cfg.get("trainer") or {}).get("max_epochs"))
-    per_dataset = "; ".join(f"{d} {'/'.join(map(str, sorted(e, key=str)))}" for d, e in epochs.items())
+    per_dataset = "; ".join(
+        f"{d} {'/'.join(map(str, sorted(e, key=str)))}" for d, e in epochs.items()
+    )
     dataset = config.get("dataset") or {}
     model = config.get("model") or {}
     return (
@@ -331,16 +341,23 @@ def plot_samples(cells_per_dataset: dict[str, Cell], path: Path, per_row: int = 
             continue
         manifest = json.loads(manifest_path.read_text())
         indices = cell.run_dir / "class_indices.json"
-        names = json.loads(indices.read_text())["names"] if indices.is_file() else manifest["classes"]
+        names = (
+            json.loads(indices.read_text())["names"] if indices.is_file() else manifest["classes"]
+        )
         first: dict[int, str] = {}
         for relative, label in manifest["splits"].get("train", []):
             first.setdefault(int(label), relative)
-        picks = [(names[label], Path(manifest["root"]) / rel) for label, rel in sorted(first.items())]
+        picks = [
+            (names[label], Path(manifest["root"]) / rel) for label, rel in sorted(first.items())
+        ]
         rows.append((dataset, picks[:per_row]))
     if not rows:
         return None
     fig, axes = plt.subplots(
-        len(rows), per_row, figsize=(1.6 * per_row, 1.9 * len(rows)), squeeze=False,
+        len(rows),
+        per_row,
+        figsize=(1.6 * per_row, 1.9 * len(rows)),
+        squeeze=False,
         layout="constrained",
     )
     for (dataset, picks), ax_row in zip(rows, axes, strict=True):
@@ -454,12 +471,16 @@ def write_paper_report(
             title=f"Fig {roc_no}: {name}, macro-average test ROC",
         )
     figs["fig10_test_time_accuracy"] = plot_fig10(
-        {d: per_dataset[d] for d in PAPER_DATASETS if d in per_dataset}, out_dir / "fig10_test_time_accuracy"
+        {d: per_dataset[d] for d in PAPER_DATASETS if d in per_dataset},
+        out_dir / "fig10_test_time_accuracy",
     )
     written["figures"] = {k: v for k, v in figs.items() if v is not None}
     lines = ["## The paper's tables and figures", ""]
-    lines += [f"Files in `{out_dir.name}/`: every table as .md, .csv and .tex; every figure as "
-              ".png (300 dpi) and .pdf.", ""]
+    lines += [
+        f"Files in `{out_dir.name}/`: every table as .md, .csv and .tex; every figure as "
+        ".png (300 dpi) and .pdf.",
+        "",
+    ]
     for table in tables:
         lines += [table.to_markdown(), ""]
     for key, png in figs.items():

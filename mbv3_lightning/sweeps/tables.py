@@ -56,13 +56,19 @@ class Table:
         rule = self.columns[col].best
         if rule is None:
             return set()
-        values = {i: m for i, row in enumerate(self.rows) if (m := self._mean(row[col])) is not None}
+        values = {
+            i: m for i, row in enumerate(self.rows) if (m := self._mean(row[col])) is not None
+        }
         if len(values) < 2:
             return set()
         target = max(values.values()) if rule == "max" else min(values.values())
         digits, scale = self.columns[col].digits, self.columns[col].scale
         # equal as displayed: 0.99996 and 1.0 both show 1.0000 and are both best
-        return {i for i, v in values.items() if round(v / scale, digits) == round(target / scale, digits)}
+        return {
+            i
+            for i, v in values.items()
+            if round(v / scale, digits) == round(target / scale, digits)
+        }
 
     def _text(self, value: Value, column: Column) -> str:
         if value is None:
@@ -118,9 +124,7 @@ class Table:
             lines.append(" & ".join(cells) + " \\\\")
         lines += ["\\bottomrule", "\\end{tabular}"]
         if self.notes:
-            lines.append(
-                "\\par\\smallskip\\footnotesize " + " ".join(_tex(n) for n in self.notes)
-            )
+            lines.append("\\par\\smallskip\\footnotesize " + " ".join(_tex(n) for n in self.notes))
         lines.append("\\end{table}")
         return "\n".join(lines) + "\n"
 
@@ -158,7 +162,7 @@ def csv_number(value: Value, scale: float) -> Any:
     """Integers stay integers; floats lose float32 noise (6 significant digits)."""
     if value is None:
         return ""
-    if isinstance(value, bool) or isinstance(value, str):
+    if isinstance(value, bool | str):
         return value
     if isinstance(value, int) and scale == 1.0:
         return value
