@@ -161,3 +161,15 @@ def test_paper_smoke_study_end_to_end(tmp_path):
         assert record["test_set_images"] > 0 and record["test_set_ms_per_image"] > 0
     report = (sweep / "report" / "report.md").read_text()
     assert "![fig10_test_time_accuracy](paper/fig10_test_time_accuracy.png)" in report
+
+
+def test_a_misspelt_protocol_or_preset_fails_at_compose_time(compose_cfg):
+    from mbv3_lightning.cli.config_check import ConfigError, check_config
+
+    cfg = compose_cfg(["dataset.protocol=papr", "dataset.preprocess=none"])
+    with pytest.raises(ConfigError) as error:
+        check_config(cfg)
+    assert "dataset.protocol='papr' is not a valid choice; choose one of: kaggle | paper" in str(
+        error.value
+    )
+    assert "dataset.preprocess='none'" in str(error.value)
