@@ -17,6 +17,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from mbv3_lightning.data.image_folder import SPLITS
 from mbv3_lightning.data.monkeys10 import read_monkey_labels
 from mbv3_lightning.training.run import build_components, run
 
@@ -120,7 +121,8 @@ CASES = [
         "monkeys10",
         _monkeys10,
         ["mantled_howler", "patas_monkey", "bald_uakari"],
-        {"train": 15, "val": 6, "test": 0},
+        # the paper's protocol: 30% of training/ (2 of 5 per class) = val, validation/ = test
+        {"train": 9, "val": 6, "test": 6},
     ),
     Case("birds", _birds, ["Eagle", "Kiwi", "Owl"], {"train": 15, "val": 3, "test": 3}),
     Case(
@@ -305,3 +307,83 @@ def test_ram_cache_serves_images_without_the_files(compose_cfg, tmp_path):
     assert images.shape == (8, 3, 32, 32) and len(labels) == 8
     cached = dm.datasets["train"].images
     assert {tuple(image.shape) for image in cached.values()} == {(3, 37, 37)}  # 32 / 0.875
+
+
+# Table V of the MobileNetV3 image-classification paper: training/ and validation/ images per
+# class (n0..n9). Its training counts sum to 1,098 while the text says 1,097 training images;
+# n9 gets one image fewer here so the copy has the 1,097 + 272 of the text.
+MONKEY_COUNTS = {
+    "n0": (105, 26),
+    "n1": (111, 28),
+    "n2": (110, 27),
+    "n3": (122, 30),
+    "n4": (105, 26),
+    "n5": (113, 28),
+    "n6": (106, 26),
+    "n7": (114, 28),
+    "n8": (106, 27),
+    "n9": (105, 26),
+}
+
+
+def test_monkeys10_follows_the_papers_protocol_on_a_full_size_copy(compose_cfg, tmp_path):
+    """1,097 training/ + 272 validation/ images: 0.7 of training/ trains, the rest validates,
+    validation/ is the test set, and the test split gets its ROC files."""
+    root = tmp_path / "monkeys10"
+    for c, (name, (n_train, n_val)) in enumerate(MONKEY_COUNTS.items()):
+        colour = (25 * c, 255 - 25 * c, (97 * c) % 256)
+        for folder, count in (("training/training", n_train), ("validation/validation", n_val)):
+            for i in range(count):
+                write_image(root / folder / name / f"{i:03d}.jpg", colour, size=16, seed=i)
+    (root / "monkey_labels.txt").write_bytes(MONKEY_LABELS.encode())
+    overrides = [
+        "dataset=monkeys10",
+        f"dataset.root={root}",
+        *FAST_OVERRIDES,
+        "model.input_size=32",
+        "dataset.eval_batch_size=64",
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=2",
+        "+trainer.limit_val_batches=1",
+    ]
+    cfg = compose_cfg(overrides)
+    dm = instantiate(cfg.dataset, input_size=32)
+    val_counts = [round(0.3 * n_train) for n_train, _ in MONKEY_COUNTS.values()]
+    assert dm.class_counts("val") == val_counts
+    assert sum(dm.class_counts("train")) + sum(val_counts) == 1097
+    # a stratified 30% per class: 766 + 331 (the paper's own random split gave 770 + 328)
+    assert (sum(dm.class_counts("train")), sum(val_counts)) == (766, 331)
+    assert dm.class_counts("test") == [n_val for _, n_val in MONKEY_COUNTS.values()]
+    manifest = dm.manifest()
+    assert manifest["protocol"] == "paper"
+    assert manifest["split_sources"] == {
+        "train": "training/training",
+        "val": "training/training",
+        "test": "validation/validation",
+    }
+    train_files = {path for path, _ in manifest["splits"]["train"]}
+    assert train_files.isdisjoint(path for path, _ in manifest["splits"]["val"])
+
+    summary = run(cfg)
+
+    run_dir = tmp_path / "run"
+    roc = json.loads((run_dir / "roc.json").read_text())
+    assert set(roc["classes"]) == {"mantled_howler", "patas_monkey", "bald_uakari"} | {
+        f"n{i}" for i in range(3, 10)
+    }
+    assert (run_dir / "roc.png").stat().st_size > 10_000
+    assert sum(row["support"] for row in summary["per_class"]) == 272
+    assert summary["test_set_images"] == 272
+
+
+def test_monkeys10_validation_folder_as_validation_split(compose_cfg, tmp_path):
+    root = _monkeys10(tmp_path / "monkeys10")
+    cfg = compose_cfg(_overrides(CASES[1], root, "dataset.protocol=kaggle"))
+    dm = instantiate(cfg.dataset, input_size=32)
+    assert {split: len(dm.samples(split)) for split in SPLITS} == {
+        "train": 15,
+        "val": 6,
+        "test": 0,
+    }
+    assert dm.manifest()["protocol"] == "kaggle"
+    assert dm.manifest()["split_sources"]["val"] == "validation/validation"

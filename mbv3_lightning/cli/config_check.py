@@ -24,6 +24,8 @@ _ABSENT = object()
 BAD_IMAGE_CHOICES = ("skip", "error")
 BALANCE_CHOICES = ("none", "weights", "sampler")
 CACHE_CHOICES = ("auto", True, False)
+PROTOCOL_CHOICES = ("kaggle", "paper")
+PREPROCESS_CHOICES = ("augment", "paper")
 NET_TARGET = "mbv3_lightning.models.registry.build_network"
 # What the module passes to optimiser / schedule factories itself.
 OPTIMIZER_SUPPLIED = ("params", "fused")
@@ -205,6 +207,8 @@ def config_errors(cfg: DictConfig) -> list[str]:
         _choice(cfg, "dataset.bad_images", BAD_IMAGE_CHOICES),
         _choice(cfg, "dataset.balance", BALANCE_CHOICES),
         _choice(cfg, "dataset.cache", CACHE_CHOICES),
+        _choice(cfg, "dataset.protocol", PROTOCOL_CHOICES),
+        _choice(cfg, "dataset.preprocess", PREPROCESS_CHOICES),
     ]
     found = [e for e in errors if e]
     found += _numbers(cfg)

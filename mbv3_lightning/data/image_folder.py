@@ -26,7 +26,12 @@ from mbv3_lightning.data.kaggle import download_dataset, missing_dataset_message
 from mbv3_lightning.data.layout import Layout, find_layouts
 from mbv3_lightning.data.ram_cache import InMemoryImageDataset, preload
 from mbv3_lightning.data.scan_cache import default_cache_dir, inspect_images
-from mbv3_lightning.data.transforms import EVAL_CROP_RATIO, EvalTransform, TrainTransform
+from mbv3_lightning.data.transforms import (
+    EVAL_CROP_RATIO,
+    EvalTransform,
+    SquareResize,
+    TrainTransform,
+)
 from mbv3_lightning.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
@@ -34,6 +39,14 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 BAD_IMAGE_POLICIES = ("skip", "error")
 BALANCE_MODES = ("none", "weights", "sampler")
+# kaggle: the split folders are used as they are named. paper: the MobileNetV3
+# image-classification paper's protocol (its section III.A), a seeded val_fraction of the
+# training folder is validation, and a validation folder is the test set (10 Monkey Species'
+# validation/ is its test set there, III.D.2).
+PROTOCOLS = ("kaggle", "paper")
+# augment: RandomResizedCrop + flip for training, resize + centre crop for evaluation.
+# paper: every image resized to the square input size and normalised, nothing else (III.A).
+PREPROCESSING = ("augment", "paper")
 Samples = list[tuple[Path, int]]
 ClassFiles = dict[str, list[Path]]
 # Past this many, a bad-image error lists the first ones and the count (the log has them all).
@@ -118,6 +131,8 @@ class ImageFolderDataModule(L.LightningDataModule):
         cache: bool | str = "auto",
         cache_budget_mb: float = 2048,
         balance: str = "none",
+        protocol: str = "kaggle",
+        preprocess: str = "augment",
         output_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__()
@@ -130,6 +145,8 @@ class ImageFolderDataModule(L.LightningDataModule):
         for key, value, choices in (
             ("bad_images", bad_images, BAD_IMAGE_POLICIES),
             ("balance", balance, BALANCE_MODES),
+            ("protocol", protocol, PROTOCOLS),
+            ("preprocess", preprocess, PREPROCESSING),
         ):
             if value not in choices:
                 raise ValueError(f"dataset.{key} must be one of {list(choices)}, got {value!r}.")
@@ -153,6 +170,8 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.cache = cache
         self.cache_budget_mb = cache_budget_mb
         self.balance = balance
+        self.protocol = protocol
+        self.preprocess = preprocess
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.layout: Layout | None = None
         self.skipped_images: dict[Path, str] = {}
@@ -198,6 +217,7 @@ class ImageFolderDataModule(L.LightningDataModule):
             splits = {"train": scan_class_folders(self.layout.root)}
         else:
             splits = {split: scan_class_folders(d) for split, d in self.layout.splits.items()}
+            splits = self._apply_protocol(splits)
         if self.classes is not None:
             splits = self._select_classes(splits)
         splits = self._drop_bad_images(splits)
@@ -222,8 +242,29 @@ class ImageFolderDataModule(L.LightningDataModule):
             )
         return {split: splits[split] for split in SPLITS if split in splits}
 
+    def _apply_protocol(self, splits: dict[str, ClassFiles]) -> dict[str, ClassFiles]:
+        """``protocol=paper``: the validation folder becomes the test split (validation is
+        then carved from the training folder); ``kaggle`` keeps the folders' own roles."""
+        if self.protocol != "paper" or "val" not in splits:
+            return splits
+        if "test" in splits:
+            assert self.layout is not None
+            log.warning(
+                "dataset.protocol=paper: '%s' has a test folder, so its validation folder '%s' "
+                "is not used; validation is a seeded %.0f%% of the training folder.",
+                self.root,
+                self.layout.splits["val"],
+                100 * self.val_fraction,
+            )
+            return {"train": splits["train"], "test": splits["test"]}
+        return {"train": splits["train"], "test": splits["val"]}
+
     def _where(self, split: str) -> Path:
         assert self.layout is not None
+        if self.protocol == "paper" and split == "test" and "test" not in self.layout.splits:
+            return self.layout.splits.get("val", self.layout.root)
+        if self.protocol == "paper" and split == "val":
+            return self.layout.splits.get("train", self.layout.root)
         return self.layout.splits.get(split, self.layout.root)
 
     def _select_classes(self, splits: dict[str, ClassFiles]) -> dict[str, ClassFiles]:
@@ -342,6 +383,12 @@ class ImageFolderDataModule(L.LightningDataModule):
             "val_fraction": self.val_fraction,
             "test_fraction": self.test_fraction if self.layout.flat else None,
             "layout": layout,
+            # which folder each split was taken from, under dataset.protocol
+            "protocol": self.protocol,
+            "split_sources": {
+                split: str(self._where(split).relative_to(self.root)) for split in splits
+            },
+            "preprocess": self.preprocess,
             "classes": self.class_keys,
             "splits": {
                 split: [
@@ -373,12 +420,17 @@ class ImageFolderDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        train_tf = TrainTransform(self.input_size, self.mean, self.std, **self.augment)
-        eval_tf = EvalTransform(self.input_size, self.mean, self.std)
+        train_tf: TrainTransform | SquareResize
+        if self.preprocess == "paper":
+            train_tf = eval_tf = SquareResize(self.input_size, self.mean, self.std)
+            short_side = self.input_size
+        else:
+            train_tf = TrainTransform(self.input_size, self.mean, self.std, **self.augment)
+            eval_tf = EvalTransform(self.input_size, self.mean, self.std)
+            short_side = round(self.input_size / EVAL_CROP_RATIO)
         present = [split for split in SPLITS if split in self.splits]
         images = None
         all_paths = [path for split in present for path, _ in self.samples(split)]
-        short_side = round(self.input_size / EVAL_CROP_RATIO)
         if self._use_ram_cache(len(all_paths), short_side):
             images = preload(all_paths, short_side)
         for split in present:

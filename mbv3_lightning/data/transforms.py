@@ -90,3 +90,21 @@ class EvalTransform:
             image = TF.pil_to_tensor(image)
         image = TF.resize(image, self.resize, antialias=True)
         return self.normalize(TF.center_crop(image, self.crop))
+
+
+class SquareResize:
+    """Resize to ``input_size`` x ``input_size`` (aspect ratio not kept), then normalise.
+
+    The MobileNetV3 image-classification paper's preprocessing (its section III.A: every
+    image resized to 224x224, 299x299 for InceptionV3, and normalised; no augmentation is
+    mentioned), used for training and evaluation alike with ``dataset.preprocess=paper``.
+    """
+
+    def __init__(self, input_size: int, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.size = [input_size, input_size]
+        self.normalize = Normalize(mean, std)
+
+    def __call__(self, image: torch.Tensor | Image.Image) -> torch.Tensor:
+        if isinstance(image, Image.Image):
+            image = TF.pil_to_tensor(image)
+        return self.normalize(TF.resize(image, self.size, antialias=True))

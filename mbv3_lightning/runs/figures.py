@@ -31,7 +31,8 @@ def plot_curves(curves: Sequence[dict[str, Any]], path: Path, subtitle: str = ""
     loss_ax, acc_ax = fig.subplots(1, 2)
     for ax, metric, label in ((loss_ax, "loss", "cross-entropy loss"), (acc_ax, "acc", "accuracy")):
         for stage, style in (("train", "o-"), ("val", "s--")):
-            points = [(r["epoch"], r[f"{stage}/{metric}"]) for r in curves]
+            # epochs counted from 1, as in the sweep report's figures
+            points = [(r["epoch"] + 1, r[f"{stage}/{metric}"]) for r in curves]
             points = [(e, v) for e, v in points if v is not None]
             if points:
                 ax.plot(*np.array(points).T, style, markersize=4, label=stage)

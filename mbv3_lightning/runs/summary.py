@@ -51,6 +51,11 @@ def render_summary(record: RunRecord | Mapping[str, Any]) -> Table:
         speed = summary["test_ms_per_image"]
         table.add_row("test time / image", f"{speed['median']:.1f} ms (p95 {speed['p95']:.1f})")
         table.add_row("test throughput", f"{summary['test_images_per_s']:.0f} images/s")
+    if summary.get("test_set_ms_per_image") is not None:
+        table.add_row(
+            "test set time / image",
+            f"{summary['test_set_ms_per_image']:.1f} ms ({summary['test_set_images']} images)",
+        )
     table.add_row("wall time", f"{summary['wall_time_s']:.1f} s")
     table.add_row("run directory", summary["run_dir"])
     return table

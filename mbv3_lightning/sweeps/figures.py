@@ -1,13 +1,18 @@
-"""The sweep report's figures, one PNG each: the MobileNetV3 image-classification paper's
-Figs 4-10 and a Pareto plot.
+"""The sweep report's figures: the MobileNetV3 image-classification paper's Figs 4-10 and a
+Pareto plot, each as a 300-dpi PNG and a PDF beside it.
 
-Every function returns the written path, or ``None`` when no run has the data the figure
-needs (e.g. runs that predate ``roc.json``), so the report can say so instead of drawing an
-empty axis.
+Every function returns the written PNG's path (the PDF has the same stem), or ``None`` when
+no run has the data the figure needs (e.g. runs that predate ``roc.json``), so the report can
+say so instead of drawing an empty axis. Conventions shared by every figure: models by their
+display names ("MobileNetV3-Small"), legends outside the axes (they never cover data),
+constrained layout and a tight bounding box (labels stay inside the saved frame), and epochs
+counted from 1, as in the run's own ``curves.png``.
 """
 
 from __future__ import annotations
 
+import math
+import statistics
 from pathlib import Path
 
 import matplotlib
@@ -15,84 +20,169 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 from mbv3_lightning.sweeps.results import Group
 
 LATENCY_KEY = "test_ms_per_image"
 ACCURACY_KEY = "test/acc"
+PNG_DPI = 300
+
+# How the MobileNetV3 image-classification paper (and most papers) name the architectures.
+MODEL_NAMES = {
+    "mobilenet_v3_large": "MobileNetV3-Large",
+    "mobilenet_v3_small": "MobileNetV3-Small",
+    "mobilenet_v2": "MobileNetV2",
+    "mobilenet_v1": "MobileNetV1",
+    "alexnet": "AlexNet",
+    "inception_v3": "InceptionV3",
+    "inception_v3_noaux": "InceptionV3",  # the config choice, named so until its cell finishes
+    "shufflenet_v2": "ShuffleNetV2",
+}
+DATASET_NAMES = {
+    "fruits360": "Fruits-360",
+    "fruits360_mini": "Fruits-360 (bundled sample)",
+    "monkeys10": "10 Monkey Species",
+    "birds": "Birds",
+    "birds525": "BIRDS 525",
+    "car_colours": "Car colours",
+}
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+def display_name(variant: str) -> str:
+    """``mobilenet_v3_small width_mult=0.5`` -> ``MobileNetV3-Small width_mult=0.5``."""
+    model, _, rest = variant.partition(" ")
+    return " ".join([MODEL_NAMES.get(model, model), rest]).strip()
+
+
+def dataset_name(dataset: str) -> str:
+    return DATASET_NAMES.get(dataset, dataset)
+
+
+def save_figure(fig: plt.Figure, path: Path) -> Path:
+    """``path`` as a 300-dpi PNG plus a PDF beside it; labels kept inside the saved frame."""
+    for target, dpi in ((path.with_suffix(".pdf"), None), (path.with_suffix(".png"), PNG_DPI)):
+        fig.savefig(target, dpi=dpi, bbox_inches="tight", pad_inches=0.05)
     plt.close(fig)
-    return path
+    return path.with_suffix(".png")
 
 
-def _mean_curve(group: Group, column: str) -> tuple[list[float], list[float]]:
-    """Per-epoch mean of ``column`` over the group's seeds (epochs all seeds reached)."""
+_save = save_figure
+
+
+def _legend_below(fig: plt.Figure, handles: list, labels: list[str]) -> None:
+    """One legend for the whole figure, below the axes: it never covers a curve or a point."""
+    if handles:
+        ncol = min(len(labels), 3 if max(len(x) for x in labels) > 24 else 5)
+        fig.legend(handles, labels, loc="outside lower center", ncol=ncol, fontsize=8)
+
+
+def seed_band(group: Group, column: str) -> tuple[list[int], list[float], list[float]]:
+    """Epochs (from 1), mean and sample std of ``column`` over the group's seeds, for the
+    epochs every seed reached (std 0 with one seed)."""
     per_seed = []
     for cell in group.cells:
-        points = {int(r["epoch"]): r[column] for r in cell.curves() if column in r}
+        points = {
+            int(r["epoch"]): float(r[column])
+            for r in cell.curves()
+            if r.get(column) is not None and math.isfinite(float(r[column]))
+        }
         if points:
             per_seed.append(points)
     if not per_seed:
-        return [], []
+        return [], [], []
     epochs = sorted(set.intersection(*(set(p) for p in per_seed)))
-    return [e + 1 for e in epochs], [sum(p[e] for p in per_seed) / len(per_seed) for e in epochs]
+    means = [statistics.fmean(p[e] for p in per_seed) for e in epochs]
+    stds = [
+        statistics.stdev([p[e] for p in per_seed]) if len(per_seed) > 1 else 0.0 for e in epochs
+    ]
+    return [e + 1 for e in epochs], means, stds
 
 
-def plot_curves(dataset: str, groups: list[Group], path: Path) -> Path | None:
-    """Validation accuracy and train/val loss per epoch, one colour per variant (Figs 4/6/8)."""
-    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.2))
+def _mean_curve(group: Group, column: str) -> tuple[list[int], list[float]]:
+    epochs, means, _ = seed_band(group, column)
+    return epochs, means
+
+
+# Panel order of the paper's Fig 8: (a) training accuracy, (b) training loss,
+# (c) validation accuracy, (d) validation loss.
+CURVE_PANELS = (
+    ("train/acc", "(a) training accuracy", "accuracy"),
+    ("train/loss", "(b) training loss", "cross-entropy loss"),
+    ("val/acc", "(c) validation accuracy", "accuracy"),
+    ("val/loss", "(d) validation loss", "cross-entropy loss"),
+)
+
+
+def plot_curves(dataset: str, groups: list[Group], path: Path, title: str = "") -> Path | None:
+    """Training and validation accuracy and loss per epoch, every variant overlaid, mean
+    +/- std over seeds as a band (the paper's Figs 4/6/8)."""
+    fig, axes = plt.subplots(2, 2, figsize=(9, 6.6), layout="constrained", sharex=True)
+    handles, labels = [], []
     drawn = False
     for i, group in enumerate(groups):
         colour = f"C{i % 10}"
-        epochs, acc = _mean_curve(group, "val/acc")
-        if epochs:
-            ax_acc.plot(epochs, acc, color=colour, marker="o", ms=3, label=group.variant)
+        for ax, (column, _, _) in zip(axes.flat, CURVE_PANELS, strict=True):
+            epochs, mean, std = seed_band(group, column)
+            if not epochs:
+                continue
+            (line,) = ax.plot(epochs, mean, color=colour, marker="o", ms=3, lw=1.4)
+            if any(std):
+                low = [m - s for m, s in zip(mean, std, strict=True)]
+                high = [m + s for m, s in zip(mean, std, strict=True)]
+                ax.fill_between(epochs, low, high, color=colour, alpha=0.18, lw=0)
             drawn = True
-        for column, style in (("val/loss", "-"), ("train/loss", "--")):
-            epochs, loss = _mean_curve(group, column)
-            if epochs:
-                label = f"{group.variant} ({column.split('/')[0]})"
-                ax_loss.plot(epochs, loss, style, color=colour, label=label)
+            if display_name(group.variant) not in labels:
+                handles.append(line)
+                labels.append(display_name(group.variant))
     if not drawn:
         plt.close(fig)
         return None
-    ax_acc.set(title=f"{dataset}: validation accuracy", xlabel="epoch", ylabel="accuracy")
-    ax_loss.set(title=f"{dataset}: cross-entropy loss", xlabel="epoch", ylabel="loss")
-    for ax in (ax_acc, ax_loss):
+    for ax, (column, panel, ylabel) in zip(axes.flat, CURVE_PANELS, strict=True):
+        ax.set_title(panel, fontsize=10)
+        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.ticklabel_format(axis="y", useOffset=False)  # plain values, no "1e-5+2.3" header
+        if column.endswith("acc"):
+            ax.set_ylim(-0.02, 1.02)
+    for ax in axes[1]:
+        ax.set_xlabel("epoch")
+    seeds = max((len(g.cells) for g in groups), default=0)
+    band = ", band = mean ± std over seeds" if seeds > 1 else ""
+    fig.suptitle(title or f"{dataset_name(dataset)}: learning curves{band}")
+    _legend_below(fig, handles, labels)
     return _save(fig, path)
 
 
-def plot_macro_roc(dataset: str, groups: list[Group], path: Path) -> Path | None:
-    """Macro-average ROC of each variant's first seed, AUC in the legend (Figs 5/7/9)."""
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    drawn = False
+def plot_macro_roc(dataset: str, groups: list[Group], path: Path, title: str = "") -> Path | None:
+    """Macro-average test ROC of each variant's first seed, AUC in the legend (Figs 5/7/9)."""
+    fig, ax = plt.subplots(figsize=(5.6, 5.6), layout="constrained")
+    handles, labels = [], []
     for i, group in enumerate(groups):
         roc = next((r for c in group.cells if (r := c.roc()) and "macro" in r), None)
         if roc is None:
             continue
         macro = roc["macro"]
-        label = f"{group.variant} (AUC {macro.get('auc', float('nan')):.3f})"
-        ax.plot(macro["fpr"], macro["tpr"], color=f"C{i % 10}", label=label)
-        drawn = True
-    if not drawn:
+        (line,) = ax.plot(macro["fpr"], macro["tpr"], color=f"C{i % 10}", lw=1.5)
+        handles.append(line)
+        labels.append(f"{display_name(group.variant)} (AUC {macro.get('auc', float('nan')):.3f})")
+    if not handles:
         plt.close(fig)
         return None
-    ax.plot([0, 1], [0, 1], ":", color="grey", label="chance")
+    (chance,) = ax.plot([0, 1], [0, 1], ":", color="grey")
     ax.set(
-        title=f"{dataset}: macro-average ROC",
+        title=title or f"{dataset_name(dataset)}: macro-average test ROC",
         xlabel="false positive rate",
         ylabel="true positive rate",
         xlim=(0, 1),
         ylim=(0, 1.01),
+        aspect="equal",
     )
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    fig.legend(
+        [*handles, chance], [*labels, "chance"], loc="outside lower center", ncol=2, fontsize=8
+    )
     return _save(fig, path)
 
 
@@ -132,16 +222,19 @@ def plot_test_time(dataset: str, groups: list[Group], path: Path) -> Path | None
     points = _points(groups, LATENCY_KEY)
     if not points:
         return None
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = plt.subplots(figsize=(6, 4.8), layout="constrained")
+    handles, labels = [], []
     for i, (ms, acc, std, name) in enumerate(points):
-        ax.errorbar(ms, acc, yerr=std or None, fmt="o", color=f"C{i % 10}", capsize=3)
-        ax.annotate(name, (ms, acc), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        bars = ax.errorbar(ms, acc, yerr=std or None, fmt="o", color=f"C{i % 10}", capsize=3)
+        handles.append(bars)
+        labels.append(display_name(name))
     ax.set(
-        title=f"{dataset}: test time vs accuracy",
-        xlabel="test time per image (ms)",
+        title=f"{dataset_name(dataset)}: test time vs accuracy",
+        xlabel="test time per image (ms, batch 1, median)",
         ylabel="test accuracy",
     )
     ax.grid(alpha=0.3)
+    _legend_below(fig, handles, labels)
     return _save(fig, path)
 
 
@@ -152,35 +245,36 @@ def plot_pareto(per_dataset: dict[str, list[Group]], path: Path) -> Path | None:
     panels = {ds: pts for ds, groups in per_dataset.items() if (pts := _points(groups, cost_key))}
     if not panels:
         return None
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(5.5 * len(panels), 4.8), squeeze=False, layout="constrained"
+    )
     scale = 1e6 if cost_key == "params_total" else 1.0
+    # one colour per variant across panels, so the shared legend names each once
+    variants = list(dict.fromkeys(name for pts in panels.values() for *_, name in pts))
+    handles: dict[str, object] = {}
     for ax, (dataset, points) in zip(axes[0], panels.items(), strict=True):
         xy = [(cost / scale, acc) for cost, acc, _, _ in points]
         front = pareto_front(xy)
         for i, ((x, y), (_, _, std, name)) in enumerate(zip(xy, points, strict=True)):
-            on_front = i in front
-            ax.errorbar(
+            colour = f"C{variants.index(name) % 10}"
+            handles[name] = ax.errorbar(
                 x,
                 y,
                 yerr=std or None,
                 fmt="o",
-                mfc=f"C{i % 10}" if on_front else "white",
-                color=f"C{i % 10}",
+                mfc=colour if i in front else "white",
+                color=colour,
                 capsize=3,
                 ms=8,
             )
-            ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=7)
-        ax.plot(
-            [xy[i][0] for i in front],
-            [xy[i][1] for i in front],
-            "--",
-            color="black",
-            lw=1,
-            label="Pareto front",
+        (front_line,) = ax.plot(
+            [xy[i][0] for i in front], [xy[i][1] for i in front], "--", color="black", lw=1
         )
+        handles["Pareto front"] = front_line
         unit = " (M)" if cost_key == "params_total" else ""
-        ax.set(title=dataset, xlabel=cost_label + unit, ylabel="test accuracy")
+        ax.set(title=dataset_name(dataset), xlabel=cost_label + unit, ylabel="test accuracy")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
     fig.suptitle("Accuracy vs cost (filled = on the Pareto front)")
+    names = list(handles)
+    _legend_below(fig, [handles[n] for n in names], [display_name(n) for n in names])
     return _save(fig, path)

@@ -144,7 +144,13 @@ def _evaluate(cfg: DictConfig) -> RunRecord:
         device=str(trainer.strategy.root_device),
         config=OmegaConf.to_container(cfg, resolve=True),
         best_epoch=best_epoch(curves),
-        cost=model_cost(model.net, model.input_size, test_images, cfg.get("timing")),
+        cost=model_cost(
+            model.net,
+            model.input_size,
+            test_images,
+            cfg.get("timing"),
+            test_batches=datamodule.test_dataloader(),
+        ),
         per_class=report.per_class,
         started=started,
     )

@@ -199,7 +199,13 @@ def _train_and_test(cfg: DictConfig) -> RunRecord:
     if trainer.is_global_zero:  # one process measures speed and writes the files
         test_images = next(iter(eval_loader))[0] if report and eval_loader is not None else None
         model.to(trainer.strategy.root_device)
-        cost = model_cost(model.net, model.input_size, test_images, cfg.get("timing"))
+        cost = model_cost(
+            model.net,
+            model.input_size,
+            test_images,
+            cfg.get("timing"),
+            test_batches=datamodule.test_dataloader() if report else None,
+        )
     record = build_run_record(
         model=cfg.model.net.arch,
         dataset=datamodule.name,
