@@ -20,11 +20,14 @@ def config_dir() -> str:
 
 
 def register_resolvers() -> None:
-    """``${resource:data/fruits360-mini}`` and ``${wandb_offline:}`` for the YAML files."""
+    """``${resource:data/fruits360-mini}``, ``${wandb_offline:}`` and ``${wandb_online:}`` for
+    the YAML files."""
     if not OmegaConf.has_resolver("resource"):
         OmegaConf.register_new_resolver("resource", lambda name: str(resource_path(name)))
     if not OmegaConf.has_resolver("wandb_offline"):
         OmegaConf.register_new_resolver("wandb_offline", wandb_offline)
+    if not OmegaConf.has_resolver("wandb_online"):
+        OmegaConf.register_new_resolver("wandb_online", lambda: not wandb_offline())
 
 
 def compose_config(

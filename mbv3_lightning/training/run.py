@@ -25,12 +25,15 @@ from mbv3_lightning.runs.record import RunRecord, build_run_record
 from mbv3_lightning.runs.resume import load_completed_summary, plan_resume
 from mbv3_lightning.runs.run_dir import RunDir
 from mbv3_lightning.runs.wandb_results import log_run_results
+from mbv3_lightning.training.console import silence_library_noise
 from mbv3_lightning.training.loggers import (
+    ProjectWandbLogger,
     WandbRunIdInCheckpoint,
     find_wandb_logger,
     finish_wandb,
     wandb_resume_kwargs,
 )
+from mbv3_lightning.training.predictions import sample_predictions
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +139,7 @@ def _train_and_test(cfg: DictConfig) -> RunRecord:
     started = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
     _check_fresh_run_dir(output_dir, cfg.get("ckpt_path"))
+    silence_library_noise()
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule, model, callbacks, loggers = build_components(cfg)
@@ -153,7 +157,10 @@ def _train_and_test(cfg: DictConfig) -> RunRecord:
         f"{counts['params_total']:,}",
     )
     for logger in loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        if isinstance(logger, ProjectWandbLogger):
+            logger.log_config(OmegaConf.to_container(cfg, resolve=True), output_dir)
+        else:
+            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
     train_time_s = 0.0
     if cfg.get("train", True):
@@ -168,7 +175,9 @@ def _train_and_test(cfg: DictConfig) -> RunRecord:
     if cfg.get("test", True) and datamodule.has_split("test"):
         if best_ckpt is None:
             log.warning("No best checkpoint was saved; testing the weights as they are now.")
-        results = trainer.test(model, datamodule=datamodule, ckpt_path=best_ckpt)
+        # verbose=False: Lightning's table prints raw float32 values (1.0000001192092896);
+        # the run's own summary prints the same scores rounded.
+        results = trainer.test(model, datamodule=datamodule, ckpt_path=best_ckpt, verbose=False)
         test_metrics = {k: float(v) for k, v in results[0].items()} if results else {}
     elif cfg.get("test", True):
         log.info("Dataset '%s' has no test split; skipping the test stage.", datamodule.name)
@@ -205,7 +214,10 @@ def _train_and_test(cfg: DictConfig) -> RunRecord:
         write_run_files(run_files, record, curves, report)
         wandb_logger = find_wandb_logger(loggers)
         if wandb_logger is not None:
-            log_run_results(wandb_logger, record, report, output_dir)
+            predictions = (
+                sample_predictions(model, datamodule.test_dataloader().dataset) if report else []
+            )
+            log_run_results(wandb_logger, record, report, output_dir, predictions)
     return record
 
 
