@@ -12,7 +12,6 @@ import warnings
 from typing import Any
 
 from lightning.pytorch.callbacks import RichProgressBar
-from lightning.pytorch.callbacks.progress.rich_progress import RichProgressBarTheme
 
 # The progress bar shows these, under the short names a user reads at a glance.
 PROGRESS_METRICS = {
@@ -47,16 +46,27 @@ def silence_library_noise() -> None:
 
 
 class CompactProgressBar(RichProgressBar):
-    """Lightning's rich bar with loss and accuracy only (no ``v_num``, no AUROC, F1, ...).
+    """Lightning's rich bar with loss and accuracy only (no ``v_num``, no AUROC, F1, ...), on
+    one line of an 80-column terminal.
 
     The full set of metrics is in metrics.csv and the final summary; thirteen of them on the
-    bar wrapped it over many lines of an 80-column terminal.
+    bar wrapped it over many lines. For the same reason the bar is short and the elapsed time
+    and speed columns are left out (train.log and metrics.json time the run).
     """
 
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("theme", RichProgressBarTheme(metrics_format=".3f"))
-        super().__init__(**kwargs)
+    BAR_WIDTH = 8
+
+    def configure_columns(self, trainer: Any) -> list:
+        description, bar, batches = super().configure_columns(trainer)[:3]
+        bar.bar_width = self.BAR_WIDTH
+        return [description, bar, batches]
 
     def get_metrics(self, trainer: Any, pl_module: Any) -> dict[str, Any]:
         metrics = super().get_metrics(trainer, pl_module)
-        return {short: metrics[key] for key, short in PROGRESS_METRICS.items() if key in metrics}
+        shown: dict[str, Any] = {}
+        for key, short in PROGRESS_METRICS.items():
+            if key in metrics:
+                value = float(metrics[key])
+                # accuracy to 0.1 %, loss to 3 significant digits (2.08, 0.0412)
+                shown[short] = f"{value:.3f}" if key.endswith("acc") else f"{value:.3g}"
+        return shown
