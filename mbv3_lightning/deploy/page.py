@@ -22,6 +22,23 @@ from mbv3_lightning.deploy.predictor import Predictor, load_predictor, top_k
 
 DEFAULTS = {"ckpt_path": None, "port": "8501", "address": "127.0.0.1", "top_k": "5"}
 READABLE_FORMATS = "JPEG, PNG, BMP, GIF, WebP or TIFF"
+# A few photos of the bundled demo set (see samples/README.md for their source and licence).
+SAMPLES_DIR = Path(__file__).with_name("samples")
+# Small photos are enlarged at most this much (browsers smooth, not pixelate, up to ~2x) and
+# shown no wider than MAX_DISPLAY_PX.
+MAX_UPSCALE = 2
+MAX_DISPLAY_PX = 320
+
+
+def sample_images() -> dict[str, Path]:
+    """The bundled sample photos, by name."""
+    return {p.stem: p for p in sorted(SAMPLES_DIR.glob("*.jpg"))}
+
+
+def display_width(image_width: int) -> int:
+    """Width to show an image at: never stretched to the column (a 100-px photo blown up
+    to 400 px is a blur of squares), at most doubled, at most MAX_DISPLAY_PX."""
+    return max(1, min(image_width * MAX_UPSCALE, MAX_DISPLAY_PX))
 
 
 def parse_arguments(argv: list[str]) -> dict[str, str]:
@@ -69,7 +86,9 @@ def render_page(ckpt_path: str, k: int) -> None:
 
     @st.cache_resource(show_spinner="Loading the model...")
     def cached_predictor(path: str) -> Predictor:
-        return load_predictor(path)
+        predictor = load_predictor(path)
+        predictor.warm_up()  # so the first timed prediction is a typical one
+        return predictor
 
     st.set_page_config(page_title="mbv3-lightning classifier", layout="wide")
     predictor = cached_predictor(ckpt_path)
@@ -83,33 +102,36 @@ def render_page(ckpt_path: str, k: int) -> None:
         st.write(", ".join(info.class_names))
 
     uploads = st.file_uploader("Upload one or more images", accept_multiple_files=True)
-    for upload in uploads or []:
+    samples = sample_images()
+    chosen = st.pills("...or try a sample photo", list(samples), selection_mode="multi")
+    files = [(u.name, u.getvalue()) for u in uploads or []]
+    files += [(f"sample: {name}.jpg", samples[name].read_bytes()) for name in chosen or []]
+    for name, data in files:
         try:
-            image = load_rgb(io.BytesIO(upload.getvalue()))
+            image = load_rgb(io.BytesIO(data))
         except UNREADABLE_IMAGE_ERRORS:
-            st.error(
-                f"'{upload.name}' is not an image that can be read. "
-                f"Upload {READABLE_FORMATS} files."
-            )
+            st.error(f"'{name}' is not an image that can be read. Upload {READABLE_FORMATS} files.")
             continue
         started = time.perf_counter()
         probabilities = predictor.predict([image])[0]
         latency_ms = (time.perf_counter() - started) * 1000
         ranked = top_k(probabilities, info.class_names, k)
         picture, result = st.columns([1, 2])
-        picture.image(image, caption=upload.name, width="stretch")
+        picture.image(image, caption=name, width=display_width(image.width))
         result.subheader(f"{ranked[0][0]} · {ranked[0][1]:.1%}")
         chart_data = pd.DataFrame(ranked, columns=["class", "probability"])
-        result.altair_chart(
-            alt.Chart(chart_data)
-            .mark_bar()
-            .encode(
-                x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
-                y=alt.Y("class:N", sort="-x", title=None),
-            ),
-            width="stretch",
+        chart_data["label"] = [f"{p:.1%}" for p in chart_data["probability"]]
+        base = alt.Chart(chart_data).encode(
+            x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+            y=alt.Y("class:N", sort="-x", title=None),
         )
-        result.caption(f"{latency_ms:.1f} ms (preprocessing + forward pass, CPU)")
+        # the value next to every bar, so a 0.0% bar reads as a result, not an empty chart
+        labels = base.mark_text(align="left", dx=4).encode(text="label:N")
+        result.altair_chart(base.mark_bar() + labels, width="stretch")
+        result.caption(
+            f"{latency_ms:.1f} ms (preprocessing + forward pass, {predictor.device}, "
+            f"{predictor.runtime})"
+        )
 
 
 def _running_inside_streamlit() -> bool:
