@@ -46,7 +46,9 @@ def test_train_then_load_and_predict_images_and_paths(tiny_dataset, tmp_path):
     assert len(results) == len(paths) == 12
     assert all(sum(p for _, p in r.top_k) == pytest.approx(1.0, abs=1e-4) for r in results)
     # the API sees the test split as the training run's test did
-    accuracy = sum(r.label == p.parent.name for r, p in zip(results, paths, strict=True)) / len(paths)
+    accuracy = sum(r.label == p.parent.name for r, p in zip(results, paths, strict=True)) / len(
+        paths
+    )
     assert accuracy == pytest.approx(metrics["metrics"]["test/acc"])
     # a PIL image and its path give the same answer; predict() is load() + predict
     with Image.open(paths[0]) as image:
