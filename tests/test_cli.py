@@ -84,3 +84,17 @@ def test_near_miss_suggestions():
     assert suggest("trainer.max_epoch", known) == "trainer.max_epochs"
     assert suggest("model.width_mult", known) == "model.net.width_mult"
     assert suggest("completely_else", known) is None
+
+
+def test_the_old_command_paths_answer_help_with_their_own_options(tmp_path):
+    for module in ("mbv3_lightning.predict", "mbv3_lightning.app"):
+        result = subprocess.run(
+            [sys.executable, "-m", module, "--help"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0 and "Traceback" not in result.stderr, module
+        assert "ckpt_path" in result.stdout
+        assert "Configuration groups" not in result.stdout  # no training groups

@@ -22,6 +22,10 @@ from mbv3_lightning.deploy.predictor import Predictor, load_predictor, top_k
 
 DEFAULTS = {"ckpt_path": None, "port": "8501", "address": "127.0.0.1", "top_k": "5"}
 READABLE_FORMATS = "JPEG, PNG, BMP, GIF, WebP or TIFF"
+USAGE = (
+    "usage: python -m mbv3_lightning.app ckpt_path=<ckpt|onnx|pt> [port=8501] "
+    "[address=127.0.0.1] [top_k=5]"
+)
 # A few photos of the bundled demo set (see samples/README.md for their source and licence).
 SAMPLES_DIR = Path(__file__).with_name("samples")
 # Small photos are enlarged at most this much (browsers smooth, not pixelate, up to ~2x) and
@@ -44,16 +48,19 @@ def display_width(image_width: int) -> int:
 def parse_arguments(argv: list[str]) -> dict[str, str]:
     """``["ckpt_path=x.ckpt", "port=8502"]`` -> a dict; unknown or missing keys are errors."""
     values = dict(DEFAULTS)
+    if any(a in ("-h", "--help") for a in argv):
+        print(
+            f"{USAGE}\n\nA web page that classifies uploaded images (and bundled sample photos)"
+            " with the model; binds to 127.0.0.1, sends no usage statistics."
+        )
+        raise SystemExit(0)
     for argument in argv:
         key, sep, value = argument.partition("=")
         if not sep or key not in DEFAULTS:
-            raise SystemExit(
-                f"Unexpected argument '{argument}'. Usage: python -m mbv3_lightning.app "
-                "ckpt_path=<ckpt|onnx|pt> [port=8501] [address=127.0.0.1] [top_k=5]"
-            )
+            raise SystemExit(f"Unexpected argument '{argument}'.\n{USAGE}")
         values[key] = value
     if not values["ckpt_path"]:
-        raise SystemExit("Give the model: python -m mbv3_lightning.app ckpt_path=<ckpt|onnx|pt>")
+        raise SystemExit(f"Give the model with ckpt_path=...\n{USAGE}")
     return values
 
 
