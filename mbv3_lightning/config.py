@@ -21,14 +21,16 @@ def config_dir() -> str:
 
 
 def register_resolvers() -> None:
-    """``${resource:data/fruits360-mini}``, ``${wandb_offline:}`` and ``${run_dir:...}`` for the
-    YAML files."""
+    """``${resource:data/fruits360-mini}``, ``${wandb_offline:}``, ``${wandb_online:}`` and
+    ``${run_dir:...}`` for the YAML files."""
     if not OmegaConf.has_resolver("resource"):
         OmegaConf.register_new_resolver("resource", lambda name: str(resource_path(name)))
     if not OmegaConf.has_resolver("wandb_offline"):
         OmegaConf.register_new_resolver("wandb_offline", wandb_offline)
     if not OmegaConf.has_resolver("run_dir"):
         OmegaConf.register_new_resolver("run_dir", run_dir_for)
+    if not OmegaConf.has_resolver("wandb_online"):
+        OmegaConf.register_new_resolver("wandb_online", lambda: not wandb_offline())
 
 
 def compose_config(

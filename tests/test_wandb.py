@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import struct
 import time
 from pathlib import Path
 
+import pytest
 import torch
+from PIL import Image
 
 from mbv3_lightning.training.loggers import WANDB_RUN_ID_KEY
 from mbv3_lightning.training.run import run
@@ -62,8 +66,16 @@ def finished_records(run_dir: Path, wait_s: float = 120.0) -> list:
 
 
 def offline_run(run_dir: Path) -> dict:
-    """Identity, summary keys and logged keys of an offline run directory."""
-    info: dict = {"summary": set(), "history": set()}
+    """Identity, summary keys and logged keys of an offline run directory; with the values of
+    the summary (``summary_values``) and config (``config_values``) and the logged artifacts
+    (``artifacts``: type and aliases)."""
+    info: dict = {
+        "summary": set(),
+        "history": set(),
+        "summary_values": {},
+        "config_values": {},
+        "artifacts": [],
+    }
     for record in finished_records(run_dir):
         kind = record.WhichOneof("record_type")
         if kind == "run":
@@ -78,10 +90,21 @@ def offline_run(run_dir: Path) -> dict:
         elif kind == "summary":
             # media are nested (figures/roc -> path, size, ...); keep the logged name only
             info["summary"] |= {u.key or u.nested_key[0] for u in record.summary.update}
+            for u in record.summary.update:  # define_metric summaries: nested_key [name]
+                info["summary_values"][u.key or u.nested_key[0]] = json.loads(u.value_json)
         elif kind == "history":
             info["history"] |= {i.key or i.nested_key[0] for i in record.history.item}
         elif kind == "config":
             info.setdefault("config", set()).update(u.key for u in record.config.update)
+            for u in record.config.update:
+                info["config_values"][u.key] = json.loads(u.value_json)
+        elif kind == "artifact":
+            artifact = record.artifact
+            info["artifacts"].append((artifact.type, sorted(artifact.aliases)))
+            # where an offline run keeps the artifact's files until `wandb sync`
+            info.setdefault("artifact_files", {}).update(
+                {c.path: Path(c.local_path) for c in artifact.manifest.contents}
+            )
     return info
 
 
@@ -107,7 +130,7 @@ def test_run_logs_its_results_and_a_resume_continues_the_same_wandb_run(
     first = offline_run(first_dir)
     assert first["name"] == "mobilenet_v3_small-image_folder-s42"
     assert first["group"] == "train"  # a single run outside a sweep: the task name
-    assert first["job_type"] == "image_folder"
+    assert first["job_type"] == "train"  # the stage; evaluate and report runs say theirs
     assert first["tags"] == ["dev"]
     assert {"model", "dataset", "optimizer", "trainer"} <= first["config"]  # the Hydra config
     assert {
@@ -174,3 +197,62 @@ def test_multirun_jobs_are_separate_wandb_runs_in_one_group(tmp_path):
     }
     group = f"train-{sweep_dir.parent.name}-{sweep_dir.name}"
     assert [r["group"] for r in runs] == [group, group]
+
+
+def _strings(value) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def test_dashboard_best_summaries_test_scores_predictions_and_model_artifact(
+    compose_cfg, tiny_dataset, tmp_path
+):
+    out = tmp_path / "run"
+    run(
+        compose_cfg(
+            _overrides(tiny_dataset, "trainer.max_epochs=3", "logger.wandb.log_model=true"), out
+        )
+    )
+    (run_dir,) = (out / "wandb").glob("offline-run-*")
+    info = offline_run(run_dir)
+    summary = info["summary_values"]
+
+    # the summary of a curve is its best epoch, not its last
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    val_acc = [float(r["val/acc"]) for r in rows if r.get("val/acc")]
+    val_loss = [float(r["val/loss"]) for r in rows if r.get("val/loss")]
+    assert len(val_acc) == 3
+    assert summary["val/acc"]["max"] == pytest.approx(max(val_acc))
+    assert summary["val/loss"]["min"] == pytest.approx(min(val_loss))
+
+    # test scores: summary values and one table, no one-point charts
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert summary["test/acc"] == pytest.approx(metrics["test/acc"])
+    assert 0.0 <= summary["test/precision"] <= 1.0 and 0.0 <= summary["test/f1"] <= 1.0
+    assert not {k for k in info["history"] if k.startswith("test/") and k in metrics}
+    assert {"test/scores", "test/predictions"} <= info["history"]
+
+    # the predictions table (W&B keeps a table with images in a run_table artifact): a
+    # thumbnail, true and predicted class, confidence per image
+    files = info["artifact_files"]
+    table = json.loads(files["test/predictions.table.json"].read_text())
+    assert table["columns"][:4] == ["image", "label", "predicted", "confidence"]
+    assert len(table["data"]) == 3 * 4  # every test image of the tiny set (3 classes x 4)
+    assert {row[1] for row in table["data"]} == {"apple", "banana", "cherry"}
+    assert all(row[0]["_type"] == "image-file" for row in table["data"])
+    with Image.open(files[table["data"][0][0]["path"]]) as thumbnail:
+        assert thumbnail.size == (32, 32)  # the image as the model saw it
+    assert all(0.0 < row[3] <= 1.0 for row in table["data"])
+
+    # the best checkpoint as a model artifact, best and latest
+    assert ("model", ["best", "latest"]) in info["artifacts"]
+
+    # the config is the Hydra config alone, with no machine path in it
+    config = info["config_values"]
+    assert config["model"]["net"]["arch"] == "mobilenet_v3_small"
+    assert "input_size" not in config and "net" not in config  # no module hparams on top
+    assert not [s for s in _strings(config) if s.startswith("/")]
+    assert config["paths"]["output_dir"] == "."

@@ -17,6 +17,7 @@ register_resolvers()
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name=CONFIG_NAME)
 def main(cfg: DictConfig) -> float | None:
+    """Train; returns val/acc_best, the objective of a search sweeper (Optuna)."""
     # Imported here so `--help` and `--cfg job` answer without loading torch.
     from mbv3_lightning.runs.summary import print_summary
     from mbv3_lightning.sweeps.cells import run_cell
@@ -37,7 +38,9 @@ def main(cfg: DictConfig) -> float | None:
             train=lambda: run(cfg),
         )
         if summary is None:
-            return None
+            # A failed cell: NaN tells a search sweeper (Optuna) "failed trial" and lets the
+            # study go on; the basic sweeper ignores return values.
+            return float("nan")
     else:
         summary = run(cfg)
     print_summary(summary)

@@ -36,20 +36,47 @@ USAGE = (
     "arch=<architecture, e.g. mobilenet_v3_small> [input_size=224]"
 )
 READABLE_FORMATS = "JPEG, PNG, BMP, GIF, WebP or TIFF"
+USAGE = (
+    "usage: python -m mbv3_lightning.app ckpt_path=<ckpt|onnx|pt> [port=8501] "
+    "[address=127.0.0.1] [top_k=5]"
+)
+# A few photos of the bundled demo set (see samples/README.md for their source and licence).
+SAMPLES_DIR = Path(__file__).with_name("samples")
+# Small photos are enlarged at most this much (browsers smooth, not pixelate, up to ~2x) and
+# shown no wider than MAX_DISPLAY_PX.
+MAX_UPSCALE = 2
+MAX_DISPLAY_PX = 320
+
+
+def sample_images() -> dict[str, Path]:
+    """The bundled sample photos, by name."""
+    return {p.stem: p for p in sorted(SAMPLES_DIR.glob("*.jpg"))}
+
+
+def display_width(image_width: int) -> int:
+    """Width to show an image at: never stretched to the column (a 100-px photo blown up
+    to 400 px is a blur of squares), at most doubled, at most MAX_DISPLAY_PX."""
+    return max(1, min(image_width * MAX_UPSCALE, MAX_DISPLAY_PX))
 
 
 def parse_arguments(argv: list[str]) -> dict[str, str]:
     """``["ckpt_path=x.ckpt", "port=8502"]`` -> a dict; unknown or missing keys are errors."""
     values = dict(DEFAULTS)
+    if any(a in ("-h", "--help") for a in argv):
+        print(
+            f"{USAGE}\n\nA web page that classifies uploaded images (and bundled sample photos)"
+            " with the model; binds to 127.0.0.1, sends no usage statistics."
+        )
+        raise SystemExit(0)
     for argument in argv:
         key, sep, value = argument.partition("=")
         if not sep or key not in DEFAULTS:
-            raise SystemExit(f"Unexpected argument '{argument}'. Usage: {USAGE}")
+            raise SystemExit(f"Unexpected argument '{argument}'.\n{USAGE}")
         values[key] = value
     if not values["ckpt_path"]:
-        raise SystemExit(f"Give the model: {USAGE}")
+        raise SystemExit(f"Give the model with ckpt_path=...\n{USAGE}")
     if bool(values["classes"]) != bool(values["arch"]):
-        raise SystemExit(f"A state dict needs both classes= and arch=. Usage: {USAGE}")
+        raise SystemExit(f"A state dict needs both classes= and arch=.\n{USAGE}")
     return values
 
 
@@ -101,7 +128,9 @@ def render_page(ckpt_path: str, k: int, model_args: dict[str, object] | None = N
 
     @st.cache_resource(show_spinner="Loading the model...")
     def cached_predictor(path: str, classes: object, arch: object, size: object) -> Predictor:
-        return load_predictor(path, classes=classes, arch=arch, input_size=size)  # type: ignore[arg-type]
+        predictor = load_predictor(path, classes=classes, arch=arch, input_size=size)  # type: ignore[arg-type]
+        predictor.warm_up()  # so the first timed prediction is a typical one
+        return predictor
 
     st.set_page_config(page_title="mbv3-lightning classifier", layout="wide")
     model_args = model_args or {}
@@ -118,33 +147,36 @@ def render_page(ckpt_path: str, k: int, model_args: dict[str, object] | None = N
         st.write(", ".join(info.class_names))
 
     uploads = st.file_uploader("Upload one or more images", accept_multiple_files=True)
-    for upload in uploads or []:
+    samples = sample_images()
+    chosen = st.pills("...or try a sample photo", list(samples), selection_mode="multi")
+    files = [(u.name, u.getvalue()) for u in uploads or []]
+    files += [(f"sample: {name}.jpg", samples[name].read_bytes()) for name in chosen or []]
+    for name, data in files:
         try:
-            image = load_rgb(io.BytesIO(upload.getvalue()))
+            image = load_rgb(io.BytesIO(data))
         except UNREADABLE_IMAGE_ERRORS:
-            st.error(
-                f"'{upload.name}' is not an image that can be read. "
-                f"Upload {READABLE_FORMATS} files."
-            )
+            st.error(f"'{name}' is not an image that can be read. Upload {READABLE_FORMATS} files.")
             continue
         started = time.perf_counter()
         probabilities = predictor.predict([image])[0]
         latency_ms = (time.perf_counter() - started) * 1000
         ranked = top_k(probabilities, info.class_names, k)
         picture, result = st.columns([1, 2])
-        picture.image(image, caption=upload.name, width="stretch")
+        picture.image(image, caption=name, width=display_width(image.width))
         result.subheader(f"{ranked[0][0]} · {ranked[0][1]:.1%}")
         chart_data = pd.DataFrame(ranked, columns=["class", "probability"])
-        result.altair_chart(
-            alt.Chart(chart_data)
-            .mark_bar()
-            .encode(
-                x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
-                y=alt.Y("class:N", sort="-x", title=None),
-            ),
-            width="stretch",
+        chart_data["label"] = [f"{p:.1%}" for p in chart_data["probability"]]
+        base = alt.Chart(chart_data).encode(
+            x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+            y=alt.Y("class:N", sort="-x", title=None),
         )
-        result.caption(f"{latency_ms:.1f} ms (preprocessing + forward pass, CPU)")
+        # the value next to every bar, so a 0.0% bar reads as a result, not an empty chart
+        labels = base.mark_text(align="left", dx=4).encode(text="label:N")
+        result.altair_chart(base.mark_bar() + labels, width="stretch")
+        result.caption(
+            f"{latency_ms:.1f} ms (preprocessing + forward pass, {predictor.device}, "
+            f"{predictor.runtime})"
+        )
 
 
 def _running_inside_streamlit() -> bool:

@@ -80,6 +80,17 @@ class Predictor:
         """Softmax probabilities, one row per image, columns in ``info.class_names`` order."""
         return softmax(self.logits(self.preprocess(images)))
 
+    @property
+    def device(self) -> str:
+        """Where the forward pass runs, in words (``CPU``, ``GPU (NVIDIA H100)``)."""
+        return "CPU"
+
+    def warm_up(self) -> None:
+        """One untimed pass on a blank image: the first call pays for lazy initialisation
+        (allocator, kernels, thread pools), which no timed prediction should include."""
+        size = self.info.input_size
+        self.predict([Image.new("RGB", (size, size), "white")])
+
 
 class TorchPredictor(Predictor):
     """An eager PyTorch network rebuilt from a checkpoint (or any ``nn.Module``)."""
@@ -94,7 +105,16 @@ class TorchPredictor(Predictor):
 
     @torch.inference_mode()
     def logits(self, batch: torch.Tensor) -> np.ndarray:
-        return self.net(batch.contiguous(memory_format=torch.channels_last)).float().numpy()
+        device = next(self.net.parameters(), torch.empty(0)).device
+        batch = batch.to(device).contiguous(memory_format=torch.channels_last)
+        return self.net(batch).float().cpu().numpy()
+
+    @property
+    def device(self) -> str:
+        device = next(self.net.parameters(), torch.empty(0)).device
+        if device.type == "cuda":
+            return f"GPU ({torch.cuda.get_device_name(device)})"
+        return device.type.upper()
 
 
 class TorchScriptPredictor(TorchPredictor):

@@ -8,9 +8,13 @@ Lightning side (the logger's run id across resumes) is in :mod:`mbv3_lightning.t
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from lightning.pytorch.loggers import WandbLogger
 
 from mbv3_lightning.runs.record import EvaluationReport, RunRecord
@@ -23,10 +27,43 @@ log = logging.getLogger(__name__)
 MAX_NATIVE_PLOT_CLASSES = 30
 
 
+# How many test images the predictions table shows (thumbnails, label, prediction, confidence).
+MAX_PREDICTION_ROWS = 100
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One test image as the predictions table shows it."""
+
+    image: np.ndarray  # HxWx3 uint8, as the model saw it (after resizing and cropping)
+    label: str
+    predicted: str
+    confidence: float
+
+
+def relative_paths(config: Any, run_dir: str | Path) -> Any:
+    """``config`` with every absolute path written relative to the run directory, so the W&B
+    config carries no machine's folders (``/home/me/data/x`` -> ``../../../data/x``)."""
+    if isinstance(config, dict):
+        return {k: relative_paths(v, run_dir) for k, v in config.items()}
+    if isinstance(config, list):
+        return [relative_paths(v, run_dir) for v in config]
+    if isinstance(config, str) and os.path.isabs(config):
+        return os.path.relpath(config, os.path.abspath(run_dir))
+    return config
+
+
 def summary_scalars(record: RunRecord) -> dict[str, float | int]:
-    """The headline numbers of metrics.json, flat, for the W&B run summary."""
+    """The headline numbers of metrics.json, flat, for the W&B run summary.
+
+    Per-epoch train/val values are left out: their summary is each curve's best value
+    (``define_metric`` in :class:`~mbv3_lightning.training.loggers.ProjectWandbLogger`), which
+    the last epoch's value would overwrite.
+    """
     summary = record.to_json()
-    scalars: dict[str, float | int] = dict(record.metrics)
+    scalars: dict[str, float | int] = {
+        k: v for k, v in record.metrics.items() if not k.startswith(("train/", "val/"))
+    }
     for key in ("best_epoch", "params", "macs", "flops", "train_time_s", "test_images_per_s"):
         if summary.get(key) is not None:
             scalars[key] = summary[key]
@@ -65,9 +102,14 @@ def _confusion_chart(wandb: Any, report: EvaluationReport) -> Any:
 
 
 def log_run_results(
-    logger: WandbLogger, record: RunRecord, report: EvaluationReport | None, run_dir: Path
+    logger: WandbLogger,
+    record: RunRecord,
+    report: EvaluationReport | None,
+    run_dir: Path,
+    predictions: Sequence[Prediction] = (),
 ) -> None:
-    """Summary numbers, per-class table, ROC / confusion charts and the PNGs of one run."""
+    """Summary numbers, test scores and per-class tables, ROC / confusion charts, the
+    predictions table with thumbnails and the PNGs of one run."""
     import wandb
 
     run = logger.experiment
@@ -75,6 +117,18 @@ def log_run_results(
     if record.data.evaluated_split:  # "val" when the dataset had no test split
         run.summary["evaluated_split"] = record.data.evaluated_split
     media: dict[str, Any] = {}
+    tests = sorted((k, v) for k, v in record.metrics.items() if k.startswith("test/"))
+    if tests:
+        # one table instead of one chart with a single dot per score
+        media["test/scores"] = wandb.Table(columns=["metric", "value"], data=tests)
+    if predictions:
+        media["test/predictions"] = wandb.Table(
+            columns=["image", "label", "predicted", "confidence", "correct"],
+            data=[
+                [wandb.Image(p.image), p.label, p.predicted, p.confidence, p.label == p.predicted]
+                for p in predictions
+            ],
+        )
     if report is not None:
         columns = list(report.per_class[0])
         media["test/per_class"] = wandb.Table(

@@ -64,6 +64,7 @@ def run_cell(
     """
     files = RunDir(run_dir)
     previous = _read_json(files.status_json) or {}
+    _check_same_cell(run_dir, previous, overrides)
     attempt = int(previous.get("attempt", 0)) + 1
     if files.traceback_txt.is_file():  # keep the earlier failure next to its attempt
         os.replace(files.traceback_txt, files.earlier_traceback(attempt - 1))
@@ -94,6 +95,23 @@ def run_cell(
     status.update(ended_at=_now(), duration_s=round(time.perf_counter() - started, 2))
     write_json_atomic(files.status_json, status)
     return result
+
+
+def _check_same_cell(run_dir: Path, previous: dict[str, Any], overrides: list[str]) -> None:
+    """Refuse to skip or continue a cell that was run with other overrides.
+
+    A grid's cells are checked against ``sweep.json`` up front; a search sweeper (Optuna)
+    decides each trial's parameters as it goes, so a resumed study must propose the same
+    trials again (a seeded sampler does) and this catches the case where it does not.
+    """
+    before = [o for o in previous.get("overrides", []) if not _is_sweep_setting(o)]
+    now = [o for o in overrides if not _is_sweep_setting(o)]
+    if before and sorted(before) != sorted(now):
+        raise RuntimeError(
+            f"'{run_dir}' holds a cell run with {' '.join(before)}, not {' '.join(now)}. "
+            "A search sweeper must propose the same trials when resumed: give its sampler a "
+            "seed (hydra.sweeper.sampler.seed=...), or start a new sweep directory."
+        )
 
 
 def _brief(status: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,6 @@ from typing import Any
 
 import lightning as L
 from hydra.utils import get_class, instantiate
-from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from mbv3_lightning.models.safe_load import check_checkpoint, load_checkpoint
@@ -25,7 +24,14 @@ from mbv3_lightning.runs.record import RunRecord, build_run_record
 from mbv3_lightning.runs.run_dir import RunDir
 from mbv3_lightning.runs.wandb_mode import wandb_offline
 from mbv3_lightning.runs.wandb_results import log_run_results
-from mbv3_lightning.training.loggers import finish_wandb
+from mbv3_lightning.training.console import silence_library_noise
+from mbv3_lightning.training.loggers import (
+    WANDB_GROUP_KEY,
+    ProjectWandbLogger,
+    finish_wandb,
+    wandb_run_id_from_checkpoint,
+)
+from mbv3_lightning.training.predictions import sample_predictions
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +54,18 @@ def _check_same_classes(trained: list[str], found: list[str], root: Any) -> None
     )
 
 
-def _wandb_logger(cfg: DictConfig, model: Any, dataset: str, output_dir: Path) -> WandbLogger:
+def _wandb_logger(
+    cfg: DictConfig, model: Any, dataset: str, output_dir: Path
+) -> ProjectWandbLogger:
     """A W&B run of job type ``evaluate`` for ``wandb.enabled=true`` (offline unless logged
-    in), named like the training run it scores, so the two sit side by side."""
+    in), named like the training run it scores and in its group (stored in the checkpoint),
+    so the two sit side by side."""
 
-    return WandbLogger(
+    group = cfg.wandb.group or wandb_run_id_from_checkpoint(cfg.ckpt_path, WANDB_GROUP_KEY)
+    return ProjectWandbLogger(
         project=cfg.wandb.project,
         name=f"{model.arch}-{dataset}-s{cfg.seed}-evaluate",
-        group=cfg.wandb.group,
+        group=group or "evaluate",
         job_type="evaluate",
         save_dir=str(output_dir),
         offline=wandb_offline(),
@@ -91,6 +101,7 @@ def _evaluate(cfg: DictConfig) -> RunRecord:
             f"'{output_dir}' already holds results (metrics.json); choose another directory "
             "with `hydra.run.dir=...`."
         )
+    silence_library_noise()
     L.seed_everything(cfg.seed, workers=True)
     # Read weights-only first: `model_class` may be any LightningModule, whose loader would
     # otherwise unpickle with torch's default.
@@ -118,11 +129,12 @@ def _evaluate(cfg: DictConfig) -> RunRecord:
         _wandb_logger(cfg, model, datamodule.name, output_dir) if cfg.wandb.enabled else None
     )
     if wandb_logger is not None:
-        wandb_logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        wandb_logger.log_config(OmegaConf.to_container(cfg, resolve=True), output_dir)
     trainer: L.Trainer = instantiate(
         cfg.trainer, logger=wandb_logger or False, enable_checkpointing=False
     )
-    results = trainer.test(model, datamodule=datamodule)
+    # verbose=False: Lightning's table prints raw float32 values; the summary rounds them.
+    results = trainer.test(model, datamodule=datamodule, verbose=False)
     report = model.test_report
     # The curves of the run that produced the checkpoint (<run dir>/checkpoints/<name>.ckpt).
     curves = read_curves(RunDir.of_checkpoint(ckpt_path).metrics_csv)
@@ -156,5 +168,6 @@ def _evaluate(cfg: DictConfig) -> RunRecord:
     )
     write_run_files(output_dir, record, curves, report)
     if wandb_logger is not None:
-        log_run_results(wandb_logger, record, report, output_dir)
+        predictions = sample_predictions(model, datamodule.test_dataloader().dataset)
+        log_run_results(wandb_logger, record, report, output_dir, predictions)
     return record

@@ -26,13 +26,16 @@ from mbv3_lightning.runs.record import RunRecord, build_run_record
 from mbv3_lightning.runs.resume import load_completed_summary, plan_resume
 from mbv3_lightning.runs.run_dir import RunDir, check_run_target
 from mbv3_lightning.runs.wandb_results import log_run_results
+from mbv3_lightning.training.console import silence_library_noise
 from mbv3_lightning.training.loggers import (
+    ProjectWandbLogger,
     WandbRunIdInCheckpoint,
     find_wandb_logger,
     finish_wandb,
     wandb_resume_kwargs,
 )
 from mbv3_lightning.training.metrics import per_class_epoch_rows
+from mbv3_lightning.training.predictions import sample_predictions
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +128,7 @@ def _train_and_test(cfg: DictConfig) -> RunRecord:
     if cfg.get("ckpt_path") is not None:
         # Read weights-only before anything else does, so a bad file fails with its name.
         check_checkpoint(cfg.ckpt_path)
+    silence_library_noise()
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule, model, callbacks, loggers = build_components(cfg)
@@ -142,7 +146,10 @@ def _train_and_test(cfg: DictConfig) -> RunRecord:
         f"{counts['params_total']:,}",
     )
     for logger in loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        if isinstance(logger, ProjectWandbLogger):
+            logger.log_config(OmegaConf.to_container(cfg, resolve=True), output_dir)
+        else:
+            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
     train_time_s = 0.0
     if cfg.get("train", True):
@@ -183,11 +190,17 @@ def _train_and_test(cfg: DictConfig) -> RunRecord:
             datamodule.setup("validate")
             eval_loader = datamodule.val_dataloader()
             results = trainer.test(
-                model, dataloaders=eval_loader, ckpt_path=best_ckpt, weights_only=True
+                model,
+                dataloaders=eval_loader,
+                ckpt_path=best_ckpt,
+                weights_only=True,
+                verbose=False,  # Lightning's float32 table; the run summary rounds
             )
         else:
+            # verbose=False: Lightning's table prints raw float32 values (1.0000001192092896);
+            # the run's own summary prints the same scores rounded.
             results = trainer.test(
-                model, datamodule=datamodule, ckpt_path=best_ckpt, weights_only=True
+                model, datamodule=datamodule, ckpt_path=best_ckpt, weights_only=True, verbose=False
             )
             eval_loader = datamodule.test_dataloader()
         test_metrics = {k: float(v) for k, v in results[0].items()} if results else {}
@@ -204,7 +217,7 @@ def _train_and_test(cfg: DictConfig) -> RunRecord:
             model.input_size,
             test_images,
             cfg.get("timing"),
-            test_batches=datamodule.test_dataloader() if report else None,
+            test_batches=eval_loader if report else None,
         )
     record = build_run_record(
         model=cfg.model.net.arch,
@@ -232,7 +245,10 @@ def _train_and_test(cfg: DictConfig) -> RunRecord:
         write_run_files(run_files, record, curves, report, epoch_confusions, epoch_rows)
         wandb_logger = find_wandb_logger(loggers)
         if wandb_logger is not None:
-            log_run_results(wandb_logger, record, report, output_dir)
+            predictions = (
+                sample_predictions(model, eval_loader.dataset) if report and eval_loader else []
+            )
+            log_run_results(wandb_logger, record, report, output_dir, predictions)
     return record
 
 
