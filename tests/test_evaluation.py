@@ -31,6 +31,7 @@ TOP_LEVEL_KEYS = {
     "metrics", "params_total", "params_trainable", "train_time_s", "wall_time_s", "best_ckpt",
     "run_dir", "device", "torch_threads", "versions", "git_commit", "config", "best_epoch",
     "test_ms_per_image", "test_images_per_s", "params", "macs", "flops", "per_class",
+    "test_set_ms_per_image", "test_set_time_s", "test_set_images",
 }  # fmt: skip
 FIGURES = ("curves.png", "roc.png", "confusion.png")
 
@@ -113,6 +114,11 @@ def test_run_writes_every_metric_and_figure_then_evaluate_rescores_it(compose_cf
     assert metrics["params"] == metrics["params_total"]
     speed = metrics["test_ms_per_image"]
     assert 0.0 < speed["median"] <= speed["p95"] and metrics["test_images_per_s"] > 0.0
+    # the paper's test time: one pass over the whole test set, divided by its images
+    assert metrics["test_set_images"] == sum(row["support"] for row in metrics["per_class"])
+    assert metrics["test_set_ms_per_image"] == pytest.approx(
+        1000 * metrics["test_set_time_s"] / metrics["test_set_images"], rel=0.01
+    )
     assert set(metrics["versions"]) == {
         "python",
         "torch",

@@ -20,6 +20,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 
 import matplotlib.pyplot as plt
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from mbv3_lightning.sweeps.results import Group
@@ -257,7 +258,9 @@ def plot_pareto(per_dataset: dict[str, list[Group]], path: Path) -> Path | None:
         front = pareto_front(xy)
         for i, ((x, y), (_, _, std, name)) in enumerate(zip(xy, points, strict=True)):
             colour = f"C{variants.index(name) % 10}"
-            handles[name] = ax.errorbar(
+            # the legend shows the variant's colour, filled, whether or not it is on a front
+            handles[name] = Line2D([], [], marker="o", ms=8, ls="", color=colour)
+            ax.errorbar(
                 x,
                 y,
                 yerr=std or None,
