@@ -30,7 +30,8 @@ def test_the_registry_and_conf_model_list_the_same_architectures(compose_cfg):
     # and a config naming an unregistered one fails only when a run starts.
     configured = {compose_cfg([f"model={name}"]).model.net.arch for name in MODEL_CONFIGS}
     assert configured == set(list_models())
-    assert sorted(MODEL_CONFIGS) == sorted(list_models())  # one file per entry, named after it
+    # each entry has a config of its own name (variants such as inception_v3_noaux may add more)
+    assert set(list_models()) <= set(MODEL_CONFIGS)
 
 
 def test_model_input_size_overrides_dataset_hint(compose_cfg):

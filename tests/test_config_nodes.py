@@ -312,4 +312,4 @@ def test_base_configs_are_no_group_choices(tmp_path):
     assert result.returncode == 0
     groups = result.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
     assert "base" not in groups
-    assert "model: alexnet, inception_v3, mobilenet_v1" in groups
+    assert "model: alexnet, inception_v3, inception_v3_noaux, mobilenet_v1" in groups
