@@ -50,7 +50,10 @@ def _assert_run_files(out: Path, metrics: dict) -> None:
     with open(out / "per_class.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["class"] for r in rows] == list(CLASSES)
-    assert list(rows[0]) == ["class", "precision", "recall", "specificity", "f1", "support"]
+    assert list(rows[0]) == [
+        "class", "precision", "recall", "specificity", "f1", "support", "split"
+    ]  # fmt: skip
+    assert {r["split"] for r in rows} == {"test"}  # the dataset has a test split: it is scored
     assert sum(int(r["support"]) for r in rows) == 6 * 3  # every test image counted once
     roc = json.loads((out / "roc.json").read_text())
     assert list(roc["classes"]) == list(CLASSES) and {"micro", "macro"} <= set(roc)
