@@ -202,6 +202,8 @@ def _train_and_test(cfg: DictConfig) -> RunRecord:
             results = trainer.test(
                 model, datamodule=datamodule, ckpt_path=best_ckpt, weights_only=True, verbose=False
             )
+            # ddp_spawn tests in its worker processes: this one may not have set the split up.
+            datamodule.setup("test")
             eval_loader = datamodule.test_dataloader()
         test_metrics = {k: float(v) for k, v in results[0].items()} if results else {}
 
