@@ -258,7 +258,7 @@ def load_state_dict_network(
     registry architecture and ``classes`` the class file; keys saved from a wrapper
     (``net.``, ``module.``) are accepted. Loaded with ``weights_only=True``: tensors only.
     """
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_checkpoint(path)
     if not _is_plain_state_dict(state):
         raise ValueError(f"'{path}' is not a state dict (a mapping of parameter names to tensors).")
     class_names = read_class_file(classes)
@@ -322,7 +322,7 @@ def load_predictor(
             )
         net, info = load_state_dict_network(path, classes, arch, input_size)
     else:
-        if _is_plain_state_dict(torch.load(path, map_location="cpu", weights_only=True)):
+        if _is_plain_state_dict(load_checkpoint(path)):
             raise ValueError(
                 f"'{path}' is a plain state dict (weights only): also pass `classes=` (its "
                 "class_indices.json) and `arch=` (the architecture it was trained as, e.g. "
