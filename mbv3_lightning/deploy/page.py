@@ -84,7 +84,7 @@ def check_model(values: dict[str, str]) -> None:
     """Load the model once before the server starts, so a missing, unsafe or broken file stops
     the command with its name instead of starting a page that cannot predict."""
     try:
-        load_predictor(values["ckpt_path"])
+        load_predictor(values["ckpt_path"], **predictor_arguments(values))  # type: ignore[arg-type]
     except (FileNotFoundError, ValueError) as error:
         raise SystemExit(f"Cannot serve '{values['ckpt_path']}': {error}") from None
 
