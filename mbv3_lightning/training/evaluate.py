@@ -32,6 +32,7 @@ from mbv3_lightning.training.loggers import (
     wandb_run_id_from_checkpoint,
 )
 from mbv3_lightning.training.predictions import sample_predictions
+from mbv3_lightning.training.run import record_context
 
 log = logging.getLogger(__name__)
 
@@ -141,20 +142,11 @@ def _evaluate(cfg: DictConfig) -> RunRecord:
     test_images = next(iter(datamodule.test_dataloader()))[0]
     model.to(trainer.strategy.root_device)
     record = build_run_record(
-        model=model.arch,
-        dataset=datamodule.name,
-        seed=cfg.seed,
-        run_dir=output_dir,
-        input_size=model.input_size,
-        class_names=list(model.class_names),
-        skipped_images=len(getattr(datamodule, "skipped_images", ())),
+        **record_context(cfg, model, datamodule, trainer),
         epochs=trained_epochs,
         metrics=results[0],
-        parameter_counts=model.parameter_counts(),
         train_time_s=None,
         best_ckpt=str(ckpt_path),
-        device=str(trainer.strategy.root_device),
-        config=OmegaConf.to_container(cfg, resolve=True),
         best_epoch=best_epoch(curves),
         cost=model_cost(
             model.net,

@@ -121,6 +121,25 @@ def build_components(
     return datamodule, model, callbacks, loggers
 
 
+def record_context(
+    cfg: DictConfig, model: L.LightningModule, datamodule: L.LightningDataModule, trainer: L.Trainer
+) -> dict[str, Any]:
+    """What a training run and the evaluation of a checkpoint both put in their run record:
+    the model and data they ran, where, and with which config."""
+    return {
+        "model": model.arch,
+        "dataset": datamodule.name,
+        "seed": cfg.seed,
+        "run_dir": Path(cfg.paths.output_dir),
+        "input_size": model.input_size,
+        "class_names": list(model.class_names),
+        "skipped_images": len(getattr(datamodule, "skipped_images", ())),
+        "parameter_counts": model.parameter_counts(),
+        "device": str(trainer.strategy.root_device),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+
+
 def _train_and_test(cfg: DictConfig) -> RunRecord:
     started = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
@@ -222,20 +241,11 @@ def _train_and_test(cfg: DictConfig) -> RunRecord:
             test_batches=eval_loader if report else None,
         )
     record = build_run_record(
-        model=cfg.model.net.arch,
-        dataset=datamodule.name,
-        seed=cfg.seed,
-        run_dir=output_dir,
-        input_size=model.input_size,
-        class_names=list(datamodule.class_names),
-        skipped_images=len(getattr(datamodule, "skipped_images", ())),
+        **record_context(cfg, model, datamodule, trainer),
         epochs=trainer.current_epoch,
         metrics={**fit_metrics, **test_metrics},
-        parameter_counts=counts,
         train_time_s=train_time_s,
         best_ckpt=best_ckpt,
-        device=str(trainer.strategy.root_device),
-        config=OmegaConf.to_container(cfg, resolve=True),
         best_epoch=best_epoch(curves),
         cost=cost,
         per_class=report.per_class if report else [],
