@@ -3,7 +3,7 @@ continues the same run folder and curves and ends where an unbroken run ends."""
 
 from __future__ import annotations
 
-import csv
+import json
 import os
 import signal
 import subprocess
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mbv3_lightning.runs.files import read_curves
+from mbv3_lightning.runs.files import read_curves, read_curves_csv
 from mbv3_lightning.training.run import run
 from tests.conftest import FAST_OVERRIDES, make_image_folder
 
@@ -109,9 +109,19 @@ def _last_epoch(ckpt: Path) -> int | None:
 def test_killed_mid_epoch_2_and_resumed_ends_like_an_unbroken_run(tmp_path):
     """The README's resume command, after a SIGKILL in epoch 2 of a run whose best epoch is 0."""
     root = make_image_folder(tmp_path / "data", splits={"train": 40, "test": 4})
+    marker = tmp_path / "paused"
     args = [*_overrides(root, *BEST_AT_EPOCH_0), "dataset.batch_size=4"]
+    # Holds the killed run still at batch 3 of epoch 2, so the kill lands mid-epoch every time;
+    # it never pauses again once the marker exists (the resume passes the same overrides).
+    pause = [
+        "+callbacks.pause._target_=tests.reliability.pause.PauseOnce",
+        "+callbacks.pause.epoch=2",
+        "+callbacks.pause.batch=3",
+        f"+callbacks.pause.marker={marker}",
+    ]
     command = [sys.executable, "-m", "mbv3_lightning"]
-    env = {**os.environ, "WANDB_MODE": "offline"}
+    repo_root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": repo_root}
 
     unbroken_dir = tmp_path / "unbroken"
     done = subprocess.run(
@@ -126,26 +136,26 @@ def test_killed_mid_epoch_2_and_resumed_ends_like_an_unbroken_run(tmp_path):
 
     run_dir = tmp_path / "killed"
     proc = subprocess.Popen(
-        [*command, *args, f"hydra.run.dir={run_dir}"],
+        [*command, *args, *pause, f"hydra.run.dir={run_dir}"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
+    last = run_dir / "checkpoints" / "last.ckpt"
     try:
-        last = run_dir / "checkpoints" / "last.ckpt"
-        _wait_for(lambda: _last_epoch(last) == 1, proc, timeout=900)
-        time.sleep(1.0)  # into epoch 2
+        _wait_for(marker.exists, proc, timeout=900)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    assert not (run_dir / "metrics.json").exists(), "killed too late: the run had finished"
+    assert _epoch(last) == 1, "the kill must land after epoch 1's checkpoint"
+    assert not (run_dir / "metrics.json").exists()
 
     # The documented resume command: only the checkpoint, no hydra.run.dir.
     resumed = subprocess.run(
-        [*command, *args, f"ckpt_path={last}"],
+        [*command, *args, *pause, f"ckpt_path={last}"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -155,13 +165,16 @@ def test_killed_mid_epoch_2_and_resumed_ends_like_an_unbroken_run(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert not (tmp_path / "outputs").exists(), "the resume must continue in the same folder"
 
-    import json
-
     unbroken = json.loads((unbroken_dir / "metrics.json").read_text())["metrics"]
     finished = json.loads((run_dir / "metrics.json").read_text())["metrics"]
-    for key in ("val/acc", "val/loss", "train/loss", "test/acc", "test/loss"):
-        assert finished[key] == pytest.approx(unbroken[key], rel=1e-5, abs=1e-6), key
-    with open(run_dir / "curves.csv", newline="") as f:
-        epochs = [row["epoch"] for row in csv.DictReader(f)]
-    assert epochs == ["0", "1", "2"]
+    assert finished.keys() == unbroken.keys()
+    for key, value in unbroken.items():
+        assert finished[key] == pytest.approx(value, rel=1e-5, abs=1e-6, nan_ok=True), key
+    curves = read_curves_csv(run_dir / "curves.csv")
+    assert [row["epoch"] for row in curves] == [0, 1, 2]
+    unbroken_curves = read_curves_csv(unbroken_dir / "curves.csv")
+    for row, unbroken_row in zip(curves, unbroken_curves, strict=True):
+        assert row.keys() == unbroken_row.keys()
+        for key, value in unbroken_row.items():
+            assert row[key] == pytest.approx(value, rel=1e-5, abs=1e-6, nan_ok=True), key
     assert _epoch(last) == 2
