@@ -6,7 +6,12 @@ import os
 import subprocess
 import sys
 
+import lightning as L
 import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from mbv3_lightning.training.console import CompactProgressBar, silence_library_noise
 
 from .conftest import REPO_ROOT
 
@@ -60,3 +65,47 @@ def test_demo_console_is_the_progress_bar_and_the_summary(tmp_path):
     log = (tmp_path / "run" / "train.log").read_text()
     assert "Dataset 'fruits360_mini': 10 classes" in log
     assert "Dataset 'fruits360_mini'" not in result.stdout
+
+
+class _LogsWhatTheDemoLogs(L.LightningModule):
+    """Logs the four bar metrics with values as long as the demo's (0.0348 has four digits)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 2)
+
+    def training_step(self, batch, batch_idx):
+        loss = self.layer(batch[0]).sum() * 0 + 0.121
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/acc", 0.925, prog_bar=True, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/loss", 0.0348, prog_bar=True)
+        self.log("val/acc", 0.983, prog_bar=True)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.0)
+
+
+def test_the_bar_of_a_two_digit_epoch_fits_80_columns(monkeypatch, capsys):
+    """The demo's last epoch ("Epoch 11/11", 17/17 batches) put val_acc's value on a second
+    line: Rich wrapped the metrics before it narrowed the bar."""
+    monkeypatch.setenv("COLUMNS", "80")
+    silence_library_noise()  # as the training command does
+    batches = DataLoader(TensorDataset(torch.zeros(17, 2)), batch_size=1)
+    trainer = L.Trainer(
+        max_epochs=12,
+        callbacks=[CompactProgressBar()],
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        limit_val_batches=1,
+    )
+    trainer.fit(_LogsWhatTheDemoLogs(), batches, batches)
+    lines = capsys.readouterr().out.splitlines()
+    (last_epoch,) = [line for line in lines if line.startswith("Epoch 11/11")]
+    assert last_epoch.rstrip().endswith(
+        " 17/17 loss: 0.121 acc: 0.925 val_loss: 0.0348 val_acc: 0.983"
+    )
+    assert max(len(line) for line in lines) <= 80

@@ -12,6 +12,7 @@ import warnings
 from typing import Any
 
 from lightning.pytorch.callbacks import RichProgressBar
+from rich.table import Column
 
 # The progress bar shows these, under the short names a user reads at a glance.
 PROGRESS_METRICS = {
@@ -59,6 +60,10 @@ class CompactProgressBar(RichProgressBar):
     def configure_columns(self, trainer: Any) -> list:
         description, bar, batches = super().configure_columns(trainer)[:3]
         bar.bar_width = self.BAR_WIDTH
+        if self._metric_component is not None:
+            # Rich wraps a wrappable column before it narrows the bar, which put val_acc's value
+            # on a second line; unwrappable metrics make the bar give way instead.
+            self._metric_component._table_column = Column(no_wrap=True)
         return [description, bar, batches]
 
     def get_metrics(self, trainer: Any, pl_module: Any) -> dict[str, Any]:
