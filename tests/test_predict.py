@@ -8,10 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
+from mbv3_lightning.data.transforms import SquareResize
 from mbv3_lightning.deploy.predict import predict_paths, resolve_inputs, write_predictions_csv
-from mbv3_lightning.deploy.predictor import load_predictor
+from mbv3_lightning.deploy.predictor import ModelInfo, load_predictor
 from mbv3_lightning.runs.manifest import manifest_samples
+from mbv3_lightning.training.run import build_components
 
 from .conftest import run_module, write_image, write_recipe_files
 
@@ -138,3 +141,45 @@ def test_the_recipes_best_pth_and_class_file_predict_like_the_checkpoint(
     assert result.returncode == 0, result.stderr
     with open(run_dir / "predictions.csv") as f:
         assert next(csv.DictReader(f))["class_1"] == from_ckpt[0].classes[0][0]
+
+
+def test_a_paper_preprocessed_model_is_served_with_the_papers_square_resize(
+    trained_checkpoint, compose_cfg, tiny_dataset, tmp_path
+):
+    """`dataset.preprocess=paper` evaluates on a square resize of the whole photo; predict,
+    exports and the web page must not centre-crop what that model never saw cropped."""
+    cfg = compose_cfg(["dataset=image_folder", f"dataset.root={tiny_dataset}"])
+    cfg.dataset.preprocess = "paper"
+    _, model, _, _ = build_components(cfg)
+    assert model.hparams.preprocess == "paper"  # what the checkpoint will carry
+
+    checkpoint = torch.load(trained_checkpoint, map_location="cpu", weights_only=True)
+    assert checkpoint["hyper_parameters"]["preprocess"] == "augment"
+    checkpoint["hyper_parameters"]["preprocess"] = "paper"
+    paper_ckpt = tmp_path / "paper.ckpt"
+    torch.save(checkpoint, paper_ckpt)
+
+    wide = Image.new("RGB", (64, 32), "red")
+    wide.paste(Image.new("RGB", (16, 32), "blue"), (0, 0))  # a blue band the crop cuts off
+    cropped = load_predictor(trained_checkpoint)
+    squared = load_predictor(paper_ckpt)
+    assert (cropped.info.preprocess, squared.info.preprocess) == ("augment", "paper")
+    info = squared.info
+    expected = SquareResize(info.input_size, info.mean, info.std)(wide)
+    assert torch.equal(squared.preprocess([wide])[0], expected)
+    assert not torch.equal(cropped.preprocess([wide])[0], expected)
+    # the blue band survives the square resize only
+    blue_left = squared.preprocess([wide])[0][2, :, 0] > cropped.preprocess([wide])[0][2, :, 0]
+    assert blue_left.all()
+
+
+def test_exports_keep_the_preprocessing_and_older_exports_default_to_the_crop(tmp_path):
+    info = ModelInfo("mobilenet_v3_small", ["a", "b"], 32, (0.5,) * 3, (0.25,) * 3, "paper")
+    metadata = info.to_metadata()
+    assert ModelInfo.from_metadata(metadata, tmp_path / "m.onnx") == info
+    older = {key: value for key, value in metadata.items() if key != "preprocess"}
+    assert ModelInfo.from_metadata(older, tmp_path / "m.onnx").preprocess == "augment"
+    with pytest.raises(ValueError, match=r"'.*m\.onnx' lacks the metadata class_names"):
+        ModelInfo.from_metadata(
+            {k: v for k, v in older.items() if k != "class_names"}, tmp_path / "m.onnx"
+        )

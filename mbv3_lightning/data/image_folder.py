@@ -31,6 +31,7 @@ from mbv3_lightning.data.transforms import (
     EvalTransform,
     SquareResize,
     TrainTransform,
+    eval_transform,
 )
 from mbv3_lightning.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
@@ -420,13 +421,13 @@ class ImageFolderDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        train_tf: TrainTransform | SquareResize
+        eval_tf = eval_transform(self.preprocess, self.input_size, self.mean, self.std)
+        train_tf: TrainTransform | SquareResize | EvalTransform
         if self.preprocess == "paper":
-            train_tf = eval_tf = SquareResize(self.input_size, self.mean, self.std)
+            train_tf = eval_tf  # no augmentation: the paper's resize for every split
             short_side = self.input_size
         else:
             train_tf = TrainTransform(self.input_size, self.mean, self.std, **self.augment)
-            eval_tf = EvalTransform(self.input_size, self.mean, self.std)
             short_side = round(self.input_size / EVAL_CROP_RATIO)
         present = [split for split in SPLITS if split in self.splits]
         images = None

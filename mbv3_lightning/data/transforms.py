@@ -108,3 +108,13 @@ class SquareResize:
         if isinstance(image, Image.Image):
             image = TF.pil_to_tensor(image)
         return self.normalize(TF.resize(image, self.size, antialias=True))
+
+
+def eval_transform(
+    preprocess: str, input_size: int, mean: Sequence[float], std: Sequence[float]
+) -> EvalTransform | SquareResize:
+    """What evaluation (and so predict, export and the web page) does to an image under
+    ``dataset.preprocess``: resize + centre crop (``augment``) or a square resize (``paper``)."""
+    if preprocess == "paper":
+        return SquareResize(input_size, mean, std)
+    return EvalTransform(input_size, mean, std)

@@ -3,7 +3,7 @@ or a plain state dict (the car-colour recipe's ``best.pth``) with a class file a
 architecture's name.
 
 predict, export and the web page all go through :func:`load_predictor`, so an image is
-read (``load_rgb``), resized and normalised (``EvalTransform``) exactly as in evaluation,
+read (``load_rgb``), resized and normalised (``eval_transform``) exactly as in evaluation,
 whatever runs the network.
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mbv3_lightning.data.transforms import EvalTransform
+from mbv3_lightning.data.transforms import eval_transform
 from mbv3_lightning.models.hparams import NET_TARGET, build_net, upgrade_hparams
 from mbv3_lightning.models.registry import get_spec
 from mbv3_lightning.models.safe_load import load_checkpoint
@@ -39,6 +39,9 @@ class ModelInfo:
     input_size: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    # `dataset.preprocess` of the training run: how evaluation prepared its images. Exports
+    # written before it was recorded lack it; they were all `augment` (resize + centre crop).
+    preprocess: str = "augment"
 
     def to_metadata(self) -> dict[str, str]:
         """String key/values for ONNX ``metadata_props`` and the TorchScript JSON sidecar."""
@@ -47,13 +50,16 @@ class ModelInfo:
     @classmethod
     def from_metadata(cls, metadata: dict[str, str], source: Path) -> ModelInfo:
         """Inverse of :meth:`to_metadata`; names the missing keys and the file if any."""
-        missing = [name for name in cls.__dataclass_fields__ if name not in metadata]
+        optional = {"preprocess"}  # has a default: exports older than it lack it
+        required = [name for name in cls.__dataclass_fields__ if name not in optional]
+        missing = [name for name in required if name not in metadata]
         if missing:
             raise ValueError(
                 f"'{source}' lacks the metadata {', '.join(missing)}, so its classes and "
                 "preprocessing are unknown. Export it with `python -m mbv3_lightning.export`."
             )
-        values = {name: json.loads(metadata[name]) for name in cls.__dataclass_fields__}
+        present = [name for name in cls.__dataclass_fields__ if name in metadata]
+        values = {name: json.loads(metadata[name]) for name in present}
         values["mean"], values["std"] = tuple(values["mean"]), tuple(values["std"])
         return cls(**values)
 
@@ -66,7 +72,7 @@ class Predictor:
     def __init__(self, info: ModelInfo, source: Path) -> None:
         self.info = info
         self.source = source
-        self._transform = EvalTransform(info.input_size, info.mean, info.std)
+        self._transform = eval_transform(info.preprocess, info.input_size, info.mean, info.std)
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """RGB images -> the normalised ``(N, 3, input_size, input_size)`` float batch."""
@@ -199,6 +205,7 @@ def load_checkpoint_network(ckpt_path: Path) -> tuple[torch.nn.Module, ModelInfo
         input_size=int(hparams.get("input_size") or spec.input_size),
         mean=tuple(spec.mean),
         std=tuple(spec.std),
+        preprocess=str(hparams.get("preprocess") or "augment"),
     )
     return net.eval(), info
 

@@ -44,8 +44,9 @@ class ImageClassifier(L.LightningModule):
     ``net`` is the ``model.net`` config node (``arch`` plus the registry builder's keyword
     arguments); ``optimizer`` and ``scheduler`` are ``_partial_`` nodes (or factories) that
     :meth:`configure_optimizers` completes. All three are saved, as plain data, in the
-    checkpoint's hyper-parameters together with the classes, input size and normalisation
-    inputs, so a checkpoint rebuilds from them alone (old flat checkpoints are upgraded by
+    checkpoint's hyper-parameters together with the classes, input size and the image
+    preparation (``preprocess``, the dataset's: predict and exports prepare images as
+    evaluation did), so a checkpoint rebuilds from them alone (old flat checkpoints are upgraded by
     :func:`upgrade_hparams` on load).
     """
 
@@ -60,6 +61,7 @@ class ImageClassifier(L.LightningModule):
         freeze: str | int | None = "none",
         class_weights: list[float] | None = None,
         channels_last: bool = True,
+        preprocess: str = "augment",
         optimizer: Mapping[str, Any] | Callable[..., Optimizer] | None = None,
         scheduler: Mapping[str, Any] | Callable[..., Any] | None = None,
     ) -> None:

@@ -100,6 +100,7 @@ def build_components(
         class_weights=getattr(datamodule, "class_weights", None),
         input_size=input_size,
         channels_last=cfg.get("channels_last", True),
+        preprocess=getattr(datamodule, "preprocess", "augment"),
         optimizer=cfg.optimizer,
         scheduler=cfg.get("scheduler"),
         _recursive_=False,
