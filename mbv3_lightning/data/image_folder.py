@@ -66,9 +66,22 @@ def default_num_workers() -> int:
 
 
 def scan_class_folders(split_dir: Path) -> dict[str, list[Path]]:
-    """``{class folder name: sorted image paths}`` for one split folder."""
+    """``{class folder name: sorted image paths}`` for one split folder.
+
+    A class "folder" that is a link back to the split folder or above it (a symlink loop) is
+    skipped with a warning: scanned, it would hold every other class's images under its name.
+    """
     classes: dict[str, list[Path]] = {}
+    here = split_dir.resolve()
     for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+        target = class_dir.resolve()
+        if target == here or target in here.parents:
+            log.warning(
+                "Skipping '%s': it links back to '%s', so it is not a class folder.",
+                class_dir,
+                target,
+            )
+            continue
         classes[class_dir.name] = sorted(
             p for p in class_dir.rglob("*") if p.is_file() and is_image_file(p)
         )
