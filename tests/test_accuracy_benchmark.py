@@ -1,0 +1,108 @@
+"""benchmarks/accuracy.py: the bare loop's recipe, and both sides on the same validation images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+from PIL import Image
+
+from benchmarks import accuracy
+
+from .conftest import make_image_folder
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    """train/ and val/ of three classes; 60 px photos, larger than the crops taken from them."""
+    root = make_image_folder(
+        tmp_path / "photos", splits={"train": 6, "val": 2}, size=60, suffix=".jpg"
+    )
+    # A non-square photo, so the eval resize acts on the short side.
+    Image.new("RGB", (80, 45), (220, 40, 40)).save(root / "val" / "apple" / "wide.jpg")
+    return root
+
+
+def test_bare_transforms_crop_the_full_image_and_resize_the_short_side_for_eval():
+    train_tf, eval_tf = accuracy.bare_transforms(32)
+    photo = Image.new("RGB", (300, 200), (10, 200, 30))
+    assert train_tf(photo).shape == (3, 32, 32)
+    assert eval_tf(photo).shape == (3, 32, 32)
+    crop = train_tf.transforms[0].transforms[0]
+    assert crop.scale == (0.6, 1.0)
+    resize = eval_tf.transforms[0].transforms[0]
+    assert resize.size == 36  # int(32 / 0.875)
+
+
+def test_bare_model_uses_batchnorm_momentum_0_1_and_channels_last():
+    net = accuracy.bare_model(num_classes=7)
+    momenta = {m.momentum for m in net.modules() if isinstance(m, nn.BatchNorm2d)}
+    assert momenta == {0.1}
+    assert net.classifier[-1].out_features == 7
+    assert net.features[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_bare_loop_validates_every_epoch_on_every_val_image(photos: Path):
+    result = accuracy.bare_loop(photos, epochs=2, size=32, batch_size=8, seed=0)
+    assert [row["epoch"] for row in result["curve"]] == [0, 1]
+    assert all(0.0 <= row["val_acc"] <= 1.0 for row in result["curve"])
+    assert len(result["val_images"]) == 3 * 2 + 1
+    assert "val/apple/wide.jpg" in result["val_images"]
+
+
+def test_bare_loop_names_the_differing_classes(photos: Path):
+    (photos / "val" / "banana").rename(photos / "val" / "plantain")
+    with pytest.raises(ValueError, match="plantain"):
+        accuracy.bare_loop(photos, epochs=1, size=32)
+
+
+def test_summary_reports_best_and_final_accuracy_and_the_best_epoch():
+    curve = [{"epoch": i, "val_acc": a} for i, a in enumerate([0.5, 0.8, 0.7])]
+    row = accuracy.summarise("bare loop", {"curve": curve, "wall_s": 12.34, "val_images": [1, 2]})
+    assert row == {
+        "side": "bare loop",
+        "best_val_acc": 0.8,
+        "final_val_acc": 0.7,
+        "best_epoch": 1,
+        "epochs": 3,
+        "val_images": 2,
+        "wall_s": 12.3,
+    }
+
+
+def test_project_side_is_the_image_folder_command_with_the_shared_settings(tmp_path: Path):
+    overrides = accuracy.project_overrides(
+        tmp_path, epochs=30, size=128, batch_size=32, seed=7, device="cpu"
+    )
+    assert "dataset=image_folder" in overrides
+    assert f"dataset.root={tmp_path}" in overrides
+    assert {"model.input_size=128", "trainer.max_epochs=30", "dataset.batch_size=32", "seed=7"} <= (
+        set(overrides)
+    )
+    assert not any(o.startswith("dataset.protocol") for o in overrides)  # kaggle: val/ as given
+
+
+@pytest.mark.slow
+def test_compare_trains_both_sides_on_the_same_val_images_and_saves_the_table(
+    photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(accuracy, "RESULTS_DIR", tmp_path / "results")
+    entry = accuracy.compare(
+        photos,
+        epochs=1,
+        size=32,
+        batch_size=8,
+        workers=0,
+        extra_overrides=["callbacks.progress_bar=null"],
+        workdir=tmp_path,
+    )
+    bare, project = entry["rows"]
+    assert bare["val_images"] == project["val_images"] == 7
+    assert entry["ratio"] == round(project["best_val_acc"] - bare["best_val_acc"], 4)
+    path = accuracy.save({**entry, "seconds": 1.0}, "photos: defaults", "cpu")
+    saved = json.loads(path.read_text())["benchmarks"]["photos: defaults"]
+    assert saved["rows"] == entry["rows"]
+    assert "| bare loop |" in path.with_suffix(".md").read_text()
