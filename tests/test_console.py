@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from mbv3_lightning.training.console import CompactProgressBar, silence_library_noise
 
-from .conftest import REPO_ROOT
+from .conftest import FAST_OVERRIDES, REPO_ROOT
 
 # Library chatter that used to fill the demo's console, none of it about the user's run.
 NOISE = [
@@ -109,3 +109,19 @@ def test_the_bar_of_a_two_digit_epoch_fits_80_columns(monkeypatch, capsys):
         " 17/17 loss: 0.121 acc: 0.925 val_loss: 0.0348 val_acc: 0.983"
     )
     assert max(len(line) for line in lines) <= 80
+
+
+@pytest.mark.parametrize("bar", ["default", "null"])
+def test_no_progress_bar_callback_means_no_bar(bar, compose_cfg, tiny_dataset, capsys):
+    """Sweeps and studies set `callbacks.progress_bar=null` for a quiet log; Lightning then
+    added its default bar, with every metric on it, wrapped over many lines."""
+    from mbv3_lightning.training.run import run
+
+    fast = [o for o in FAST_OVERRIDES if not o.startswith("callbacks.progress_bar")]
+    overrides = ["dataset=image_folder", f"dataset.root={tiny_dataset}", *fast]
+    if bar == "null":
+        overrides.append("callbacks.progress_bar=null")
+    run(compose_cfg([*overrides, "model.input_size=32", "trainer.max_epochs=1"]))
+    console = capsys.readouterr().out
+    assert ("Epoch " in console) == (bar == "default")
+    assert "auroc" not in console

@@ -14,7 +14,7 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -153,7 +153,15 @@ def _train_and_test(cfg: DictConfig) -> RunRecord:
 
     datamodule, model, callbacks, loggers = build_components(cfg)
     _multirun_safe_strategy(cfg)
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    # `callbacks.progress_bar=null` (sweeps, studies) means no bar: left alone, Lightning adds
+    # its default one, with every logged metric on it, wrapped over many lines of the log.
+    show_bar = any(isinstance(callback, ProgressBar) for callback in callbacks)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        enable_progress_bar=cfg.trainer.get("enable_progress_bar", show_bar),
+    )
     if cfg.get("compile", False):
         # In place (nn.Module.compile), so state-dict keys and checkpoints stay unchanged.
         model.net.compile()
