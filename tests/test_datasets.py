@@ -196,6 +196,16 @@ def test_monkey_copy_without_doubled_folders(compose_cfg, tmp_path):
     assert len(dm.samples("val")) == 2
 
 
+def test_a_missing_monkey_labels_file_is_one_warning_per_run(compose_cfg, tmp_path, caplog):
+    root = tmp_path / "monkeys"
+    make_image_folder(root, ("n0", "n1"), {"training": 3, "validation": 1})
+    cfg = compose_cfg(_overrides(CASES[1], root))
+    first = instantiate(cfg.dataset, input_size=32)
+    second = instantiate(cfg.dataset, input_size=32)  # config checks and the run build one each
+    assert first.class_names == second.class_names == ["n0", "n1"]
+    assert caplog.text.count("No monkey_labels.txt under") == 1
+
+
 def test_monkey_labels_file_quirks_are_parsed(tmp_path):
     path = tmp_path / "monkey_labels.txt"
     path.write_bytes(MONKEY_LABELS.encode())

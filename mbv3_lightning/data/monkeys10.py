@@ -6,6 +6,7 @@ The folder ids stay the stable class keys; the common names in ``monkey_labels.t
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -41,12 +42,19 @@ class Monkeys10DataModule(ImageFolderDataModule):
 
     def display_names(self, keys: list[str]) -> list[str]:
         """Common names from the first ``monkey_labels.txt`` under the root, else the ids."""
-        labels_file = next(iter(sorted(self.root.rglob(LABELS_FILE))), None)
-        if labels_file is None:
-            log.warning("No %s under '%s'; classes are named by folder id.", LABELS_FILE, self.root)
-            return list(keys)
-        names = read_monkey_labels(labels_file)
-        unnamed = [key for key in keys if key not in names]
-        if unnamed:
-            log.warning("%s names no classes %s; using their folder ids.", labels_file, unnamed)
-        return [names.get(key, key) for key in keys]
+        return list(_display_names(self.root, tuple(keys)))
+
+
+@functools.cache
+def _display_names(root: Path, keys: tuple[str, ...]) -> tuple[str, ...]:
+    """Cached per root and classes: a run asks several times (scan, setup, checks), and a
+    missing or incomplete labels file is worth one warning, not one per question."""
+    labels_file = next(iter(sorted(root.rglob(LABELS_FILE))), None)
+    if labels_file is None:
+        log.warning("No %s under '%s'; classes are named by folder id.", LABELS_FILE, root)
+        return keys
+    names = read_monkey_labels(labels_file)
+    unnamed = [key for key in keys if key not in names]
+    if unnamed:
+        log.warning("%s names no classes %s; using their folder ids.", labels_file, unnamed)
+    return tuple(names.get(key, key) for key in keys)
