@@ -307,16 +307,38 @@ def test_balance_sampler_draws_classes_equally(compose_cfg, tmp_path):
 
 def test_ram_cache_serves_images_without_the_files(compose_cfg, tmp_path):
     root = make_image_folder(tmp_path / "flat", splits={"": 6}, size=80)
-    dm = instantiate(
-        compose_cfg(_overrides(CASES[5], root, "dataset.cache=true")).dataset, input_size=32
-    )
+    overrides = _overrides(CASES[5], root, "dataset.cache=true", "dataset.scale=[0.25,1.0]")
+    dm = instantiate(compose_cfg(overrides).dataset, input_size=32)
     dm.setup()
     for path in root.rglob("*.jpg"):
         path.unlink()  # from here on only the RAM copy exists
     images, labels = next(iter(dm.train_dataloader()))
     assert images.shape == (8, 3, 32, 32) and len(labels) == 8
     cached = dm.datasets["train"].images
-    assert {tuple(image.shape) for image in cached.values()} == {(3, 37, 37)}  # 32 / 0.875
+    shapes = {split: {tuple(cached[p].shape) for p, _ in dm.samples(split)} for split in dm.splits}
+    # training images large enough for the smallest crop (a quarter of the area) to span the
+    # 32-px input: 32 / sqrt(0.25); evaluation images at the eval resize, 32 / 0.875
+    assert shapes == {"train": {(3, 64, 64)}, "val": {(3, 37, 37)}, "test": {(3, 37, 37)}}
+
+
+def test_the_cache_keeps_what_the_training_crops_need_and_never_enlarges(compose_cfg, tmp_path):
+    root = make_image_folder(tmp_path / "flat", splits={"": 6}, size=80)
+    sides = {}
+    for scale in ("[0.08,1.0]", "[0.25,1.0]", "[0.6,1.0]", "[1.0,1.0]"):
+        overrides = _overrides(CASES[5], root, f"dataset.scale={scale}")
+        dm = instantiate(compose_cfg(overrides).dataset, input_size=64)
+        sides[scale] = (dm.cache_short_side("train"), dm.cache_short_side("val"))
+    eval_side = round(64 / 0.875)
+    assert sides == {
+        "[0.08,1.0]": (227, eval_side),  # ceil(64 / sqrt(0.08))
+        "[0.25,1.0]": (128, eval_side),
+        "[0.6,1.0]": (83, eval_side),
+        "[1.0,1.0]": (eval_side, eval_side),  # never below what evaluation keeps
+    }
+    paper = instantiate(
+        compose_cfg(_overrides(CASES[5], root, "dataset.preprocess=paper")).dataset, input_size=64
+    )
+    assert paper.cache_short_side("train") == paper.cache_short_side("test") == 64
 
 
 # Table V of the MobileNetV3 image-classification paper: training/ and validation/ images per

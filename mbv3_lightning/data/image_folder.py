@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
 from collections.abc import Sequence
@@ -438,15 +439,15 @@ class ImageFolderDataModule(L.LightningDataModule):
         train_tf: TrainTransform | SquareResize | EvalTransform
         if self.preprocess == "paper":
             train_tf = eval_tf  # no augmentation: the paper's resize for every split
-            short_side = self.input_size
         else:
             train_tf = TrainTransform(self.input_size, self.mean, self.std, **self.augment)
-            short_side = round(self.input_size / EVAL_CROP_RATIO)
         present = [split for split in SPLITS if split in self.splits]
-        images = None
-        all_paths = [path for split in present for path, _ in self.samples(split)]
-        if self._use_ram_cache(len(all_paths), short_side):
-            images = preload(all_paths, short_side)
+        sides = {split: self.cache_short_side(split) for split in present}
+        images: dict[Path, torch.Tensor] | None = None
+        if self._use_ram_cache(sides):
+            images = {}
+            for split in present:
+                images.update(preload([path for path, _ in self.samples(split)], sides[split]))
         for split in present:
             tf = train_tf if split == "train" else eval_tf
             if images is not None:
@@ -458,21 +459,42 @@ class ImageFolderDataModule(L.LightningDataModule):
         sizes = ", ".join(f"{split} {len(ds)}" for split, ds in self.datasets.items())
         log.info("Dataset '%s': %d classes; %s images.", self.name, self.num_classes, sizes)
 
-    def _use_ram_cache(self, num_images: int, short_side: int) -> bool:
+    def cache_short_side(self, split: str) -> int:
+        """The short side a split's images are kept at in the RAM cache (never enlarged).
+
+        Evaluation images at the eval resize, which is all evaluation reads. Training images
+        large enough that the smallest random crop (``scale[0]`` of the area) still spans
+        ``input_size`` pixels: a crop of a quarter of the area from an image kept at the eval
+        resize was a patch half the input size, upsampled, so training saw blurrier images than
+        a loader reading the files, and accuracy paid for it on real photos (the accuracy
+        benchmark in benchmarks/accuracy.py).
+        """
+        if self.preprocess == "paper":
+            return self.input_size
+        eval_side = round(self.input_size / EVAL_CROP_RATIO)
+        if split != "train":
+            return eval_side
+        return max(eval_side, math.ceil(self.input_size / math.sqrt(self.augment["scale"][0])))
+
+    def _use_ram_cache(self, sides: dict[str, int]) -> bool:
         """``cache=auto``: on when the decoded images fit ``cache_budget_mb``.
 
-        The estimate assumes 4:3 images shrunk to ``short_side`` (the cache never enlarges),
-        so it errs on the large side. On the 2-core CPU here the cache makes the demo's input
+        The estimate assumes 4:3 images shrunk to each split's :meth:`cache_short_side` (the
+        cache never enlarges), so it errs on the large side. Off, every epoch decodes the files
+        again: slower, the same pixels. On the 2-core CPU here the cache makes the demo's input
         pipeline keep up with training (benchmarks/pipeline.py).
         """
         if self.cache != "auto":
             return bool(self.cache)
-        estimate_mb = num_images * 3 * short_side * round(short_side * 4 / 3) / 2**20
+        estimate_mb = sum(
+            len(self.samples(split)) * 3 * side * round(side * 4 / 3) / 2**20
+            for split, side in sides.items()
+        )
         use = estimate_mb <= self.cache_budget_mb
         log.info(
             "RAM cache %s: %d images need about %.0f MiB (dataset.cache_budget_mb=%g).",
             "on" if use else "off",
-            num_images,
+            sum(len(self.samples(split)) for split in sides),
             estimate_mb,
             self.cache_budget_mb,
         )
