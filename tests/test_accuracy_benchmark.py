@@ -90,7 +90,7 @@ def test_compare_trains_both_sides_on_the_same_val_images_and_saves_the_table(
     photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.setattr(accuracy, "RESULTS_DIR", tmp_path / "results")
-    entry = accuracy.compare(
+    entry, bare_result = accuracy.compare(
         photos,
         epochs=1,
         size=32,
@@ -106,3 +106,17 @@ def test_compare_trains_both_sides_on_the_same_val_images_and_saves_the_table(
     saved = json.loads(path.read_text())["benchmarks"]["photos: defaults"]
     assert saved["rows"] == entry["rows"]
     assert "| bare loop |" in path.with_suffix(".md").read_text()
+    # a saved bare-loop result stands in for retraining it, only for the same settings
+    again, reused = accuracy.compare(
+        photos,
+        epochs=1,
+        size=32,
+        batch_size=8,
+        workers=0,
+        extra_overrides=["callbacks.progress_bar=null"],
+        workdir=tmp_path,
+        bare=json.loads(json.dumps(bare_result)),
+    )
+    assert again["rows"][0] == entry["rows"][0] and reused == bare_result
+    with pytest.raises(ValueError, match="rerun without --bare-result"):
+        accuracy.compare(photos, epochs=2, size=32, batch_size=8, workers=0, bare=bare_result)
