@@ -1,7 +1,7 @@
 """The project's training defaults vs a tuned bare PyTorch loop, trained side by side on real data.
 
-`python -m benchmarks.accuracy --data DIR [--epochs 30] [--size 128] [--save-bare F | --bare-result F]
-[project overrides]`
+`python -m benchmarks.accuracy --data DIR [--epochs 30] [--size 128]
+[--save-bare F | --bare-result F] [project overrides]`
 
 ``DIR`` holds ``train/<class>/*`` and ``val/<class>/*`` photos. Both sides train
 MobileNetV3-Small from scratch with the same epochs, input size, batch size and seed and are
