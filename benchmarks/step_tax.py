@@ -84,7 +84,10 @@ def _bare_loop(loader: DataLoader, device: str) -> float:
     net = TrivialNet(NUM_CLASSES).to(device).train()
     opt = make_optimizer(instantiate_partial(cfg.optimizer), net.parameters())
     scheduler = make_scheduler(
-        instantiate_partial(cfg.scheduler), opt, total_steps=len(loader), steps_per_epoch=len(loader)
+        instantiate_partial(cfg.scheduler),
+        opt,
+        total_steps=len(loader),
+        steps_per_epoch=len(loader),
     )
     start = 0.0
     last = len(loader) - 1
