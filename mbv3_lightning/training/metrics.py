@@ -91,6 +91,8 @@ class EpochOutputs:
         """The loss averaged over the epoch's images; None when the epoch had no step."""
         if self.loss_sum is None:
             return None
+        # Divided by a count tensor on the loss's device, as Lightning divides: on a GPU a
+        # division by a Python number multiplies by its reciprocal (last bit may differ).
         return self.loss_sum / torch.tensor(self.images, device=self.loss_sum.device)
 
     def update(self, *metrics: Metric | MetricCollection) -> None:
