@@ -1,6 +1,7 @@
 """The project's training defaults vs a tuned bare PyTorch loop, trained side by side on real data.
 
-`python -m benchmarks.accuracy --data DIR [--epochs 30] [--size 128] [-- project overrides]`
+`python -m benchmarks.accuracy --data DIR [--epochs 30] [--size 128]
+[--save-bare F | --bare-result F] [project overrides]`
 
 ``DIR`` holds ``train/<class>/*`` and ``val/<class>/*`` photos. Both sides train
 MobileNetV3-Small from scratch with the same epochs, input size, batch size and seed and are
@@ -206,25 +207,34 @@ def compare(
     workers: int | None = None,
     extra_overrides: Sequence[str] = (),
     workdir: Path | None = None,
-) -> dict[str, Any]:
-    """Train both sides on ``data`` and return the benchmark entry (goal, rows, curves)."""
+    bare: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train both sides on ``data``; the benchmark entry (goal, rows, curves) and the bare
+    loop's result.
+
+    ``bare``: a bare-loop result of the same data, epochs, size, batch and seed returned
+    earlier (saved with ``--save-bare``, given back with ``--bare-result``), so several project
+    settings are compared with one reference run instead of retraining the unchanged bare loop
+    each time; the entry names where it came from.
+    """
     data = data.resolve()
     workers = default_num_workers() if workers is None else workers
+    settings = {"epochs": epochs, "size": size, "batch_size": batch_size, "seed": seed}
+    if bare is not None and bare.get("settings") != settings:
+        raise ValueError(
+            f"The saved bare-loop result was trained with {bare.get('settings')}, this "
+            f"comparison uses {settings}; rerun without --bare-result."
+        )
     overrides = project_overrides(
         data, epochs=epochs, size=size, batch_size=batch_size, seed=seed, device=device
     )
     overrides += [f"dataset.num_workers={workers}", *extra_overrides]
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         project = project_run(overrides, Path(tmp) / "project")
-    bare = bare_loop(
-        data,
-        epochs=epochs,
-        size=size,
-        batch_size=batch_size,
-        seed=seed,
-        device=device,
-        workers=workers,
-    )
+    if bare is None:
+        bare = bare_loop(data, **settings, device=device, workers=workers)
+        bare["settings"] = settings
+        bare["measured_at"] = dt.datetime.now().isoformat(timespec="seconds")
     if sorted(project["val_images"]) != sorted(bare["val_images"]):
         only_bare = sorted(set(bare["val_images"]) - set(project["val_images"]))
         only_project = sorted(set(project["val_images"]) - set(bare["val_images"]))
@@ -246,7 +256,7 @@ def compare(
         for row in bare["curve"]
     ]
     label = " ".join(extra_overrides) or "defaults"
-    return {
+    entry = {
         "title": (
             f"Validation accuracy on {data.name}, project ({label}) vs bare loop,"
             f" {epochs} epochs at {size} px, batch {batch_size}, seed {seed}"
@@ -258,7 +268,9 @@ def compare(
         "project_overrides": overrides,
         "rows": rows,
         "tables": [{"title": "Validation accuracy per epoch", "rows": curves}],
+        "bare_loop_measured_at": bare["measured_at"],
     }
+    return entry, bare
 
 
 def entry_name(data: Path, extra_overrides: Sequence[str], size: int, epochs: int) -> str:
@@ -294,6 +306,15 @@ def main(argv: list[str] | None = None) -> Path:
         "--workers", type=int, default=None, help="loader workers, both sides (default: auto)"
     )
     parser.add_argument(
+        "--save-bare", type=Path, default=None, help="also write the bare loop's result here"
+    )
+    parser.add_argument(
+        "--bare-result",
+        type=Path,
+        default=None,
+        help="reuse a bare-loop result written by --save-bare instead of training it again",
+    )
+    parser.add_argument(
         "overrides", nargs="*", help="extra Hydra overrides for the project side only"
     )
     args = parser.parse_args(argv)
@@ -309,7 +330,7 @@ def main(argv: list[str] | None = None) -> Path:
     os.environ.setdefault("WANDB_SILENT", "true")
     logging.basicConfig(level=logging.WARNING)
     started = time.perf_counter()
-    entry = compare(
+    entry, bare = compare(
         args.data,
         epochs=args.epochs,
         size=args.size,
@@ -318,7 +339,10 @@ def main(argv: list[str] | None = None) -> Path:
         device=args.device,
         workers=args.workers,
         extra_overrides=args.overrides,
+        bare=json.loads(args.bare_result.read_text()) if args.bare_result else None,
     )
+    if args.save_bare:
+        args.save_bare.write_text(json.dumps(bare, indent=1))
     entry["seconds"] = round(time.perf_counter() - started, 1)
     entry["measured_at"] = dt.datetime.now().isoformat(timespec="seconds")
     path = save(entry, entry_name(args.data, args.overrides, args.size, args.epochs), args.device)

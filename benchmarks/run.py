@@ -25,6 +25,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # name -> module in this package with ``run(device, quick) -> dict``; in the order
 BENCHMARKS = {
     "overhead": "benchmarks.overhead",
+    "step_tax": "benchmarks.step_tax",
     "pipeline": "benchmarks.pipeline",
     "memory_format": "benchmarks.memory_format",
     "compile": "benchmarks.compile",

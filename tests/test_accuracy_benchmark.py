@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -90,7 +91,8 @@ def test_compare_trains_both_sides_on_the_same_val_images_and_saves_the_table(
     photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.setattr(accuracy, "RESULTS_DIR", tmp_path / "results")
-    entry = accuracy.compare(
+    compare = functools.partial(
+        accuracy.compare,
         photos,
         epochs=1,
         size=32,
@@ -99,6 +101,7 @@ def test_compare_trains_both_sides_on_the_same_val_images_and_saves_the_table(
         extra_overrides=["callbacks.progress_bar=null"],
         workdir=tmp_path,
     )
+    entry, bare_result = compare()
     bare, project = entry["rows"]
     assert bare["val_images"] == project["val_images"] == 7
     assert entry["ratio"] == round(project["best_val_acc"] - bare["best_val_acc"], 4)
@@ -106,3 +109,8 @@ def test_compare_trains_both_sides_on_the_same_val_images_and_saves_the_table(
     saved = json.loads(path.read_text())["benchmarks"]["photos: defaults"]
     assert saved["rows"] == entry["rows"]
     assert "| bare loop |" in path.with_suffix(".md").read_text()
+    # a saved bare-loop result stands in for retraining it, only for the same settings
+    again, reused = compare(bare=json.loads(json.dumps(bare_result)))
+    assert again["rows"][0] == entry["rows"][0] and reused == bare_result
+    with pytest.raises(ValueError, match="rerun without --bare-result"):
+        compare(epochs=2, bare=bare_result)

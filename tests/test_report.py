@@ -115,7 +115,9 @@ def test_pareto_front_keeps_only_undominated_points():
     assert pareto_front(points) == [2, 0, 3]
 
 
-def test_report_on_a_real_run_directory_and_the_cli(compose_cfg, tiny_dataset, tmp_path, capsys):
+def test_report_on_a_real_run_directory_and_the_cli(
+    compose_cfg, tiny_dataset, tmp_path, capsys, monkeypatch
+):
     """A real training run's files (metrics.json, curves.csv, roc.json) fill the report."""
     sweep = tmp_path / "sweep"
     cfg = compose_cfg(
@@ -124,8 +126,13 @@ def test_report_on_a_real_run_directory_and_the_cli(compose_cfg, tiny_dataset, t
     )
     cfg.model.input_size = 32
     summary = run(cfg)
+    monkeypatch.setenv("COLUMNS", "80")
     main([str(sweep), f"report.out={tmp_path / 'out'}"])
-    assert "report.md" in capsys.readouterr().out
+    console = capsys.readouterr().out
+    assert "report.md" in console
+    # an 80-column terminal gets the columns that fit, uncut, and is told where the rest are
+    assert "│ mobilenet_v3_small │" in console and "More columns in report.md" in console
+    assert max(len(line) for line in console.splitlines()) <= 80
     report = (tmp_path / "out" / "report.md").read_text()
     params_m, flops_m = summary["params_total"] / 1e6, summary["flops"] / 1e6
     assert f"| mobilenet_v3_small | {params_m:.2f} | {flops_m:.1f} |" in report

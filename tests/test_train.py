@@ -201,3 +201,20 @@ def test_compiled_network_trains_and_checkpoints_plain_keys(compose_cfg, tiny_da
     state = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert "net.features.0.0.weight" in state
     assert not any("_orig_mod" in key for key in state)
+
+
+def test_the_sanity_check_scores_nothing_and_warns_of_nothing(compose_cfg, tmp_path, recwarn):
+    """Its two batches of a class-sorted validation split hold one class: AUROC over the
+    classes they lack warned "No positive samples", about scores nobody reads."""
+    root = make_image_folder(tmp_path / "data", splits={"train": 6, "val": 4, "test": 2})
+    overrides = ["dataset=image_folder", f"dataset.root={root}", *FAST_OVERRIDES]
+    overrides += ["dataset.eval_batch_size=2", "model.input_size=32", "trainer.max_epochs=1"]
+    out = tmp_path / "run"
+    run(compose_cfg(overrides, out))
+    assert not [w for w in recwarn if "No positive samples" in str(w.message)]
+    with open(out / "metrics.csv") as f:
+        rows = [row for row in csv.DictReader(f) if row["val/acc"]]
+    assert len(rows) == 1  # the epoch's validation only
+    confusions = json.loads((out / "epoch_confusions.json").read_text())["epochs"]
+    val = [c for c in confusions if c["stage"] == "val"]
+    assert len(val) == 1 and sum(map(sum, val[0]["confusion"])) == 12  # 3 classes x 4 images

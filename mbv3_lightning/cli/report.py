@@ -13,9 +13,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.table import Table
 
 from mbv3_lightning.resources import resource_path
 from mbv3_lightning.sweeps.report import COLUMNS, log_to_wandb, write_report
+
+# What the console shows when the whole table (COLUMNS) is wider than the terminal: the
+# comparison a reader wants first; report.md, the CSV and the TeX tables have every column.
+CONSOLE_COLUMNS = ("model", "params (M)", "FLOPs (M)", "best val acc", "test acc", "test ms/image")
 
 
 def _parse_args(argv: Sequence[str]) -> tuple[Path, DictConfig]:
@@ -38,9 +44,6 @@ def _parse_args(argv: Sequence[str]) -> tuple[Path, DictConfig]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """The command line: write the report and print each dataset's table."""
-    from rich.console import Console
-    from rich.table import Table
-
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     sweep_dir, cfg = _parse_args(sys.argv[1:] if argv is None else argv)
     try:
@@ -49,16 +52,35 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(str(err)) from None
     console = Console()
     for dataset, rows in written["tables"].items():
-        table = Table(title=dataset)
-        for title, _ in COLUMNS:
-            table.add_column(title)
-        for row in rows:
-            table.add_row(*row)
-        console.print(table)
+        console.print(_console_table(dataset, rows, console))
     if cfg.report.wandb:
         group = log_to_wandb(sweep_dir, written, cfg.report.project)
         console.print(f"Logged to W&B group '{group}'.")
     console.print(f"Report: {written['report_md']}")
+
+
+def _console_table(dataset: str, rows: list[list[str]], console: Console) -> Table:
+    """Every column if it fits the terminal, else :data:`CONSOLE_COLUMNS` (a cell cut to
+    "mobi…" or a value wrapped over two lines is no use to a reader)."""
+    titles = [title for title, _ in COLUMNS]
+    keep = list(range(len(titles)))
+    full = _table(dataset, titles, rows, keep)
+    unbounded = console.options.update(width=10_000)  # the table's natural width
+    if console.measure(full, options=unbounded).maximum <= console.width:
+        return full
+    keep = [titles.index(title) for title in CONSOLE_COLUMNS]
+    table = _table(dataset, titles, rows, keep)
+    table.caption = "More columns in report.md (and the CSV and TeX tables)."
+    return table
+
+
+def _table(dataset: str, titles: list[str], rows: list[list[str]], keep: list[int]) -> Table:
+    table = Table(title=dataset)
+    for i in keep:
+        table.add_column(titles[i], no_wrap=i == 0)
+    for row in rows:
+        table.add_row(*(row[i] for i in keep))
+    return table
 
 
 if __name__ == "__main__":

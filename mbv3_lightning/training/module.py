@@ -22,6 +22,7 @@ from mbv3_lightning.models.hparams import build_net, is_legacy_hparams, upgrade_
 from mbv3_lightning.models.registry import count_parameters, get_spec
 from mbv3_lightning.models.safe_load import load_checkpoint
 from mbv3_lightning.training.metrics import (
+    EpochOutputs,
     EvaluationReport,
     build_report,
     per_class_from_confusion,
@@ -94,8 +95,11 @@ class ImageClassifier(L.LightningModule):
         self.val_metrics = stage_metrics(num_classes, "val")
         self.test_metrics = stage_metrics(num_classes, "test")
         self.val_acc_best = MaxMetric()
-        # One confusion matrix per fitting stage, the only per-step cost of the per-class
-        # scores of every epoch (computed from it at epoch end, see `epoch_confusions`).
+        # What each stage's steps keep for its epoch end, where every metric below is updated
+        # from them (a step only runs the network, the loss and a softmax).
+        self.epoch_outputs = {stage: EpochOutputs() for stage in ("train", "val", "test")}
+        # One confusion matrix per fitting stage, from which the per-class scores of every
+        # epoch are computed at epoch end (see `epoch_confusions`).
         self.train_confusion = MulticlassConfusionMatrix(num_classes=num_classes)
         self.val_confusion = MulticlassConfusionMatrix(num_classes=num_classes)
         # {"epoch", "stage", "confusion"} per finished train/val epoch; saved in checkpoints
@@ -187,19 +191,7 @@ class ImageClassifier(L.LightningModule):
             images = images.contiguous(memory_format=self.memory_format)
         loss, logits = self.compute_loss(self(images), targets, stage)
         probs = logits.detach().float().softmax(dim=1)
-        self._metrics(stage).update(probs, targets)
-        if stage in ("train", "val"):
-            getattr(self, f"{stage}_confusion").update(probs, targets)
-        if stage == "test":
-            self.test_report_metrics.update(probs, targets)
-        self.log(
-            f"{stage}/loss",
-            loss,
-            on_step=False,
-            on_epoch=True,
-            prog_bar=True,
-            batch_size=len(targets),
-        )
+        self.epoch_outputs[stage].add(probs, targets, loss)
         return loss
 
     def training_step(
@@ -217,6 +209,19 @@ class ImageClassifier(L.LightningModule):
         return getattr(self, f"{stage}_metrics")
 
     def _log_epoch_metrics(self, stage: str) -> dict[str, torch.Tensor]:
+        """Update the stage's metrics from its kept step outputs, then log their values."""
+        outputs = self.epoch_outputs[stage]
+        loss = outputs.mean_loss()
+        if loss is not None:
+            # batch_size=1: already the epoch's mean, logged once, kept as it is
+            self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=1)
+        extra = {
+            "train": (self.train_confusion,),
+            "val": (self.val_confusion,),
+            "test": (self.test_report_metrics,),
+        }[stage]
+        outputs.update(self._metrics(stage), *extra)
+        outputs.reset()
         values = self._metrics(stage).compute()
         self._metrics(stage).reset()
         self.log_dict(values, prog_bar=True)
@@ -229,8 +234,6 @@ class ImageClassifier(L.LightningModule):
         metric = getattr(self, f"{stage}_confusion")
         confusion = metric.compute().long().cpu()
         metric.reset()
-        if self.trainer.sanity_checking:
-            return
         rows = per_class_from_confusion(confusion, self.class_names)
         if stage == "train":
             means = {
@@ -257,10 +260,13 @@ class ImageClassifier(L.LightningModule):
         self._log_per_class("train")
 
     def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            # Its few batches only check that validation runs: their scores count for nothing,
+            # and on a class-sorted validation set AUROC over the classes they lack warned.
+            self.epoch_outputs["val"].reset()
+            return
         values = self._log_epoch_metrics("val")
         self._log_per_class("val")
-        if self.trainer.sanity_checking:
-            return  # its few batches must not count towards the best accuracy
         self.val_acc_best(values["val/acc"])
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
 
