@@ -86,7 +86,8 @@ def test_any_torch_optimizer_trains_from_the_command_line(compose_cfg, tiny_data
 def test_bundled_optimizers_are_fused_and_follow_the_cosine_schedule(
     choice, expected, compose_cfg, tiny_dataset
 ):
-    cfg = compose_cfg(_tiny(tiny_dataset, f"optimizer={choice}", "scheduler.warmup_epochs=1"))
+    overrides = [f"optimizer={choice}", "scheduler=cosine", "scheduler.warmup_epochs=1"]
+    cfg = compose_cfg(_tiny(tiny_dataset, *overrides))
     rates = _LearningRates()
     trainer, _ = _fit(cfg, rates, max_epochs=2, limit_train_batches=2, limit_val_batches=1)
     optimizer = trainer.optimizers[0]
@@ -98,6 +99,28 @@ def test_bundled_optimizers_are_fused_and_follow_the_cosine_schedule(
     # 4 steps in all, 2 per epoch, 1 warm-up epoch: exactly the old schedule's factors
     lr = cfg.optimizer.lr
     assert rates.seen == [lr * cosine_factor(step, 4, 2, 0.01) for step in range(4)]
+
+
+def test_the_default_schedule_is_one_cycle_over_the_whole_run(compose_cfg, tiny_dataset):
+    """torch's OneCycleLR over every step of the run, peaking at optimizer.lr, with AdamW's
+    beta1 cycled against it."""
+    cfg = compose_cfg(_tiny(tiny_dataset))
+    assert cfg.scheduler._target_ == "torch.optim.lr_scheduler.OneCycleLR"
+    rates = _LearningRates()
+    trainer, _ = _fit(cfg, rates, max_epochs=3, limit_train_batches=2, limit_val_batches=1)
+    assert trainer.lr_scheduler_configs[0].interval == "step"
+    reference = torch.optim.AdamW([torch.zeros(1, requires_grad=True)], lr=cfg.optimizer.lr)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        reference, max_lr=cfg.optimizer.lr, total_steps=6, pct_start=0.3
+    )
+    expected = []
+    for _ in range(6):
+        expected.append(reference.param_groups[0]["lr"])
+        reference.step()
+        schedule.step()
+    assert rates.seen == pytest.approx(expected, rel=1e-12)
+    assert rates.seen[0] == pytest.approx(cfg.optimizer.lr / 25)  # the climb starts low
+    assert max(rates.seen) == pytest.approx(cfg.optimizer.lr, rel=0.05)
 
 
 def test_scheduler_none_keeps_the_learning_rate(compose_cfg, tiny_dataset):
@@ -113,8 +136,8 @@ def test_a_torch_scheduler_class_gets_only_what_it_takes(compose_cfg, tiny_datas
         _tiny(
             tiny_dataset,
             "scheduler._target_=torch.optim.lr_scheduler.StepLR",
-            "~scheduler.lrf",
-            "~scheduler.warmup_epochs",
+            "~scheduler.max_lr",
+            "~scheduler.pct_start",
             "+scheduler.step_size=1",
             "+scheduler.gamma=0.5",
         )

@@ -24,6 +24,7 @@ CELL_OVERRIDES = [
     "dataset=image_folder",
     "model.input_size=32",
     "trainer.deterministic=true",
+    "scheduler=cosine",
     "scheduler.warmup_epochs=0",
     *FAST_OVERRIDES,
 ]

@@ -46,7 +46,7 @@ def preload(paths: Sequence[Path], short_side: int) -> dict[Path, torch.Tensor]:
         images = list(pool.map(lambda p: decode_resized(p, short_side), unique))
     megabytes = sum(image.numel() for image in images) / 2**20
     log.info(
-        "RAM cache: %d images decoded at short side %d px in %.1f s, %.0f MiB.",
+        "RAM cache: %d images decoded (short side at most %d px) in %.1f s, %.0f MiB.",
         len(unique),
         short_side,
         time.perf_counter() - started,
