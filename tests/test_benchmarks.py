@@ -86,7 +86,7 @@ def test_step_tax_times_the_default_training_setup_with_a_trivial_network(tmp_pa
     assert any(isinstance(logger, ResumableCSVLogger) for logger in trainer.loggers)
     # the default config's optimiser and schedule
     assert model.optimizer_cfg["_target_"] == "torch.optim.AdamW"
-    assert model.scheduler_cfg["_target_"] == "torch.optim.lr_scheduler.OneCycleLR"
+    assert model.scheduler_cfg["_target_"] == "mbv3_lightning.training.optim.OneCycleSchedule"
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ from mbv3_lightning.deploy.predictor import load_checkpoint_network, load_predic
 from mbv3_lightning.models.hparams import upgrade_hparams
 from mbv3_lightning.resources import resource_path
 from mbv3_lightning.training.module import ImageClassifier
-from mbv3_lightning.training.optim import cosine_factor
+from mbv3_lightning.training.optim import OneCycleSchedule, cosine_factor
 from mbv3_lightning.training.run import build_components
 from tests.conftest import FAST_OVERRIDES, run_module
 
@@ -105,7 +105,7 @@ def test_the_default_schedule_is_one_cycle_over_the_whole_run(compose_cfg, tiny_
     """torch's OneCycleLR over every step of the run, peaking at optimizer.lr, with AdamW's
     beta1 cycled against it."""
     cfg = compose_cfg(_tiny(tiny_dataset))
-    assert cfg.scheduler._target_ == "torch.optim.lr_scheduler.OneCycleLR"
+    assert cfg.scheduler._target_ == "mbv3_lightning.training.optim.OneCycleSchedule"
     rates = _LearningRates()
     trainer, _ = _fit(cfg, rates, max_epochs=3, limit_train_batches=2, limit_val_batches=1)
     assert trainer.lr_scheduler_configs[0].interval == "step"
@@ -121,6 +121,30 @@ def test_the_default_schedule_is_one_cycle_over_the_whole_run(compose_cfg, tiny_
     assert rates.seen == pytest.approx(expected, rel=1e-12)
     assert rates.seen[0] == pytest.approx(cfg.optimizer.lr / 25)  # the climb starts low
     assert max(rates.seen) == pytest.approx(cfg.optimizer.lr, rel=0.05)
+
+
+def test_one_cycle_holds_its_last_rate_past_its_end(caplog):
+    """A resume with more epochs restores the schedule planned for the first length: torch's
+    OneCycleLR raised at the first extra step and stopped the run."""
+    rates = []
+    optimizer = torch.optim.AdamW([torch.zeros(1, requires_grad=True)], lr=0.01)
+    schedule = OneCycleSchedule(optimizer, max_lr=0.01, total_steps=5)
+    for _ in range(8):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    plain = torch.optim.AdamW([torch.zeros(1, requires_grad=True)], lr=0.01)
+    torch_schedule = torch.optim.lr_scheduler.OneCycleLR(plain, max_lr=0.01, total_steps=5)
+    expected = []
+    for _ in range(5):
+        expected.append(plain.param_groups[0]["lr"])
+        plain.step()
+        torch_schedule.step()
+    assert rates[:5] == expected  # the same cycle
+    assert rates[5:] == [expected[-1]] * 3  # then its final rate, held
+    assert caplog.text.count("one-cycle schedule was planned for 5 steps") == 1
+    with pytest.raises(ValueError, match="Tried to step"):
+        torch_schedule.step()  # what torch's class does one step later
 
 
 def test_scheduler_none_keeps_the_learning_rate(compose_cfg, tiny_dataset):

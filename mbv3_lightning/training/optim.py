@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.lr_scheduler import LambdaLR, OneCycleLR
+
+log = logging.getLogger(__name__)
 
 # Devices with fused optimiser kernels (SGD, Adam, AdamW, ...) that this project targets.
 FUSED_DEVICES = ("cpu", "cuda")
@@ -82,6 +85,37 @@ def cosine_factor(step: int, total_steps: int, warmup_steps: int, lrf: float) ->
     decay_steps = max(1, total_steps - warmup_steps)
     progress = min(1.0, (step - warmup_steps) / decay_steps)
     return lrf + (1.0 - lrf) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class OneCycleSchedule(OneCycleLR):
+    """torch's ``OneCycleLR`` (``conf/scheduler/one_cycle.yaml``, the default) that holds its
+    final learning rate past the planned steps instead of raising.
+
+    A run resumed with a larger ``trainer.max_epochs`` restores the schedule planned for the
+    original length; torch's class then stopped the resumed run at its first extra step
+    ("Tried to step N times"). The cycle is over by then, as the cosine schedule's is past its
+    end: both keep their last value, and a warning says so once.
+    """
+
+    def get_lr(self) -> list[float]:
+        step = self.last_epoch
+        if step < self.total_steps:
+            return super().get_lr()
+        # Step `total_steps` is the step() after a run's last batch: the end, not past it.
+        if step > self.total_steps and not getattr(self, "_warned_past_end", False):
+            self._warned_past_end = True
+            log.warning(
+                "The one-cycle schedule was planned for %d steps and has ended; the extra "
+                "steps (a resume with more epochs) keep its final learning rate. To train "
+                "longer with a full cycle, start a new run from the weights "
+                "(model.net.weights_path=<checkpoint>).",
+                self.total_steps,
+            )
+        self.last_epoch = self.total_steps - 1
+        try:
+            return super().get_lr()
+        finally:
+            self.last_epoch = step
 
 
 def cosine_schedule(
