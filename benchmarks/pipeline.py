@@ -80,7 +80,7 @@ def run(device: str, quick: bool) -> dict:
         _PilDataset(uncached.datasets["train"].samples, uncached.datasets["train"].transform),
         batch_size=uncached.batch_size,
         shuffle=True,
-        num_workers=uncached.num_workers,
+        num_workers=uncached.workers,
         drop_last=True,
     )
     # An epoch of the demo lasts about 1.5 s, and single epochs of one variant varied by +-15%
@@ -107,7 +107,7 @@ def run(device: str, quick: bool) -> dict:
             "img_s": round(images / median(times[name]), 1),
             "ratio_to_tensors": round(images / median(times[name]) / reference, 3),
             "cache": default.cache if name == "datamodule" else name == "tensors",
-            "workers": default.num_workers if name != "tensors" else 0,
+            "workers": default.workers if name != "tensors" else 0,
         }
         for name in variants
     ]

@@ -26,6 +26,8 @@ BALANCE_CHOICES = ("none", "weights", "sampler")
 CACHE_CHOICES = ("auto", True, False)
 PROTOCOL_CHOICES = ("kaggle", "paper")
 PREPROCESS_CHOICES = ("augment", "paper")
+AUGMENT_ON_CHOICES = ("auto", "cpu", "device")
+CHANNELS_LAST_CHOICES = ("auto", True, False)
 NET_TARGET = "mbv3_lightning.models.registry.build_network"
 # What the module passes to optimiser / schedule factories itself.
 OPTIMIZER_SUPPLIED = ("params", "fused")
@@ -209,6 +211,8 @@ def config_errors(cfg: DictConfig) -> list[str]:
         _choice(cfg, "dataset.cache", CACHE_CHOICES),
         _choice(cfg, "dataset.protocol", PROTOCOL_CHOICES),
         _choice(cfg, "dataset.preprocess", PREPROCESS_CHOICES),
+        _choice(cfg, "dataset.augment_on", AUGMENT_ON_CHOICES),
+        _choice(cfg, "channels_last", CHANNELS_LAST_CHOICES),
     ]
     found = [e for e in errors if e]
     found += _numbers(cfg)

@@ -17,11 +17,13 @@ import os
 import random
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
+from mbv3_lightning.data.device_augment import CanvasTransform, DeviceAugment, canvas_side
 from mbv3_lightning.data.images import ImageInfo, ImageListDataset, is_image_file
 from mbv3_lightning.data.kaggle import download_dataset, missing_dataset_message
 from mbv3_lightning.data.layout import Layout, find_layouts
@@ -49,21 +51,29 @@ PROTOCOLS = ("kaggle", "paper")
 # augment: RandomResizedCrop + flip for training, resize + centre crop for evaluation.
 # paper: every image resized to the square input size and normalised, nothing else (III.A).
 PREPROCESSING = ("augment", "paper")
+# Where training augmentation runs: in the loader workers (cpu), on the training device after
+# the transfer (device: uint8 batches, see data/device_augment.py), or on the device when
+# training runs on a GPU (auto).
+AUGMENT_ON = ("auto", "cpu", "device")
 Samples = list[tuple[Path, int]]
 ClassFiles = dict[str, list[Path]]
 # Past this many, a bad-image error lists the first ones and the count (the log has them all).
 _MAX_LISTED = 20
 
 
-def default_num_workers() -> int:
-    """Loader worker processes for ``num_workers: null``.
+def default_num_workers(processes: int = 1) -> int:
+    """Loader worker processes for ``num_workers: null``, per training process.
 
     With two cores or fewer, training already keeps both busy and a worker only competes with
     it: the demo trained faster with 0 workers than with 1 on a 2-core machine (RAM cache on).
-    With more cores, leave one to the training process.
+    With more cores, every core but one per training process (``processes``: the devices of
+    this node): a cap (8 before) left half of a 16-core GPU machine idle while the input
+    pipeline held training back.
     """
     cores = os.cpu_count() or 1
-    return 0 if cores <= 2 else min(8, cores - 1)
+    if cores <= 2:
+        return 0
+    return max(1, cores // max(1, processes) - 1)
 
 
 def scan_class_folders(split_dir: Path) -> dict[str, list[Path]]:
@@ -148,6 +158,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         balance: str = "none",
         protocol: str = "kaggle",
         preprocess: str = "augment",
+        augment_on: str = "auto",
         output_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__()
@@ -162,6 +173,7 @@ class ImageFolderDataModule(L.LightningDataModule):
             ("balance", balance, BALANCE_MODES),
             ("protocol", protocol, PROTOCOLS),
             ("preprocess", preprocess, PREPROCESSING),
+            ("augment_on", augment_on, AUGMENT_ON),
         ):
             if value not in choices:
                 raise ValueError(f"dataset.{key} must be one of {list(choices)}, got {value!r}.")
@@ -169,7 +181,8 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.name = name
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = default_num_workers() if num_workers is None else num_workers
+        # None: chosen from the cores when the loaders are made (see `workers`)
+        self.num_workers = num_workers
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.seed = seed
@@ -187,9 +200,14 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.balance = balance
         self.protocol = protocol
         self.preprocess = preprocess
+        self.augment_on = augment_on
+        # Set by setup() when training batches are augmented on the device (uint8 canvases).
+        self.device_augment: DeviceAugment | None = None
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.layout: Layout | None = None
         self.skipped_images: dict[Path, str] = {}
+        # (width, height) of every readable image, from the decode check
+        self.image_sizes: dict[Path, tuple[int, int]] = {}
         self._splits: dict[str, ClassFiles] | None = None
         self.datasets: dict[str, Dataset] = {}
 
@@ -312,6 +330,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         for path, error in bad.items():
             log.warning("Skipping unreadable image '%s' (%s).", path, error)
         self.skipped_images = bad
+        self.image_sizes = {path: (info.width, info.height) for path, info in infos.items()}
         return {
             split: {name: [p for p in names if p not in bad] for name, names in files.items()}
             for split, files in splits.items()
@@ -436,13 +455,25 @@ class ImageFolderDataModule(L.LightningDataModule):
         if self.datasets:
             return
         eval_tf = eval_transform(self.preprocess, self.input_size, self.mean, self.std)
-        train_tf: TrainTransform | SquareResize | EvalTransform
+        train_tf: TrainTransform | CanvasTransform | SquareResize | EvalTransform
         if self.preprocess == "paper":
             train_tf = eval_tf  # no augmentation: the paper's resize for every split
         else:
             train_tf = TrainTransform(self.input_size, self.mean, self.std, **self.augment)
         present = [split for split in SPLITS if split in self.splits]
         sides = {split: self.cache_short_side(split) for split in present}
+        if self._augments_on_device():
+            side = canvas_side(
+                sides["train"], [self.image_sizes[path] for path, _ in self.samples("train")]
+            )
+            train_tf = CanvasTransform(train_tf, sides["train"], side)
+            self.device_augment = DeviceAugment(self.input_size, self.mean, self.std)
+            log.info(
+                "Training augmentation on the device: uint8 batches of %dx%d canvases, "
+                "crop, flip and normalisation after the transfer.",
+                side,
+                side,
+            )
         images: dict[Path, torch.Tensor] | None = None
         if self._use_ram_cache(sides):
             images = {}
@@ -458,6 +489,28 @@ class ImageFolderDataModule(L.LightningDataModule):
             self.write_manifest(self.output_dir)
         sizes = ", ".join(f"{split} {len(ds)}" for split, ds in self.datasets.items())
         log.info("Dataset '%s': %d classes; %s images.", self.name, self.num_classes, sizes)
+
+    def _augments_on_device(self) -> bool:
+        """``augment_on``: ``auto`` is the device when the attached trainer runs on a GPU.
+
+        Only ``preprocess=augment`` has augmentation to move; evaluation batches are always
+        prepared in the workers (the test report, the speed measurement and the W&B
+        predictions read them as they are).
+        """
+        if self.preprocess != "augment" or self.augment_on == "cpu":
+            return False
+        if self.augment_on == "device":
+            return True
+        trainer = self.trainer  # None unless a Trainer uses this DataModule
+        return trainer is not None and trainer.strategy.root_device.type == "cuda"
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Training batches of ``(canvas, box)`` pairs become augmented, normalised images
+        here, on the device; every other batch passes unchanged."""
+        images, targets = batch
+        if self.device_augment is not None and isinstance(images, (list, tuple)):
+            images = self.device_augment(*images)
+        return images, targets
 
     def cache_short_side(self, split: str) -> int:
         """The short side a split's images are kept at in the RAM cache (never enlarged).
@@ -510,15 +563,25 @@ class ImageFolderDataModule(L.LightningDataModule):
         generator = torch.Generator().manual_seed(self.seed)
         return WeightedRandomSampler(weights, len(weights), replacement=True, generator=generator)
 
+    @property
+    def workers(self) -> int:
+        """``num_workers``, or with ``null`` the core count's share of this training process
+        (a Trainer on several devices of this node splits the cores between them)."""
+        if self.num_workers is not None:
+            return self.num_workers
+        trainer = self.trainer
+        return default_num_workers(trainer.num_devices if trainer is not None else 1)
+
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         sampler = self._balanced_sampler() if shuffle and self.balance == "sampler" else None
+        workers = self.workers
         return DataLoader(
             self.datasets[split],
             batch_size=self.batch_size if split == "train" else self.eval_batch_size,
             shuffle=shuffle and sampler is None,
             sampler=sampler,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            num_workers=workers,
+            persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),
             drop_last=shuffle and len(self.datasets[split]) > self.batch_size,
         )

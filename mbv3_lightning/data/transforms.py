@@ -8,6 +8,7 @@ image on dispatch (benchmarks/pipeline.py). The tests check they match the v2 pi
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from PIL import Image
@@ -32,6 +33,18 @@ class Normalize:
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         return image.float().sub_(self.offset).mul_(self.inv_scale)
+
+
+class CropDraw(NamedTuple):
+    """One training image's random augmentation: the crop box in pixels, whether it is
+    mirrored, and the brightness factor (1.0 = unchanged)."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+    flip: bool
+    brightness: float
 
 
 class TrainTransform:
@@ -61,14 +74,28 @@ class TrainTransform:
         self.brightness = (max(0.0, 1.0 - brightness), 1.0 + brightness) if brightness else None
         self.normalize = Normalize(mean, std)
 
-    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+    def sample(self, image: torch.Tensor) -> CropDraw:
+        """Draw this image's crop, flip and brightness, in the order ``__call__`` draws them.
+
+        The GPU-fed pipeline (:mod:`mbv3_lightning.data.device_augment`) draws through this
+        too, so both paths take the same augmentations from the same random stream.
+        """
         top, left, height, width = RandomResizedCrop.get_params(image, self.scale, self.ratio)
-        image = TF.resized_crop(image, top, left, height, width, self.size, antialias=True)
-        if self.hflip and torch.rand(()) < 0.5:
+        flip = bool(self.hflip and torch.rand(()) < 0.5)
+        brightness = 1.0
+        if self.brightness is not None:
+            brightness = float(torch.empty(()).uniform_(*self.brightness))
+        return CropDraw(top, left, height, width, flip, brightness)
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        draw = self.sample(image)
+        image = TF.resized_crop(
+            image, draw.top, draw.left, draw.height, draw.width, self.size, antialias=True
+        )
+        if draw.flip:
             image = TF.horizontal_flip(image)
         if self.brightness is not None:
-            factor = float(torch.empty(()).uniform_(*self.brightness))
-            image = TF.adjust_brightness(image, factor)
+            image = TF.adjust_brightness(image, draw.brightness)
         return self.normalize(image)
 
 

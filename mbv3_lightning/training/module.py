@@ -31,6 +31,12 @@ from mbv3_lightning.training.metrics import (
 )
 from mbv3_lightning.training.optim import instantiate_partial, make_optimizer, make_scheduler
 
+# channels_last=auto: NHWC batches where they trained faster. On the CPU every registry model
+# trained and evaluated faster in channels_last, batch 1 included (benchmarks/memory_format.py,
+# numbers in benchmarks/results/). On an H200 with bf16-mixed, mobilenet_v3_small trained at
+# 0.89x of contiguous at batch 32; `python -m benchmarks.run --device cuda` measures it again.
+CHANNELS_LAST_BY_DEVICE = {"cpu": True, "cuda": False}
+
 
 def _plain(node: Any) -> Any:
     """A config node (DictConfig or dict) as plain, resolved Python data for the hparams."""
@@ -61,7 +67,7 @@ class ImageClassifier(L.LightningModule):
         label_smoothing: float = 0.0,
         freeze: str | int | None = "none",
         class_weights: list[float] | None = None,
-        channels_last: bool = True,
+        channels_last: bool | str = "auto",
         preprocess: str = "augment",
         optimizer: Mapping[str, Any] | Callable[..., Optimizer] | None = None,
         scheduler: Mapping[str, Any] | Callable[..., Any] | None = None,
@@ -75,6 +81,8 @@ class ImageClassifier(L.LightningModule):
             raise ValueError(f"Got {len(class_names)} class names for {num_classes} classes.")
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}.")
+        if channels_last not in (True, False, "auto"):
+            raise ValueError(f"channels_last must be true, false or auto, got {channels_last!r}.")
         # Factories passed in code (not config) are no data to save; their nodes are None then.
         factories = (("optimizer", optimizer), ("scheduler", scheduler))
         self.save_hyperparameters(ignore=[name for name, value in factories if callable(value)])
@@ -83,6 +91,10 @@ class ImageClassifier(L.LightningModule):
         self.mean, self.std = spec.mean, spec.std
         self.class_names = class_names or [str(i) for i in range(num_classes)]
         self.net = build_net(net, num_classes)
+        # auto is resolved for the trainer's device in setup(); the CPU's choice until then
+        self.channels_last = (
+            CHANNELS_LAST_BY_DEVICE["cpu"] if channels_last == "auto" else bool(channels_last)
+        )
         freeze_net(self.net, spec, freeze)
         self.optimizer_cfg = optimizer or {
             "_target_": "torch.optim.AdamW",
@@ -121,15 +133,14 @@ class ImageClassifier(L.LightningModule):
 
     @property
     def memory_format(self) -> torch.memory_format:
-        """Layout of training and evaluation batches (``channels_last``: NHWC).
-
-        The default because channels_last trained and evaluated every registry model faster
-        on the CPU in benchmarks/ (memory_format; numbers in benchmarks/results/), batch 1
-        included, and it is the usual choice on GPUs with mixed precision.
-        """
-        return torch.channels_last if self.hparams.channels_last else torch.contiguous_format
+        """Layout of training and evaluation batches (``channels_last``: NHWC; ``auto``: per
+        device, see ``CHANNELS_LAST_BY_DEVICE``)."""
+        return torch.channels_last if self.channels_last else torch.contiguous_format
 
     def setup(self, stage: str) -> None:
+        if self.hparams.channels_last == "auto":
+            device = self.trainer.strategy.root_device.type
+            self.channels_last = CHANNELS_LAST_BY_DEVICE.get(device, True)
         self.net.to(memory_format=self.memory_format)
 
     def train(self, mode: bool = True) -> ImageClassifier:

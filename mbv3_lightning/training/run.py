@@ -99,7 +99,7 @@ def build_components(
         class_names=list(datamodule.class_names),
         class_weights=getattr(datamodule, "class_weights", None),
         input_size=input_size,
-        channels_last=cfg.get("channels_last", True),
+        channels_last=cfg.get("channels_last", "auto"),
         preprocess=getattr(datamodule, "preprocess", "augment"),
         optimizer=cfg.optimizer,
         scheduler=cfg.get("scheduler"),
