@@ -5,6 +5,10 @@ one epoch of the bundled demo's training split); only what feeds the batches dif
 - ``tensors``: the batches already decoded, augmented and collated in RAM (the upper bound);
 - ``datamodule``: the demo's DataModule as configured by default (RAM cache, workers);
 - ``no_cache (torchvision.io)`` / ``no_cache (PIL)``: decoding every image every epoch.
+
+On CUDA the step is the GPU trainer's (bf16 autocast, the device's default memory format) and
+``datamodule`` is the GPU-fed pipeline ``trainer=gpu`` gets (``dataset.augment_on=auto``):
+uint8 canvases from the loader, crop, flip and normalisation on the GPU, inside the timed step.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from benchmarks.timing import interleaved, median, sync
 from mbv3_lightning.config import CONFIG_NAME, compose_config
 from mbv3_lightning.data.images import ImageListDataset, load_rgb
 from mbv3_lightning.models.registry import create_model
+from mbv3_lightning.training.module import CHANNELS_LAST_BY_DEVICE
 
 GOAL = 0.90
 
@@ -43,9 +48,19 @@ def _datamodule(**overrides: object):
     return dm
 
 
-def _epoch_seconds(loader_factory, device: str, channels_last: bool, epochs: int) -> float:
+def _device_images(images, device: str, datamodule) -> torch.Tensor:
+    """A loader batch's images on ``device``; the GPU-fed pipeline's (canvases, boxes)
+    are augmented there, as its DataModule does after the transfer."""
+    if isinstance(images, (list, tuple)):
+        return datamodule.device_augment(*(t.to(device, non_blocking=True) for t in images))
+    return images.to(device, non_blocking=True)
+
+
+def _epoch_seconds(loader_factory, device: str, epochs: int, datamodule=None) -> float:
     """Seconds for ``epochs`` passes over the loader with a real training step per batch."""
     torch.manual_seed(0)
+    on_cuda = device.startswith("cuda")
+    channels_last = CHANNELS_LAST_BY_DEVICE["cuda" if on_cuda else "cpu"]
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     net = create_model("mobilenet_v3_small", 10).to(device, memory_format=memory_format).train()
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
@@ -53,9 +68,13 @@ def _epoch_seconds(loader_factory, device: str, channels_last: bool, epochs: int
     start = time.perf_counter()
     for _ in range(epochs):
         for images, labels in loader_factory():
-            images = images.to(device).contiguous(memory_format=memory_format)
+            images = _device_images(images, device, datamodule)
+            images = images.contiguous(memory_format=memory_format)
             opt.zero_grad(set_to_none=True)
-            F.cross_entropy(net(images), labels.to(device)).backward()
+            # the precision trainer=gpu trains in (bf16-mixed)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda):
+                loss = F.cross_entropy(net(images), labels.to(device))
+            loss.backward()
             opt.step()
     sync(device)
     return time.perf_counter() - start
@@ -75,6 +94,8 @@ def _loader_ms_per_image(loader_factory, repeats: int) -> float:
 def run(device: str, quick: bool) -> dict:
     default = _datamodule()
     uncached = _datamodule(cache=False)
+    # the DataModule a GPU run gets: augmentation on the device
+    fed = _datamodule(augment_on="device") if device.startswith("cuda") else default
     batches = list(default.train_dataloader())  # decoded + augmented once, kept in RAM
     pil = DataLoader(
         _PilDataset(uncached.datasets["train"].samples, uncached.datasets["train"].transform),
@@ -88,13 +109,13 @@ def run(device: str, quick: bool) -> dict:
     epochs, repeats = (1, 2) if quick else (2, 4)
     variants = {
         "tensors": lambda: batches,
-        "datamodule": default.train_dataloader,
+        "datamodule": fed.train_dataloader,
         "no_cache (torchvision.io)": uncached.train_dataloader,
         "no_cache (PIL)": lambda: pil,
     }
     times = interleaved(
         {
-            name: partial(_epoch_seconds, factory, device, channels_last=True, epochs=epochs)
+            name: partial(_epoch_seconds, factory, device, epochs=epochs, datamodule=fed)
             for name, factory in variants.items()
         },
         repeats=repeats,
@@ -107,6 +128,7 @@ def run(device: str, quick: bool) -> dict:
             "img_s": round(images / median(times[name]), 1),
             "ratio_to_tensors": round(images / median(times[name]) / reference, 3),
             "cache": default.cache if name == "datamodule" else name == "tensors",
+            "augment_on": "device" if name == "datamodule" and fed.device_augment else "cpu",
             "workers": default.workers if name != "tensors" else 0,
         }
         for name in variants

@@ -29,6 +29,7 @@ BENCHMARKS = {
     "pipeline": "benchmarks.pipeline",
     "memory_format": "benchmarks.memory_format",
     "compile": "benchmarks.compile",
+    "device_defaults": "benchmarks.device_defaults",
     "latency": "benchmarks.latency",
     "sweep_overhead": "benchmarks.sweep_overhead",
     "memory": "benchmarks.memory",
