@@ -33,6 +33,7 @@ BENCHMARKS = {
     "sweep_overhead": "benchmarks.sweep_overhead",
     "memory": "benchmarks.memory",
     "demo": "benchmarks.demo_speed",
+    "ceiling": "benchmarks.ceiling",
 }
 
 
