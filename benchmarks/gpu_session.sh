@@ -10,7 +10,8 @@
 # session budget, default 570 s: a device command may run at most 10 minutes), its exit code
 # is collected, and a summary is printed at the end; the script exits non-zero if any failed.
 # An offline machine installs the wheels in .whl/ (made beforehand on a machine with PyPI by
-# `bash benchmarks/gpu_wheels.sh`, and carried along); with network it uses
+# `bash benchmarks/gpu_wheels.sh`, and carried along: the device tool's `carry: [".whl"]`,
+# with `timeout_s: 600`); with network it uses
 # `pip install -c requirements/constraints-keep-torch.txt -e ".[dev]"`.
 #
 # $OUT gets: session.log (everything printed), the results files this session wrote

@@ -27,7 +27,9 @@ pin() {  # NAME -> NAME==VERSION from the constraints file (names compared case-
         awk -F'==' -v w="$want" '{n=tolower($1); gsub("_","-",n); if (n==w) print $1"=="$2}'
 }
 mkdir -p "$DEST"
-grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >>"$(git rev-parse --git-common-dir)/info/exclude"
+# ignored in this checkout and its worktrees, so the wheels are never committed
+EXCLUDE="$(git rev-parse --git-common-dir)/info/exclude"
+grep -qx '/.whl/' "$EXCLUDE" 2>/dev/null || echo '/.whl/' >>"$EXCLUDE"
 specs=()
 for name in "${PACKAGES[@]}"; do
     spec=$(pin "$name")

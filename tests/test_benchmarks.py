@@ -171,6 +171,7 @@ def test_ceiling_runs_the_three_variants_end_to_end_on_the_cpu():
     (folder,) = result["tables"][0]["rows"]
     assert folder["written"] == size.train_images + size.val_images and folder["classes"] == 10
     # a GPU goal: reported, not judged, on the CPU
+    assert row["verdict"] == "not judged: the goal is a GPU goal"
     assert result["met"] is None and result["ratio"] == row["project/ceiling"]
 
 
