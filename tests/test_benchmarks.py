@@ -150,7 +150,6 @@ def test_ceiling_folder_holds_real_jpegs_of_the_bundled_classes_seeded(tmp_path)
     assert _tree(tmp_path / "a") == _tree(tmp_path / "b")
 
 
-@pytest.mark.slow
 def test_ceiling_runs_the_three_variants_end_to_end_on_the_cpu():
     result = ceiling.run("cpu", quick=True)
     size = ceiling.sizes("cpu", quick=True)
