@@ -8,6 +8,7 @@ from functools import partial
 
 import torch
 import torch.nn.functional as F
+from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 from benchmarks.timing import interleaved, median, sync
@@ -78,9 +79,10 @@ def op_breakdown(name: str, mode: str, batch: int, steps: int, device: str) -> l
     """Milliseconds per step by operator category, contiguous vs channels_last (torch.profiler).
 
     Shows where a format wins or loses, e.g. faster convolutions but a slower NHWC batch-norm
-    backward, which together decide the overall speed-up. On a GPU the names matched are
-    CUDA kernel names, which vary with the library (cuDNN, Triton); kernels no pattern
-    matches count as "other". Written on a CPU-only machine, so untested there.
+    backward, which together decide the overall speed-up. On a GPU each operator counts the
+    device time of the kernels it launched itself (``self_device_time_total``), so categories
+    follow operator names on both devices; the kernels' own events, which repeat that time
+    under cuDNN's or Triton's names, are skipped.
     """
     per_format: dict[str, dict[str, float]] = {}
     for fmt in FORMATS:
@@ -92,6 +94,8 @@ def op_breakdown(name: str, mode: str, batch: int, steps: int, device: str) -> l
             sync(device)
         totals: dict[str, float] = {}
         for event in prof.key_averages():
+            if device != "cpu" and event.device_type != DeviceType.CPU:
+                continue  # a kernel: already counted as its operator's self device time
             us = event.self_device_time_total if device != "cpu" else event.self_cpu_time_total
             category = next(
                 (c for c, patterns in OP_CATEGORIES if any(p in event.key for p in patterns)),

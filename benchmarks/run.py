@@ -34,6 +34,7 @@ BENCHMARKS = {
     "sweep_overhead": "benchmarks.sweep_overhead",
     "memory": "benchmarks.memory",
     "demo": "benchmarks.demo_speed",
+    "ceiling": "benchmarks.ceiling",
 }
 
 
@@ -124,6 +125,8 @@ def main(argv: list[str] | None = None) -> Path:
         print(f"[benchmarks] {name} ...", flush=True)
         bench = importlib.import_module(BENCHMARKS[name]).run(args.device, args.quick)
         bench["seconds"] = round(time.perf_counter() - started, 1)
+        # per benchmark: `--only` runs merged into one file may differ in size
+        bench["quick"] = args.quick
         bench["measured_at"] = dt.datetime.now().isoformat(timespec="seconds")
         results["benchmarks"][name] = bench
         print(f"[benchmarks] {name}: {bench['ratio']} ({bench['goal']})", flush=True)
