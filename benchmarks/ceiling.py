@@ -62,6 +62,7 @@ from mbv3_lightning.config import CONFIG_NAME, compose_config
 from mbv3_lightning.data.image_folder import default_num_workers
 from mbv3_lightning.models.registry import get_spec
 from mbv3_lightning.resources import resource_path
+from mbv3_lightning.training.module import uses_channels_last
 from mbv3_lightning.training.optim import instantiate_partial, make_optimizer, make_scheduler
 from mbv3_lightning.training.run import run as train_run
 
@@ -216,9 +217,10 @@ def autocast_dtype(precision: str) -> torch.dtype | None:
     )
 
 
-def memory_format(cfg: DictConfig) -> torch.memory_format:
-    """The layout the project trains in: ``channels_last`` unless the config says false."""
-    return torch.contiguous_format if cfg.get("channels_last") is False else torch.channels_last
+def memory_format(cfg: DictConfig, device: str) -> torch.memory_format:
+    """The layout the project trains in on ``device`` under the config's ``channels_last``."""
+    channels_last = uses_channels_last(cfg.get("channels_last", "auto"), torch.device(device).type)
+    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 class _Step:
@@ -227,7 +229,7 @@ class _Step:
     def __init__(self, cfg: DictConfig, num_classes: int, device: str, total_steps: int) -> None:
         torch.manual_seed(0)
         self.device = device
-        self.format = memory_format(cfg)
+        self.format = memory_format(cfg, device)
         self.dtype = autocast_dtype(str(cfg.trainer.precision)) if device != "cpu" else None
         self.smoothing = float(cfg.model.get("label_smoothing") or 0.0)
         net = instantiate(cfg.model.net, num_classes=num_classes)
@@ -420,7 +422,9 @@ def measure(
         "input_size": size.input_size,
         "batch": size.batch,
         "precision": str(cfg.trainer.precision),
-        "memory_format": "channels_last" if memory_format(cfg) is torch.channels_last else "nchw",
+        "memory_format": (
+            "channels_last" if memory_format(cfg, device) is torch.channels_last else "nchw"
+        ),
         "ceiling_img_s": round(ceiling, 1),
         "bare_img_s": round(bare_img_s, 1),
         "project_img_s": round(project_img_s, 1),

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from benchmarks.timing import interleaved, median, sync
 from mbv3_lightning.models.registry import create_model
-from mbv3_lightning.training.module import CHANNELS_LAST_BY_DEVICE
+from mbv3_lightning.training.module import uses_channels_last
 
 GOAL = 0.97  # the default combination's images/s over the best one's
 MODELS = ("mobilenet_v3_small", "mobilenet_v3_large")
@@ -85,7 +85,7 @@ def _label(fmt: str, cudnn_benchmark: bool) -> str:
 
 def run(device: str, quick: bool) -> dict:
     on_cuda = device.startswith("cuda")
-    channels_last = CHANNELS_LAST_BY_DEVICE["cuda" if on_cuda else "cpu"]
+    channels_last = uses_channels_last("auto", torch.device(device).type)
     default = (
         "channels_last" if channels_last else "contiguous",
         CUDNN_BENCHMARK_DEFAULT and on_cuda,

@@ -32,9 +32,10 @@ export WANDB_MODE=offline WANDB_SILENT=true
 # In the order of what matters most: the two GPU goals first, the compile benchmark
 # (minutes of compiling from empty caches) last. `ceiling` runs at full size (17,000 JPEGs, 3
 # epochs, its goal's setting); the others with --quick.
-BENCHMARKS=${GPU_SESSION_ONLY:-"overhead ceiling step_tax demo pipeline memory_format sweep_overhead memory latency compile"}
+BENCHMARKS=${GPU_SESSION_ONLY:-"overhead ceiling step_tax demo pipeline device_defaults memory_format sweep_overhead memory latency compile"}
 declare -A LIMIT=(
-    [overhead]=90 [ceiling]=200 [step_tax]=60 [demo]=120 [pipeline]=120 [memory_format]=75
+    [overhead]=90 [ceiling]=200 [step_tax]=60 [demo]=120 [pipeline]=120 [device_defaults]=60
+    [memory_format]=75
     [sweep_overhead]=90 [memory]=90 [latency]=45 [compile]=180
 )
 SUMMARY=()

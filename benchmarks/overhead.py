@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from benchmarks.timing import interleaved, median, sync
 from mbv3_lightning.config import CONFIG_NAME, compose_config
 from mbv3_lightning.models.registry import create_model
-from mbv3_lightning.training.module import ImageClassifier
+from mbv3_lightning.training.module import ImageClassifier, uses_channels_last
 from mbv3_lightning.training.optim import instantiate_partial, make_optimizer
 
 GOAL = 0.97  # on the CPU
@@ -92,8 +92,13 @@ def _bare_loop(
     """Seconds for the steps after the warm-up."""
     torch.manual_seed(0)
     net = create_model("mobilenet_v3_small", NUM_CLASSES, bn_momentum=0.1).train()
-    # The same layout ImageClassifier trains in by default (channels_last=true).
-    net = net.to(device, memory_format=torch.channels_last)
+    # The layout ImageClassifier trains in on this device by default (channels_last=auto).
+    memory_format = (
+        torch.channels_last
+        if uses_channels_last("auto", torch.device(device).type)
+        else torch.contiguous_format
+    )
+    net = net.to(device, memory_format=memory_format)
     # the classifier's own optimiser, made as configure_optimizers makes it
     opt = make_optimizer(instantiate_partial(OPTIMIZER), net.parameters())
     start = 0.0
@@ -101,7 +106,7 @@ def _bare_loop(
         if step == warmup:
             sync(device)
             start = time.perf_counter()
-        images = images.to(device).contiguous(memory_format=torch.channels_last)
+        images = images.to(device).contiguous(memory_format=memory_format)
         labels = labels.to(device)
         opt.zero_grad(set_to_none=True)
         with _autocast(device, precision):

@@ -27,7 +27,7 @@ from benchmarks.timing import interleaved, median, sync
 from mbv3_lightning.config import CONFIG_NAME, compose_config
 from mbv3_lightning.data.images import ImageListDataset, load_rgb
 from mbv3_lightning.models.registry import create_model
-from mbv3_lightning.training.module import CHANNELS_LAST_BY_DEVICE
+from mbv3_lightning.training.module import uses_channels_last
 
 GOAL = 0.90
 
@@ -60,7 +60,7 @@ def _epoch_seconds(loader_factory, device: str, epochs: int, datamodule=None) ->
     """Seconds for ``epochs`` passes over the loader with a real training step per batch."""
     torch.manual_seed(0)
     on_cuda = device.startswith("cuda")
-    channels_last = CHANNELS_LAST_BY_DEVICE["cuda" if on_cuda else "cpu"]
+    channels_last = uses_channels_last("auto", torch.device(device).type)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     net = create_model("mobilenet_v3_small", 10).to(device, memory_format=memory_format).train()
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)

@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from benchmarks.timing import interleaved, median, sync
 from mbv3_lightning.config import compose_config
+from mbv3_lightning.training.module import uses_channels_last
 from mbv3_lightning.training.optim import instantiate_partial, make_optimizer, make_scheduler
 
 GOAL_MS = 1.0  # framework milliseconds per training step
@@ -89,6 +90,9 @@ def _bare_loop(loader: DataLoader, device: str) -> float:
         total_steps=len(loader),
         steps_per_epoch=len(loader),
     )
+    # the layout the classifier trains in on this device (channels_last=auto)
+    channels_last = uses_channels_last("auto", torch.device(device).type)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     start = 0.0
     last = len(loader) - 1
     for step, (images, labels) in enumerate(loader):
@@ -98,7 +102,7 @@ def _bare_loop(loader: DataLoader, device: str) -> float:
         if step == last:
             sync(device)
             return time.perf_counter() - start
-        images = images.to(device).contiguous(memory_format=torch.channels_last)
+        images = images.to(device).contiguous(memory_format=memory_format)
         labels = labels.to(device)
         opt.zero_grad(set_to_none=True)
         F.cross_entropy(net(images), labels).backward()

@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
 from PIL import Image
 
-from benchmarks import ceiling, overhead
+from benchmarks import ceiling, device_defaults, overhead
 from benchmarks.memory_format import OP_CATEGORIES, op_breakdown, steps_seconds
 from benchmarks.run import to_markdown
 from benchmarks.step_tax import GOAL_MS, TrivialNet, project_trainer, run
@@ -224,3 +224,30 @@ def test_cuda_operator_breakdown_counts_each_kernel_once():
     steps_seconds("mobilenet_v3_small", "channels_last", "train", 32, 4, "cuda")  # warm
     wall = steps_seconds("mobilenet_v3_small", "channels_last", "train", 32, 4, "cuda")
     assert rows["total"]["channels_last_ms"] <= 1.1 * 1000 * wall / 4
+
+
+def test_device_defaults_compares_the_cpu_default_with_every_combination(monkeypatch):
+    monkeypatch.setattr(device_defaults, "SIZE", 64)
+    result = device_defaults.run("cpu", quick=True)
+    (row,) = result["rows"]
+    # the CPU has no cudnn switch: the two memory formats, channels_last the default
+    assert {key for key in row if key.endswith("img/s")} == {
+        "contiguous img/s",
+        "channels_last img/s",
+    }
+    assert row["default"] == "channels_last"
+    assert row["fastest"] in ("contiguous", "channels_last")
+    share = row["channels_last img/s"] / max(row["contiguous img/s"], row["channels_last img/s"])
+    assert row["default_share_of_best"] == pytest.approx(share, abs=0.05)  # img/s are rounded
+    assert result["met"] == (result["ratio"] >= device_defaults.GOAL)
+
+
+@needs_cuda
+def test_cuda_device_defaults_measure_cudnn_benchmark_and_both_formats(monkeypatch):
+    monkeypatch.setattr(device_defaults, "SIZE", 64)
+    result = device_defaults.run("cuda", quick=True)
+    assert len(result["rows"]) == 4  # two models, batch 32 and 256
+    for row in result["rows"]:
+        assert row["default"] == "contiguous + cudnn.benchmark"
+        assert len([key for key in row if key.endswith("img/s")]) == 4
+        assert 0 < row["default_share_of_best"] <= 1

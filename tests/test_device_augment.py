@@ -206,7 +206,7 @@ def test_auto_keeps_augmentation_in_the_workers_on_a_cpu_trainer(compose_cfg, tm
 
 
 @needs_cuda
-def test_device_augment_on_the_gpu_matches_the_cpu():
+def test_device_augment_on_cuda_matches_the_cpu():
     canvases = torch.randint(0, 256, (4, 80, 80, 3), dtype=torch.uint8)
     boxes = torch.tensor([[0, 0, 80, 80, 0, 1.0], [10, 5, 70, 60, 1, 1.2]] * 2)
     device = DeviceAugment(48, MEAN, STD)
@@ -216,7 +216,7 @@ def test_device_augment_on_the_gpu_matches_the_cpu():
 
 
 @needs_cuda
-def test_a_gpu_trainer_augments_on_the_gpu_by_default(compose_cfg, tmp_path):
+def test_a_cuda_trainer_augments_on_the_gpu_by_default(compose_cfg, tmp_path):
     root = make_image_folder(tmp_path / "data", splits={"train": 12, "val": 4})
     datamodule, model, images = _fit(
         compose_cfg, root, tmp_path, "trainer=gpu", "trainer.accelerator=gpu"

@@ -38,6 +38,14 @@ from mbv3_lightning.training.optim import instantiate_partial, make_optimizer, m
 CHANNELS_LAST_BY_DEVICE = {"cpu": True, "cuda": False}
 
 
+def uses_channels_last(setting: bool | str, device_type: str) -> bool:
+    """Whether a run on ``device_type`` (``cpu``, ``cuda``, ...) trains in channels_last under
+    the ``channels_last`` setting (``true``, ``false`` or ``auto``)."""
+    if setting == "auto":
+        return CHANNELS_LAST_BY_DEVICE.get(device_type, True)
+    return bool(setting)
+
+
 def _plain(node: Any) -> Any:
     """A config node (DictConfig or dict) as plain, resolved Python data for the hparams."""
     if isinstance(node, (DictConfig, ListConfig)):
@@ -92,9 +100,7 @@ class ImageClassifier(L.LightningModule):
         self.class_names = class_names or [str(i) for i in range(num_classes)]
         self.net = build_net(net, num_classes)
         # auto is resolved for the trainer's device in setup(); the CPU's choice until then
-        self.channels_last = (
-            CHANNELS_LAST_BY_DEVICE["cpu"] if channels_last == "auto" else bool(channels_last)
-        )
+        self.channels_last = uses_channels_last(channels_last, "cpu")
         freeze_net(self.net, spec, freeze)
         self.optimizer_cfg = optimizer or {
             "_target_": "torch.optim.AdamW",
@@ -138,9 +144,8 @@ class ImageClassifier(L.LightningModule):
         return torch.channels_last if self.channels_last else torch.contiguous_format
 
     def setup(self, stage: str) -> None:
-        if self.hparams.channels_last == "auto":
-            device = self.trainer.strategy.root_device.type
-            self.channels_last = CHANNELS_LAST_BY_DEVICE.get(device, True)
+        device = self.trainer.strategy.root_device.type
+        self.channels_last = uses_channels_last(self.hparams.channels_last, device)
         self.net.to(memory_format=self.memory_format)
 
     def train(self, mode: bool = True) -> ImageClassifier:
