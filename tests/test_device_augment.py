@@ -6,6 +6,7 @@ is); the GPU checks at the end skip with a reason without CUDA.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from mbv3_lightning.data.transforms import TrainTransform
 from mbv3_lightning.resources import resource_path
 from mbv3_lightning.training.run import build_components
 
-from .conftest import FAST_OVERRIDES, make_image_folder
+from .conftest import FAST_OVERRIDES, make_image_folder, run_module
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -224,3 +225,17 @@ def test_a_cuda_trainer_augments_on_the_gpu_by_default(compose_cfg, tmp_path):
     assert datamodule.device_augment is not None
     assert images is not None and images.is_cuda and images.dtype == torch.float32
     assert model.memory_format == torch.contiguous_format  # channels_last=auto on CUDA
+
+
+@pytest.mark.slow
+def test_the_demo_augmented_on_the_device_reaches_the_demos_accuracy(tmp_path):
+    """The demo command with the GPU-fed pipeline (run on the CPU here): the same accuracy bar
+    as the plain demo, so the device half trains as well as the workers' augmentation."""
+    run_dir = tmp_path / "demo"
+    result = run_module(
+        "mbv3_lightning", f"hydra.run.dir={run_dir}", "dataset.augment_on=device", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["metrics"]["test/acc"] >= 0.95
+    assert "Training augmentation on the device" in (run_dir / "train.log").read_text()
