@@ -48,8 +48,10 @@ class NonFiniteLossGuard(Callback):
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is None:
             return
-        self._pending.append((trainer.current_epoch, batch_idx, trainer.global_step, loss.detach()))
         every = self.check_every_n_steps or (1 if loss.device.type == "cpu" else 50)
+        if every == 1 and bool(torch.isfinite(loss).all()):
+            return  # checked at once, nothing kept: the per-step cost of the check alone
+        self._pending.append((trainer.current_epoch, batch_idx, trainer.global_step, loss.detach()))
         if len(self._pending) >= every:
             self._check(trainer)
 
