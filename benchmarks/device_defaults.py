@@ -11,7 +11,6 @@ best; the goal is that the defaults are within 3% of the best everywhere.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -19,7 +18,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
-from benchmarks.timing import interleaved, median, sync
+from benchmarks.timing import interleaved, median, time_steps
 from mbv3_lightning.models.registry import create_model
 from mbv3_lightning.training.module import uses_channels_last
 
@@ -63,14 +62,7 @@ def _train_seconds(
             loss.backward()
             opt.step()
 
-        for _ in range(2):
-            step()
-        sync(device)
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        sync(device)
-        return time.perf_counter() - start
+        return time_steps(step, steps, device, warmup=2)
 
 
 def _variants(device: str) -> list[tuple[str, bool]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from functools import partial
 
@@ -11,7 +10,7 @@ import torch.nn.functional as F
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
-from benchmarks.timing import interleaved, median, sync
+from benchmarks.timing import interleaved, median, sync, time_steps
 from mbv3_lightning.models.registry import create_model, get_spec, list_models
 
 GOAL = 1.8  # GOAL_MODEL training at 224 px on CPU
@@ -52,14 +51,7 @@ def make_step(name: str, fmt: str, mode: str, batch: int, device: str) -> Callab
 
 def steps_seconds(name: str, fmt: str, mode: str, batch: int, steps: int, device: str) -> float:
     """Seconds for ``steps`` training steps or inference batches after one warm-up step."""
-    step = make_step(name, fmt, mode, batch, device)
-    step()
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync(device)
-    return time.perf_counter() - start
+    return time_steps(make_step(name, fmt, mode, batch, device), steps, device)
 
 
 # torch.profiler operator names -> what they compute; the first matching pattern wins.

@@ -7,6 +7,7 @@ one timing primitive.
 from __future__ import annotations
 
 import statistics
+import time
 from collections.abc import Callable
 
 import torch
@@ -16,6 +17,19 @@ def sync(device: str) -> None:
     """Wait for queued GPU work so wall-clock times are real."""
     if device.startswith("cuda"):
         torch.cuda.synchronize()
+
+
+def time_steps(step: Callable[[], None], steps: int, device: str, warmup: int = 1) -> float:
+    """Seconds for ``steps`` calls of ``step`` after ``warmup`` untimed ones, the device's
+    queued work included."""
+    for _ in range(warmup):
+        step()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(device)
+    return time.perf_counter() - start
 
 
 def interleaved(variants: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
