@@ -141,6 +141,9 @@ def test_workers_scale_with_the_cores_of_each_training_process(monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 16)
     assert default_num_workers() == 15
     assert default_num_workers(processes=2) == 7
+    monkeypatch.setattr("os.cpu_count", lambda: 128)
+    assert default_num_workers() == 32  # MAX_WORKERS
+    assert default_num_workers(processes=8) == 15
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     assert default_num_workers() == 0
 

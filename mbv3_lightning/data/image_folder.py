@@ -61,19 +61,25 @@ ClassFiles = dict[str, list[Path]]
 _MAX_LISTED = 20
 
 
+# Workers per training process at most: past this, a many-core node only adds start-up time
+# and batches in flight (each worker prefetches two) for a loader that already keeps one GPU
+# fed (an assumption: not measured on such a node).
+MAX_WORKERS = 32
+
+
 def default_num_workers(processes: int = 1) -> int:
     """Loader worker processes for ``num_workers: null``, per training process.
 
     With two cores or fewer, training already keeps both busy and a worker only competes with
     it: the demo trained faster with 0 workers than with 1 on a 2-core machine (RAM cache on).
     With more cores, every core but one per training process (``processes``: the devices of
-    this node): a cap (8 before) left half of a 16-core GPU machine idle while the input
-    pipeline held training back.
+    this node), up to ``MAX_WORKERS``: a cap of 8 left half of a 16-core GPU machine idle
+    while the input pipeline held training back.
     """
     cores = os.cpu_count() or 1
     if cores <= 2:
         return 0
-    return max(1, cores // max(1, processes) - 1)
+    return min(MAX_WORKERS, max(1, cores // max(1, processes) - 1))
 
 
 def scan_class_folders(split_dir: Path) -> dict[str, list[Path]]:
