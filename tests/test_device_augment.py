@@ -17,7 +17,7 @@ from hydra.utils import instantiate
 from torchvision.transforms.v2 import functional as TF
 
 from mbv3_lightning.data.device_augment import CanvasTransform, DeviceAugment, canvas_side
-from mbv3_lightning.data.image_folder import default_num_workers
+from mbv3_lightning.data.image_folder import ImageFolderDataModule, default_num_workers
 from mbv3_lightning.data.images import decode_rgb
 from mbv3_lightning.data.transforms import TrainTransform
 from mbv3_lightning.resources import resource_path
@@ -207,6 +207,21 @@ def test_auto_keeps_augmentation_in_the_workers_on_a_cpu_trainer(compose_cfg, tm
     assert isinstance(first, torch.Tensor) and first.dtype == torch.float32
     # channels_last=auto: NHWC on the CPU, where it trained faster
     assert model.memory_format == torch.channels_last
+
+
+def test_device_augmentation_with_the_papers_preprocessing_warns_and_stays_in_the_workers(
+    tmp_path, caplog
+):
+    root = make_image_folder(tmp_path / "data", splits={"train": 4, "val": 2})
+    datamodule = ImageFolderDataModule(
+        root, input_size=32, num_workers=0, preprocess="paper", augment_on="device"
+    )
+    with caplog.at_level(logging.WARNING):
+        datamodule.setup("fit")
+    assert "dataset.augment_on=device has no effect with dataset.preprocess=paper" in caplog.text
+    assert datamodule.device_augment is None
+    images, _ = next(iter(datamodule.train_dataloader()))
+    assert images.dtype == torch.float32 and images.shape[1:] == (3, 32, 32)
 
 
 @needs_cuda

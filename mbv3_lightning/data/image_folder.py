@@ -503,7 +503,15 @@ class ImageFolderDataModule(L.LightningDataModule):
         prepared in the workers (the test report, the speed measurement and the W&B
         predictions read them as they are).
         """
-        if self.preprocess != "augment" or self.augment_on == "cpu":
+        if self.preprocess != "augment":
+            if self.augment_on == "device":
+                log.warning(
+                    "dataset.augment_on=device has no effect with dataset.preprocess=%s: there "
+                    "is no training augmentation to move; images are prepared in the workers.",
+                    self.preprocess,
+                )
+            return False
+        if self.augment_on == "cpu":
             return False
         if self.augment_on == "device":
             return True
