@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from mbv3_lightning.data.image_folder import ImageFolderDataModule, stratified_split
-from mbv3_lightning.data.images import load_rgb
+from mbv3_lightning.data.images import ImageListDataset, load_rgb
+from mbv3_lightning.data.ram_cache import InMemoryImageDataset
 
 from .conftest import make_image_folder
 
@@ -114,3 +115,18 @@ def test_two_folders_for_one_split_are_named(tmp_path):
     root = make_image_folder(tmp_path / "d", splits={"train": 2, "val": 1, "validation": 1})
     with pytest.raises(ValueError, match=r"same split: \{'val': \['val', 'validation'\]\}"):
         _ = _datamodule(root).num_classes
+
+
+def test_ram_cache_auto_counts_each_image_at_its_recorded_size(tmp_path):
+    """42 photos of 32x32 px trained at 224 px take 3 x 32 x 32 bytes each in the cache (it
+    never enlarges): 0.12 MiB, not the 14 MiB of 4:3 images at the full cache side."""
+    root = make_image_folder(tmp_path / "small")  # 3 classes x (10 train + 4 test), 32 px
+    fits = ImageFolderDataModule(root, num_workers=0, input_size=224, cache_budget_mb=0.2)
+    fits.setup("fit")
+    train = fits.datasets["train"]
+    assert isinstance(train, InMemoryImageDataset)
+    assert all(image.shape == (3, 32, 32) for image in train.images.values())
+    assert len(train.images) == 42
+    tight = ImageFolderDataModule(root, num_workers=0, input_size=224, cache_budget_mb=0.1)
+    tight.setup("fit")
+    assert isinstance(tight.datasets["train"], ImageListDataset)

@@ -546,16 +546,23 @@ class ImageFolderDataModule(L.LightningDataModule):
     def _use_ram_cache(self, sides: dict[str, int]) -> bool:
         """``cache=auto``: on when the decoded images fit ``cache_budget_mb``.
 
-        The estimate assumes 4:3 images shrunk to each split's :meth:`cache_short_side` (the
-        cache never enlarges), so it errs on the large side. Off, every epoch decodes the files
-        again: slower, the same pixels. On the 2-core CPU here the cache makes the demo's input
-        pipeline keep up with training (benchmarks/pipeline.py).
+        Every image counts at the size the decode check recorded, shrunk (never enlarged) to
+        its split's :meth:`cache_short_side`; so a folder of small photos trained at a large
+        input size is cached as the small photos it holds (a 4:3 image at the full side, the
+        assumption before sizes were known, overstated 100-px photos at 224 px elevenfold).
+        Off, every epoch decodes the files again: slower, the same pixels. On the 2-core CPU
+        here the cache makes the demo's input pipeline keep up with training
+        (benchmarks/pipeline.py).
         """
         if self.cache != "auto":
             return bool(self.cache)
-        estimate_mb = sum(
-            len(self.samples(split)) * 3 * side * round(side * 4 / 3) / 2**20
-            for split, side in sides.items()
+        estimate_mb = (
+            sum(
+                self._cached_bytes(path, side)
+                for split, side in sides.items()
+                for path, _ in self.samples(split)
+            )
+            / 2**20
         )
         use = estimate_mb <= self.cache_budget_mb
         log.info(
@@ -566,6 +573,15 @@ class ImageFolderDataModule(L.LightningDataModule):
             self.cache_budget_mb,
         )
         return use
+
+    def _cached_bytes(self, path: Path, short_side: int) -> int:
+        """Bytes the RAM cache holds for ``path`` kept at ``short_side`` (never enlarged); a
+        4:3 image at that side if the decode check recorded no size."""
+        width, height = self.image_sizes.get(path, (0, 0))
+        if not width or not height:
+            width, height = round(short_side * 4 / 3), short_side
+        factor = min(1.0, short_side / min(width, height))
+        return 3 * round(width * factor) * round(height * factor)
 
     def has_split(self, split: str) -> bool:
         return bool(self.samples(split))
