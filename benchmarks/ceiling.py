@@ -57,12 +57,12 @@ from torch.utils.data import DataLoader
 from torchvision import datasets
 from torchvision.transforms import v2
 
-from benchmarks.timing import sync
+from benchmarks.timing import mixed_precision, sync
 from mbv3_lightning.config import CONFIG_NAME, compose_config
 from mbv3_lightning.data.image_folder import default_num_workers
 from mbv3_lightning.models.registry import get_spec
 from mbv3_lightning.resources import resource_path
-from mbv3_lightning.training.module import uses_channels_last
+from mbv3_lightning.training.module import batch_memory_format
 from mbv3_lightning.training.optim import instantiate_partial, make_optimizer, make_scheduler
 from mbv3_lightning.training.run import run as train_run
 
@@ -205,22 +205,9 @@ def project_overrides(
     ]
 
 
-def autocast_dtype(precision: str) -> torch.dtype | None:
-    """The autocast dtype of a Lightning precision setting; None for full precision."""
-    if precision in ("bf16-mixed", "bf16"):
-        return torch.bfloat16
-    if precision.startswith("32") or precision.startswith("64"):
-        return None
-    raise ValueError(
-        f"trainer.precision={precision!r}: this benchmark's bare and ceiling loops run "
-        "'bf16-mixed' or full precision; fp16 would need a GradScaler they do not have."
-    )
-
-
 def memory_format(cfg: DictConfig, device: str) -> torch.memory_format:
     """The layout the project trains in on ``device`` under the config's ``channels_last``."""
-    channels_last = uses_channels_last(cfg.get("channels_last", "auto"), torch.device(device).type)
-    return torch.channels_last if channels_last else torch.contiguous_format
+    return batch_memory_format(cfg.get("channels_last", "auto"), device)
 
 
 class _Step:
@@ -230,7 +217,8 @@ class _Step:
         torch.manual_seed(0)
         self.device = device
         self.format = memory_format(cfg, device)
-        self.dtype = autocast_dtype(str(cfg.trainer.precision)) if device != "cpu" else None
+        self.precision = str(cfg.trainer.precision) if device != "cpu" else None
+        mixed_precision(device, self.precision)  # an unsupported precision fails here, early
         self.smoothing = float(cfg.model.get("label_smoothing") or 0.0)
         net = instantiate(cfg.model.net, num_classes=num_classes)
         self.net = net.to(device, memory_format=self.format).train()
@@ -246,11 +234,7 @@ class _Step:
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
         images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.format)
         labels = labels.to(self.device, non_blocking=True)
-        with torch.autocast(
-            "cuda" if self.device.startswith("cuda") else "cpu",
-            dtype=self.dtype or torch.float32,
-            enabled=self.dtype is not None,
-        ):
+        with mixed_precision(self.device, self.precision):
             loss = F.cross_entropy(self.net(images), labels, label_smoothing=self.smoothing)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -18,9 +18,9 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
-from benchmarks.timing import interleaved, median, time_steps
+from benchmarks.timing import interleaved, median, mixed_precision, time_steps
 from mbv3_lightning.models.registry import create_model
-from mbv3_lightning.training.module import uses_channels_last
+from mbv3_lightning.training.module import batch_memory_format
 
 GOAL = 0.97  # the default combination's images/s over the best one's
 MODELS = ("mobilenet_v3_small", "mobilenet_v3_large")
@@ -57,7 +57,7 @@ def _train_seconds(
 
         def step() -> None:
             opt.zero_grad(set_to_none=True)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda):
+            with mixed_precision(device, "bf16-mixed" if on_cuda else None):
                 loss = F.cross_entropy(net(images), labels)
             loss.backward()
             opt.step()
@@ -77,9 +77,9 @@ def _label(fmt: str, cudnn_benchmark: bool) -> str:
 
 def run(device: str, quick: bool) -> dict:
     on_cuda = device.startswith("cuda")
-    channels_last = uses_channels_last("auto", torch.device(device).type)
+    default_format = batch_memory_format("auto", device)
     default = (
-        "channels_last" if channels_last else "contiguous",
+        next(name for name, fmt in FORMATS.items() if fmt == default_format),
         CUDNN_BENCHMARK_DEFAULT and on_cuda,
     )
     batches = (32, 256) if on_cuda else (32,)

@@ -13,7 +13,6 @@ copy that would hide the framework's own cost behind the bus.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from functools import partial
@@ -23,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from benchmarks.timing import interleaved, median, sync
+from benchmarks.timing import interleaved, median, mixed_precision, sync
 from mbv3_lightning.config import CONFIG_NAME, compose_config
 from mbv3_lightning.models.registry import create_model
-from mbv3_lightning.training.module import ImageClassifier, uses_channels_last
+from mbv3_lightning.training.module import ImageClassifier, batch_memory_format
 from mbv3_lightning.training.optim import instantiate_partial, make_optimizer
 
 GOAL = 0.97  # on the CPU
@@ -74,18 +73,6 @@ def gpu_precision() -> str:
     return str(compose_config(CONFIG_NAME, ["trainer=gpu"]).trainer.precision)
 
 
-def _autocast(device: str, precision: str | None):
-    """What Lightning's bf16 mixed precision does around the forward pass and the loss."""
-    if precision in (None, "32", "32-true"):
-        return contextlib.nullcontext()
-    if precision == "bf16-mixed":
-        return torch.autocast(device.split(":")[0], dtype=torch.bfloat16)
-    raise ValueError(
-        f"precision {precision!r}: the bare loop mirrors 'bf16-mixed' or full precision only "
-        "(fp16 would need a GradScaler); set trainer.precision in conf/trainer/gpu.yaml."
-    )
-
-
 def _bare_loop(
     loader: DataLoader, device: str, warmup: int = WARMUP_STEPS, precision: str | None = None
 ) -> float:
@@ -93,11 +80,7 @@ def _bare_loop(
     torch.manual_seed(0)
     net = create_model("mobilenet_v3_small", NUM_CLASSES, bn_momentum=0.1).train()
     # The layout ImageClassifier trains in on this device by default (channels_last=auto).
-    memory_format = (
-        torch.channels_last
-        if uses_channels_last("auto", torch.device(device).type)
-        else torch.contiguous_format
-    )
+    memory_format = batch_memory_format("auto", device)
     net = net.to(device, memory_format=memory_format)
     # the classifier's own optimiser, made as configure_optimizers makes it
     opt = make_optimizer(instantiate_partial(OPTIMIZER), net.parameters())
@@ -109,7 +92,7 @@ def _bare_loop(
         images = images.to(device).contiguous(memory_format=memory_format)
         labels = labels.to(device)
         opt.zero_grad(set_to_none=True)
-        with _autocast(device, precision):
+        with mixed_precision(device, precision):
             loss = F.cross_entropy(net(images), labels)
         loss.backward()
         opt.step()

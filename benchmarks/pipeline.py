@@ -23,11 +23,11 @@ from hydra.utils import instantiate
 from torch.utils.data import DataLoader
 from torchvision.transforms.v2 import functional as TF
 
-from benchmarks.timing import interleaved, median, sync
+from benchmarks.timing import interleaved, median, mixed_precision, sync
 from mbv3_lightning.config import CONFIG_NAME, compose_config
 from mbv3_lightning.data.images import ImageListDataset, load_rgb
 from mbv3_lightning.models.registry import create_model
-from mbv3_lightning.training.module import uses_channels_last
+from mbv3_lightning.training.module import batch_memory_format
 
 GOAL = 0.90
 
@@ -60,8 +60,7 @@ def _epoch_seconds(loader_factory, device: str, epochs: int, datamodule=None) ->
     """Seconds for ``epochs`` passes over the loader with a real training step per batch."""
     torch.manual_seed(0)
     on_cuda = device.startswith("cuda")
-    channels_last = uses_channels_last("auto", torch.device(device).type)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    memory_format = batch_memory_format("auto", device)
     net = create_model("mobilenet_v3_small", 10).to(device, memory_format=memory_format).train()
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
     sync(device)
@@ -72,7 +71,7 @@ def _epoch_seconds(loader_factory, device: str, epochs: int, datamodule=None) ->
             images = images.contiguous(memory_format=memory_format)
             opt.zero_grad(set_to_none=True)
             # the precision trainer=gpu trains in (bf16-mixed)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda):
+            with mixed_precision(device, "bf16-mixed" if on_cuda else None):
                 loss = F.cross_entropy(net(images), labels.to(device))
             loss.backward()
             opt.step()

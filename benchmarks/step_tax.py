@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from benchmarks.timing import interleaved, median, sync
 from mbv3_lightning.config import compose_config
-from mbv3_lightning.training.module import uses_channels_last
+from mbv3_lightning.training.module import batch_memory_format
 from mbv3_lightning.training.optim import instantiate_partial, make_optimizer, make_scheduler
 
 GOAL_MS = 1.0  # framework milliseconds per training step
@@ -91,8 +91,7 @@ def _bare_loop(loader: DataLoader, device: str) -> float:
         steps_per_epoch=len(loader),
     )
     # the layout the classifier trains in on this device (channels_last=auto)
-    channels_last = uses_channels_last("auto", torch.device(device).type)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    memory_format = batch_memory_format("auto", device)
     start = 0.0
     last = len(loader) - 1
     for step, (images, labels) in enumerate(loader):

@@ -6,9 +6,11 @@ one timing primitive.
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import torch
 
@@ -17,6 +19,21 @@ def sync(device: str) -> None:
     """Wait for queued GPU work so wall-clock times are real."""
     if device.startswith("cuda"):
         torch.cuda.synchronize()
+
+
+def mixed_precision(device: str, precision: str | None) -> AbstractContextManager:
+    """The autocast Lightning's ``trainer.precision`` puts around the forward pass and the
+    loss, for the benchmarks' bare loops: bf16 for ``bf16-mixed`` (and ``bf16``), nothing for
+    full precision (``None``, ``32...``, ``64...``)."""
+    if precision is None or precision.startswith(("32", "64")):
+        return contextlib.nullcontext()
+    if precision in ("bf16-mixed", "bf16"):
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+    raise ValueError(
+        f"precision {precision!r}: the benchmarks' bare loops mirror 'bf16-mixed' or full "
+        "precision only (fp16 would need a GradScaler); set trainer.precision in "
+        "conf/trainer/gpu.yaml."
+    )
 
 
 def time_steps(step: Callable[[], None], steps: int, device: str, warmup: int = 1) -> float:

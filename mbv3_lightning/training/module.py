@@ -38,12 +38,13 @@ from mbv3_lightning.training.optim import instantiate_partial, make_optimizer, m
 CHANNELS_LAST_BY_DEVICE = {"cpu": True, "cuda": False}
 
 
-def uses_channels_last(setting: bool | str, device_type: str) -> bool:
-    """Whether a run on ``device_type`` (``cpu``, ``cuda``, ...) trains in channels_last under
-    the ``channels_last`` setting (``true``, ``false`` or ``auto``)."""
+def batch_memory_format(setting: bool | str, device: str | torch.device) -> torch.memory_format:
+    """The layout a run on ``device`` trains and evaluates in under the ``channels_last``
+    setting (``true``, ``false`` or ``auto``: per device, see ``CHANNELS_LAST_BY_DEVICE``)."""
+    channels_last = setting
     if setting == "auto":
-        return CHANNELS_LAST_BY_DEVICE.get(device_type, True)
-    return bool(setting)
+        channels_last = CHANNELS_LAST_BY_DEVICE.get(torch.device(device).type, True)
+    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 def _plain(node: Any) -> Any:
@@ -99,8 +100,9 @@ class ImageClassifier(L.LightningModule):
         self.mean, self.std = spec.mean, spec.std
         self.class_names = class_names or [str(i) for i in range(num_classes)]
         self.net = build_net(net, num_classes)
-        # auto is resolved for the trainer's device in setup(); the CPU's choice until then
-        self.channels_last = uses_channels_last(channels_last, "cpu")
+        # Layout of training and evaluation batches: auto is resolved for the trainer's device
+        # in setup(); the CPU's choice until then.
+        self.memory_format = batch_memory_format(channels_last, "cpu")
         freeze_net(self.net, spec, freeze)
         self.optimizer_cfg = optimizer or {
             "_target_": "torch.optim.AdamW",
@@ -137,15 +139,9 @@ class ImageClassifier(L.LightningModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
 
-    @property
-    def memory_format(self) -> torch.memory_format:
-        """Layout of training and evaluation batches (``channels_last``: NHWC; ``auto``: per
-        device, see ``CHANNELS_LAST_BY_DEVICE``)."""
-        return torch.channels_last if self.channels_last else torch.contiguous_format
-
     def setup(self, stage: str) -> None:
-        device = self.trainer.strategy.root_device.type
-        self.channels_last = uses_channels_last(self.hparams.channels_last, device)
+        device = self.trainer.strategy.root_device
+        self.memory_format = batch_memory_format(self.hparams.channels_last, device)
         self.net.to(memory_format=self.memory_format)
 
     def train(self, mode: bool = True) -> ImageClassifier:
