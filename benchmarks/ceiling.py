@@ -63,7 +63,7 @@ from mbv3_lightning.data.image_folder import default_num_workers
 from mbv3_lightning.models.registry import get_spec
 from mbv3_lightning.resources import resource_path
 from mbv3_lightning.training.module import batch_memory_format
-from mbv3_lightning.training.optim import instantiate_partial, make_optimizer, make_scheduler
+from mbv3_lightning.training.optim import make_optimizer, make_scheduler, node_factory
 from mbv3_lightning.training.run import run as train_run
 
 GOAL = 0.90
@@ -223,9 +223,9 @@ class _Step:
         net = instantiate(cfg.model.net, num_classes=num_classes)
         self.net = net.to(device, memory_format=self.format).train()
         # on the device first: make_optimizer picks the fused kernel for the device's tensors
-        self.opt = make_optimizer(instantiate_partial(cfg.optimizer), self.net.parameters())
+        self.opt = make_optimizer(node_factory(cfg.optimizer), self.net.parameters())
         self.schedule = make_scheduler(
-            instantiate_partial(cfg.scheduler),
+            node_factory(cfg.scheduler),
             self.opt,
             total_steps=total_steps,
             steps_per_epoch=total_steps,

@@ -26,7 +26,7 @@ from benchmarks.timing import interleaved, median, mixed_precision, sync
 from mbv3_lightning.config import CONFIG_NAME, compose_config
 from mbv3_lightning.models.registry import create_model
 from mbv3_lightning.training.module import ImageClassifier, batch_memory_format
-from mbv3_lightning.training.optim import instantiate_partial, make_optimizer
+from mbv3_lightning.training.optim import make_optimizer, node_factory
 
 GOAL = 0.97  # on the CPU
 GOAL_CUDA = 0.95
@@ -83,7 +83,7 @@ def _bare_loop(
     memory_format = batch_memory_format("auto", device)
     net = net.to(device, memory_format=memory_format)
     # the classifier's own optimiser, made as configure_optimizers makes it
-    opt = make_optimizer(instantiate_partial(OPTIMIZER), net.parameters())
+    opt = make_optimizer(node_factory(OPTIMIZER), net.parameters())
     start = 0.0
     for step, (images, labels) in enumerate(loader):
         if step == warmup:

@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from benchmarks.timing import interleaved, median, sync
 from mbv3_lightning.config import compose_config
 from mbv3_lightning.training.module import batch_memory_format
-from mbv3_lightning.training.optim import instantiate_partial, make_optimizer, make_scheduler
+from mbv3_lightning.training.optim import make_optimizer, make_scheduler, node_factory
 
 GOAL_MS = 1.0  # framework milliseconds per training step
 NUM_CLASSES = 10
@@ -83,9 +83,9 @@ def _bare_loop(loader: DataLoader, device: str) -> float:
     cfg = _config(device, tempfile.gettempdir())  # only its optimiser and schedule are read
     torch.manual_seed(0)
     net = TrivialNet(NUM_CLASSES).to(device).train()
-    opt = make_optimizer(instantiate_partial(cfg.optimizer), net.parameters())
+    opt = make_optimizer(node_factory(cfg.optimizer), net.parameters())
     scheduler = make_scheduler(
-        instantiate_partial(cfg.scheduler),
+        node_factory(cfg.scheduler),
         opt,
         total_steps=len(loader),
         steps_per_epoch=len(loader),

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mbv3_lightning.training.optim import cosine_factor, instantiate_partial, make_optimizer
+from mbv3_lightning.training.optim import cosine_factor, make_optimizer, node_factory
 from mbv3_lightning.training.run import run
 
 from .conftest import FAST_OVERRIDES, assert_scored_every_test_image, make_image_folder, run_module
@@ -131,7 +131,7 @@ def test_optimizers_are_fused_on_cpu_and_step_like_the_reference_loop(settings):
     def three_steps(fused: bool) -> list[torch.Tensor]:
         torch.manual_seed(0)
         net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
-        opt = make_optimizer(instantiate_partial(settings), net.parameters())
+        opt = make_optimizer(node_factory(settings), net.parameters())
         assert opt.defaults["fused"] is True
         if not fused:  # torch's default per-parameter implementation, same hyper-parameters
             accepted = inspect.signature(type(opt)).parameters

@@ -19,6 +19,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from mbv3_lightning.models.freeze import FREEZE_CHOICES, FREEZE_WORDS
+from mbv3_lightning.models.hparams import NET_COMMON_KEYS, NET_TARGET
 
 _ABSENT = object()
 BAD_IMAGE_CHOICES = ("skip", "error")
@@ -28,7 +29,6 @@ PROTOCOL_CHOICES = ("kaggle", "paper")
 PREPROCESS_CHOICES = ("augment", "paper")
 AUGMENT_ON_CHOICES = ("auto", "cpu", "device")
 CHANNELS_LAST_CHOICES = ("auto", True, False)
-NET_TARGET = "mbv3_lightning.models.registry.build_network"
 # What the module passes to optimiser / schedule factories itself.
 OPTIMIZER_SUPPLIED = ("params", "fused")
 SCHEDULER_SUPPLIED = ("optimizer", "total_steps", "steps_per_epoch")
@@ -114,11 +114,15 @@ def _net(cfg: DictConfig) -> list[str]:
     errors += filter(None, [_choice(cfg, "model.net.size", SHUFFLENET_SIZES)])
     errors += filter(None, [_choice(cfg, "model.net.activation", tuple(ACTIVATIONS))])
     net = _select(cfg, "model.net")
-    if str(net.get("_target_", NET_TARGET)) == NET_TARGET:
-        node = {k: v for k, v in net.items() if k not in ("arch", "bn_momentum")}
-        node = {k: v for k, v in node.items() if k not in ("pretrained", "weights_path")}
-        message = _unknown_arguments("model.net", node, get_spec(arch).builder, ())
-        errors += [message] if message else []
+    target = str(net.get("_target_", NET_TARGET))
+    if target != NET_TARGET:
+        return [
+            f"model.net._target_={target!r}: networks are built by {NET_TARGET} only; "
+            "add an architecture to the registry (@register_model) and name it in model.net.arch"
+        ]
+    node = {k: v for k, v in net.items() if k not in NET_COMMON_KEYS}
+    message = _unknown_arguments("model.net", node, get_spec(arch).builder, ())
+    errors += [message] if message else []
     return errors
 
 

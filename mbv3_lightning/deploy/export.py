@@ -37,7 +37,7 @@ from mbv3_lightning.deploy.predictor import (
     softmax,
     torchscript_sidecar,
 )
-from mbv3_lightning.models.safe_load import check_checkpoint
+from mbv3_lightning.models.hparams import read_checked_hparams
 from mbv3_lightning.perf.latency import measure_latency
 from mbv3_lightning.runs.manifest import (
     Samples,
@@ -216,7 +216,7 @@ def _validate(cfg: DictConfig) -> Path:
     ckpt_path = Path(cfg.ckpt_path)
     if not ckpt_path.is_file():
         raise FileNotFoundError(f"Checkpoint '{ckpt_path}' does not exist.")
-    check_checkpoint(ckpt_path)  # weights-only, before anything else reads it
+    read_checked_hparams(ckpt_path)  # weights-only and checked, before anything else reads it
     return ckpt_path
 
 

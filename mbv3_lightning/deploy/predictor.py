@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from mbv3_lightning.data.transforms import eval_transform
-from mbv3_lightning.models.hparams import NET_TARGET, build_net, upgrade_hparams
+from mbv3_lightning.models.hparams import build_net, checked_hparams
 from mbv3_lightning.models.registry import get_spec
 from mbv3_lightning.models.safe_load import load_checkpoint
 
@@ -59,9 +59,40 @@ class ModelInfo:
                 "preprocessing are unknown. Export it with `python -m mbv3_lightning.export`."
             )
         present = [name for name in cls.__dataclass_fields__ if name in metadata]
-        values = {name: json.loads(metadata[name]) for name in present}
+        try:
+            values = {name: json.loads(metadata[name]) for name in present}
+        except (TypeError, json.JSONDecodeError) as error:
+            raise ValueError(f"'{source}' has unreadable metadata: {error}") from None
+        # Data from a file someone else may have written: each value has the type it must.
+        wrong = [
+            name
+            for name, ok in (
+                ("arch", isinstance(values["arch"], str)),
+                ("class_names", _list_of(values["class_names"], str)),
+                ("input_size", _list_of([values["input_size"]], int)),
+                ("mean", _list_of(values["mean"], (int, float), 3)),
+                ("std", _list_of(values["std"], (int, float), 3)),
+                ("preprocess", isinstance(values.get("preprocess", ""), str)),
+            )
+            if not ok
+        ]
+        if wrong:
+            raise ValueError(
+                f"'{source}' has metadata of the wrong type: {', '.join(wrong)}. Export it "
+                "again with `mbv3 export`."
+            )
         values["mean"], values["std"] = tuple(values["mean"]), tuple(values["std"])
         return cls(**values)
+
+
+def _list_of(value: object, kind: type | tuple[type, ...], length: int | None = None) -> bool:
+    """A non-empty list of ``kind`` (never bool), of ``length`` items if given."""
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and (length is None or len(value) == length)
+        and all(isinstance(v, kind) and not isinstance(v, bool) for v in value)
+    )
 
 
 class Predictor:
@@ -174,23 +205,9 @@ def load_checkpoint_network(ckpt_path: Path) -> tuple[torch.nn.Module, ModelInfo
     subclass trained it, and no optimiser or metric state is created.
     """
     checkpoint = load_checkpoint(ckpt_path)
-    # Checkpoints from before `model.net` (flat `arch`, `width_mult`, ...) are upgraded first.
-    hparams = upgrade_hparams(checkpoint.get("hyper_parameters") or {})
-    net_cfg = hparams.get("net")
-    if not net_cfg or "arch" not in net_cfg or "num_classes" not in hparams:
-        raise ValueError(
-            f"'{ckpt_path}' has no `net`/`num_classes` hyper-parameters; it was not written by "
-            "`python -m mbv3_lightning`. Pass a checkpoint from <run dir>/checkpoints/."
-        )
-    # weights_only=True keeps a checkpoint from running code while it is read; calling an
-    # arbitrary `_target_` saved in it would undo that, so only this project's builders run.
-    target = net_cfg.get("_target_", NET_TARGET)
-    if not str(target).startswith("mbv3_lightning."):
-        raise ValueError(
-            f"'{ckpt_path}' builds its network with `{target}`; predict only calls this "
-            "project's builders (mbv3_lightning.*). Export the model (ONNX) to serve it."
-        )
-    arch, num_classes = net_cfg["arch"], int(hparams["num_classes"])
+    hparams = checked_hparams(checkpoint.get("hyper_parameters"), ckpt_path)
+    net_cfg, num_classes = hparams["net"], hparams["num_classes"]
+    arch = net_cfg["arch"]
     spec = get_spec(arch)
     net = build_net({**net_cfg, "pretrained": False, "weights_path": None}, num_classes)
     state = {

@@ -51,9 +51,3 @@ def load_checkpoint(path: str | Path, *, mmap: bool = False) -> Any:
 def _unreadable(path: Path, error: BaseException) -> str:
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return f"'{path}' is not a readable checkpoint (truncated, or not a torch file): {first}"
-
-
-def check_checkpoint(path: str | Path) -> None:
-    """Read ``path`` with the weights-only unpickler and discard it: a file that passes can be
-    handed to a loader (Lightning's resume) without running code from it."""
-    load_checkpoint(path, mmap=True)

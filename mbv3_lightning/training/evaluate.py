@@ -17,7 +17,7 @@ import lightning as L
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mbv3_lightning.models.safe_load import check_checkpoint, load_checkpoint
+from mbv3_lightning.models.safe_load import load_checkpoint
 from mbv3_lightning.perf.test_speed import model_cost
 from mbv3_lightning.runs.files import best_epoch, read_curves, write_run_files
 from mbv3_lightning.runs.record import RunRecord, build_run_record
@@ -31,6 +31,7 @@ from mbv3_lightning.training.loggers import (
     finish_wandb,
     wandb_run_id_from_checkpoint,
 )
+from mbv3_lightning.training.module import ImageClassifier
 from mbv3_lightning.training.predictions import sample_predictions
 from mbv3_lightning.training.run import record_context
 
@@ -104,12 +105,14 @@ def _evaluate(cfg: DictConfig) -> RunRecord:
         )
     silence_library_noise()
     L.seed_everything(cfg.seed, workers=True)
-    # Read weights-only first: `model_class` may be any LightningModule, whose loader would
-    # otherwise unpickle with torch's default.
-    check_checkpoint(ckpt_path)
-    model = get_class(cfg.model_class).load_from_checkpoint(
-        ckpt_path, map_location="cpu", weights_only=True
-    )
+    model_class = get_class(cfg.model_class)
+    if not (isinstance(model_class, type) and issubclass(model_class, ImageClassifier)):
+        raise ValueError(
+            f"model_class={cfg.model_class} is not an ImageClassifier; evaluate scores "
+            "checkpoints of mbv3_lightning.training.module.ImageClassifier (or a subclass)."
+        )
+    # The classifier's own loader: weights-only, and its hyper-parameters checked as data.
+    model = model_class.load_from_checkpoint(ckpt_path, map_location="cpu")
     # A checkpoint's "epoch" is the 0-based epoch it was saved in, at that epoch's end.
     checkpoint = load_checkpoint(ckpt_path, mmap=True)
     trained_epochs = checkpoint["epoch"] + 1

@@ -77,8 +77,8 @@ def wandb_run_id_from_checkpoint(ckpt_path: str | Path, key: str = WANDB_RUN_ID_
     """The W&B run id (or with ``key=WANDB_GROUP_KEY`` the group) a checkpoint was saved
     under (``None`` for runs without W&B)."""
     # mmap: only the few bytes of the small entry are read, not the weights.
-    checkpoint = load_checkpoint(ckpt_path, mmap=True)
-    return checkpoint.get(key)
+    value = load_checkpoint(ckpt_path, mmap=True).get(key)
+    return value if isinstance(value, str) else None  # data, used as a name only
 
 
 def wandb_resume_kwargs(ckpt_path: str | Path | None) -> dict[str, Any]:

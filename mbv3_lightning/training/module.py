@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import lightning as L
 import torch
@@ -18,7 +17,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from mbv3_lightning.models.freeze import freeze as freeze_net
 from mbv3_lightning.models.freeze import hold_frozen_batchnorm
-from mbv3_lightning.models.hparams import build_net, is_legacy_hparams, upgrade_hparams
+from mbv3_lightning.models.hparams import build_net, checked_hparams
 from mbv3_lightning.models.registry import count_parameters, get_spec
 from mbv3_lightning.models.safe_load import load_checkpoint
 from mbv3_lightning.training.metrics import (
@@ -29,7 +28,7 @@ from mbv3_lightning.training.metrics import (
     report_metrics,
     stage_metrics,
 )
-from mbv3_lightning.training.optim import instantiate_partial, make_optimizer, make_scheduler
+from mbv3_lightning.training.optim import make_optimizer, make_scheduler, node_factory
 
 # channels_last=auto: NHWC batches where they trained faster. On the CPU every registry model
 # trained and evaluated faster in channels_last, batch 1 included (benchmarks/memory_format.py,
@@ -62,8 +61,7 @@ class ImageClassifier(L.LightningModule):
     :meth:`configure_optimizers` completes. All three are saved, as plain data, in the
     checkpoint's hyper-parameters together with the classes, input size and the image
     preparation (``preprocess``, the dataset's: predict and exports prepare images as
-    evaluation did), so a checkpoint rebuilds from them alone (old flat checkpoints are upgraded by
-    :func:`upgrade_hparams` on load).
+    evaluation did), so a checkpoint rebuilds from them alone (:meth:`load_from_checkpoint`).
     """
 
     def __init__(
@@ -168,22 +166,16 @@ class ImageClassifier(L.LightningModule):
 
     @classmethod
     def load_from_checkpoint(  # type: ignore[override]
-        cls, checkpoint_path: str | Path | IO[bytes], *args: Any, **kwargs: Any
+        cls, checkpoint_path: str | Path, map_location: Any = "cpu", **_: Any
     ) -> Any:
-        """Lightning's loader, after :func:`upgrade_hparams` for checkpoints from before
-        ``model.net`` (their flat hyper-parameters are no arguments of ``__init__`` any more)."""
-        if isinstance(checkpoint_path, (str, Path)) and Path(checkpoint_path).is_file():
-            checkpoint = load_checkpoint(checkpoint_path, mmap=True)
-            hparams = checkpoint.get(cls.CHECKPOINT_HYPER_PARAMS_KEY)
-            if hparams and is_legacy_hparams(hparams):
-                checkpoint[cls.CHECKPOINT_HYPER_PARAMS_KEY] = upgrade_hparams(hparams)
-                buffer = io.BytesIO()
-                torch.save(checkpoint, buffer)
-                buffer.seek(0)
-                checkpoint_path = buffer
-        # Explicit, so Lightning reads it weights-only whatever torch's default is.
-        kwargs.setdefault("weights_only", True)
-        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        """The module a checkpoint of this project holds, rebuilt from its checked plain
+        hyper-parameters (:func:`checked_hparams`), never by Lightning's loader, which passes
+        them on as they are."""
+        checkpoint = load_checkpoint(checkpoint_path)
+        model = cls(**checked_hparams(checkpoint.get("hyper_parameters"), checkpoint_path))
+        model.on_load_checkpoint(checkpoint)
+        model.load_state_dict(checkpoint["state_dict"])
+        return model.to(map_location)
 
     def compute_loss(
         self, outputs: Any, targets: torch.Tensor, stage: str
@@ -294,7 +286,7 @@ class ImageClassifier(L.LightningModule):
         and the schedule partial with the optimiser and this run's step counts; stepped every
         batch unless the scheduler node says ``interval: epoch``."""
         trainable = [p for p in self.parameters() if p.requires_grad]
-        optimizer = make_optimizer(instantiate_partial(self.optimizer_cfg), trainable)
+        optimizer = make_optimizer(node_factory(self.optimizer_cfg), trainable)
         if self.scheduler_cfg is None:
             return optimizer
         node = self.scheduler_cfg
@@ -305,7 +297,7 @@ class ImageClassifier(L.LightningModule):
         total_steps = int(self.trainer.estimated_stepping_batches)
         steps_per_epoch = max(1, total_steps // max(1, self.trainer.max_epochs or 1))
         scheduler = make_scheduler(
-            instantiate_partial(node),
+            node_factory(node),
             optimizer,
             total_steps=total_steps,
             steps_per_epoch=steps_per_epoch,

@@ -29,17 +29,28 @@ FUSED_DEVICES = ("cpu", "cuda")
 SCHEDULE_CONTEXT = ("total_steps", "steps_per_epoch")
 
 
-def instantiate_partial(node: Mapping[str, Any] | Callable[..., Any]) -> Callable[..., Any]:
-    """A ``_partial_`` config node (as saved in hyper-parameters) -> its factory.
+def node_factory(node: Mapping[str, Any] | Callable[..., Any]) -> Callable[..., Any]:
+    """A ``_partial_`` config node (as saved in hyper-parameters) -> its factory, a
+    ``functools.partial`` of the ``_target_`` with the node's other values.
 
-    A callable (e.g. ``functools.partial(torch.optim.SGD, lr=0.1)``) is returned as it is.
+    Not Hydra's ``instantiate``: these nodes are saved in checkpoints, and ``instantiate``
+    would call any ``_target_`` nested in their values; here a nested node is an error. A
+    callable (e.g. ``functools.partial(torch.optim.SGD, lr=0.1)``) is returned as it is.
     """
     if callable(node):
         return node
-    from hydra.utils import instantiate
+    from hydra.utils import get_object
+    from omegaconf import DictConfig, OmegaConf
 
-    factory = instantiate({**node, "_partial_": True}, _convert_="all")
-    return factory
+    if isinstance(node, DictConfig):
+        node = OmegaConf.to_container(node, resolve=True)
+    values = {k: v for k, v in node.items() if k not in ("_target_", "_partial_")}
+    nested = [k for k, v in values.items() if isinstance(v, Mapping)]
+    if nested:
+        raise ValueError(
+            f"{node['_target_']}: {', '.join(nested)} must be plain values, not config nodes."
+        )
+    return functools.partial(get_object(str(node["_target_"])), **values)
 
 
 def _accepts(factory: Callable[..., Any], name: str) -> bool:

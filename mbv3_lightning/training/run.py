@@ -18,8 +18,8 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from mbv3_lightning.models.hparams import read_checked_hparams
 from mbv3_lightning.models.registry import get_spec
-from mbv3_lightning.models.safe_load import check_checkpoint
 from mbv3_lightning.perf.test_speed import model_cost
 from mbv3_lightning.runs.files import best_epoch, read_curves, write_run_files
 from mbv3_lightning.runs.record import RunRecord, build_run_record
@@ -146,8 +146,9 @@ def _train_and_test(cfg: DictConfig) -> RunRecord:
     output_dir = Path(cfg.paths.output_dir)
     check_run_target(output_dir, cfg.get("ckpt_path"))
     if cfg.get("ckpt_path") is not None:
-        # Read weights-only before anything else does, so a bad file fails with its name.
-        check_checkpoint(cfg.ckpt_path)
+        # Read weights-only, its hyper-parameters checked as data, before anything else reads
+        # it, so a bad file fails with its name.
+        read_checked_hparams(cfg.ckpt_path)
     silence_library_noise()
     L.seed_everything(cfg.seed, workers=True)
 
