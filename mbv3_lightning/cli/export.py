@@ -1,4 +1,4 @@
-"""`python -m mbv3_lightning.export ckpt_path=<ckpt> format=onnx|torchscript [quantize=int8]`.
+"""`mbv3 export ckpt_path=<ckpt> format=onnx|torchscript|executorch|tflite|coreml [quantize=int8]`.
 
 Writes the model with its class names and preprocessing, checks it against eager PyTorch on
 real images and prints the size / latency table; the work is
@@ -15,6 +15,7 @@ from rich.console import Console
 
 from mbv3_lightning.config import config_dir, register_resolvers
 from mbv3_lightning.deploy.export import export, render_report
+from mbv3_lightning.deploy.extras import MissingExtraError
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,10 @@ register_resolvers()
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="export")
 def main(cfg: DictConfig) -> None:
-    report = export(cfg)
+    try:
+        report = export(cfg)
+    except MissingExtraError as error:  # the install line, not a traceback
+        raise SystemExit(f"mbv3 export: {error}") from None
     Console().print(render_report(report))
     log.info("Wrote %s", report["model_path"])
 

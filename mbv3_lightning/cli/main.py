@@ -39,19 +39,19 @@ COMMANDS: dict[str, Command] = {
     ),
     "predict": Command(
         "mbv3_lightning.cli.predict",
-        "ckpt_path=<ckpt|onnx|pt> inputs=<file|folder|glob> [top_k=5]",
+        "ckpt_path=<ckpt|onnx|pt|pte|tflite> inputs=<file|folder|glob> [top_k=5]",
         "classify images with a trained or exported model",
         "predict",
     ),
     "evaluate": Command(
         "mbv3_lightning.cli.evaluate",
-        "ckpt_path=<ckpt> [dataset=...]",
-        "re-test a checkpoint on a dataset's test split",
+        "ckpt_path=<ckpt|onnx|pt|pte|tflite> [dataset=...]",
+        "re-test a checkpoint or an exported model on a dataset's test split",
         "evaluate",
     ),
     "export": Command(
         "mbv3_lightning.cli.export",
-        "ckpt_path=<ckpt> [format=onnx|torchscript] [quantize=int8]",
+        "ckpt_path=<ckpt> [format=onnx|torchscript|executorch|tflite|coreml] [quantize=int8]",
         "export a checkpoint for deployment",
         "export",
     ),
@@ -80,7 +80,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "app": Command(
         "mbv3_lightning.cli.app",
-        "ckpt_path=<ckpt|onnx|pt> [port=8501] [address=127.0.0.1] [top_k=5]",
+        "ckpt_path=<ckpt|onnx|pt|pte|tflite> [port=8501] [address=127.0.0.1] [top_k=5]",
         "a web page that classifies uploaded images",
     ),
 }

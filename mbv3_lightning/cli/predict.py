@@ -1,4 +1,4 @@
-"""`python -m mbv3_lightning.predict ckpt_path=<ckpt|onnx|pt> inputs=<file|folder|glob> top_k=5`.
+"""`mbv3 predict ckpt_path=<ckpt|onnx|pt|pte|tflite> inputs=<file|folder|glob> top_k=5`.
 
 A plain state dict (the car-colour recipe's ``best.pth``) also needs its class file and
 architecture: ``ckpt_path=best.pth classes=class_indices.json arch=mobilenet_v3_small``.
@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 
 from mbv3_lightning.config import config_dir, register_resolvers
+from mbv3_lightning.deploy.extras import MissingExtraError
 from mbv3_lightning.deploy.predict import (
     predict_paths,
     render_predictions,
@@ -35,12 +36,15 @@ register_resolvers()
 def main(cfg: DictConfig) -> None:
     if cfg.top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {cfg.top_k}.")
-    predictor = load_predictor(
-        cfg.ckpt_path,
-        classes=cfg.get("classes"),
-        arch=cfg.get("arch"),
-        input_size=cfg.get("input_size"),
-    )
+    try:
+        predictor = load_predictor(
+            cfg.ckpt_path,
+            classes=cfg.get("classes"),
+            arch=cfg.get("arch"),
+            input_size=cfg.get("input_size"),
+        )
+    except MissingExtraError as error:  # a .pte / .tflite without its runtime
+        raise SystemExit(f"mbv3 predict: {error}") from None
     paths = resolve_inputs(str(cfg.inputs))
     log.info(
         "Classifying %d file(s) with %s (%s).", len(paths), predictor.source, predictor.runtime

@@ -1,8 +1,10 @@
-"""`python -m mbv3_lightning.export ckpt_path=<ckpt> format=onnx|torchscript [quantize=int8]`.
+"""`mbv3 export ckpt_path=<ckpt> format=onnx|torchscript|executorch|tflite|coreml [quantize=int8]`.
 
 Writes the model with its class names and preprocessing, proves it computes what eager
 PyTorch computes on real images (max |softmax difference|), and compares file size and
-batch-1 latency of eager PyTorch, TorchScript and ONNX Runtime (and int8) in one table.
+batch-1 latency of eager PyTorch, ONNX Runtime and the written runtime (and int8) in one
+table, every runtime on the same number of threads. The phone formats are built and checked
+by :mod:`mbv3_lightning.deploy.phone_export`.
 
 ONNX goes through the TorchScript-based exporter (``dynamo=False``): it needs no
 ``onnxscript`` and its graph ran batch-1 inference faster here than the dynamo export.
@@ -16,7 +18,7 @@ import logging
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +28,25 @@ from omegaconf import DictConfig
 from rich.table import Table
 
 from mbv3_lightning.data.images import load_rgb
+from mbv3_lightning.deploy.phone import SUFFIXES
+from mbv3_lightning.deploy.phone_export import PhoneExport, export_phone, require_format
 from mbv3_lightning.deploy.predict import resolve_inputs
 from mbv3_lightning.deploy.predictor import (
     ModelInfo,
     OnnxPredictor,
-    Predictor,
     TorchPredictor,
     TorchScriptPredictor,
     load_checkpoint_network,
-    softmax,
     torchscript_sidecar,
 )
+from mbv3_lightning.deploy.runtime_check import (
+    ParityError,
+    RuntimeReport,
+    accuracy,
+    benchmark,
+    check_parity,
+)
 from mbv3_lightning.models.hparams import read_checked_hparams
-from mbv3_lightning.perf.latency import measure_latency
 from mbv3_lightning.runs.manifest import (
     Samples,
     class_keys_of_run,
@@ -50,25 +58,12 @@ from mbv3_lightning.runs.run_dir import write_atomic
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("onnx", "torchscript")
+__all__ = ["FORMATS", "ParityError", "export", "onnx_bytes", "render_report", "torchscript_module"]
+
+FORMATS = ("onnx", "torchscript", "executorch", "tflite", "coreml")
+# Formats quantize=int8 is built for: ONNX Runtime static QDQ, ExecuTorch PT2E + XNNPACK.
+INT8_FORMATS = ("onnx", "executorch")
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
-
-
-class ParityError(RuntimeError):
-    """An export whose outputs differ from eager PyTorch by more than the tolerance."""
-
-
-@dataclass
-class RuntimeReport:
-    """One row of the comparison table."""
-
-    runtime: str
-    size_mb: float
-    median_ms: float
-    p95_ms: float
-    max_softmax_diff: float | None = None
-    top1_agreement: float | None = None
-    test_accuracy: float | None = None
 
 
 def onnx_bytes(net: torch.nn.Module, info: ModelInfo, opset: int) -> bytes:
@@ -125,22 +120,6 @@ def _state_dict_bytes(net: torch.nn.Module) -> int:
     return buffer.getbuffer().nbytes
 
 
-def max_softmax_diff(reference: Predictor, candidate: Predictor, batch: torch.Tensor) -> float:
-    """Largest |softmax difference| between two runtimes on the same preprocessed batch."""
-    diff = softmax(reference.logits(batch)) - softmax(candidate.logits(batch))
-    return float(np.abs(diff).max())
-
-
-def accuracy(predictor: Predictor, samples: Samples, batch_size: int = 32) -> float:
-    """Top-1 accuracy on labelled image files."""
-    correct = 0
-    for start in range(0, len(samples), batch_size):
-        chunk = samples[start : start + batch_size]
-        probabilities = predictor.predict([load_rgb(path) for path, _ in chunk])
-        correct += int((probabilities.argmax(axis=1) == [label for _, label in chunk]).sum())
-    return correct / len(samples)
-
-
 def _parity_images(cfg: DictConfig, ckpt_path: Path) -> list[Path]:
     if cfg.images:
         paths = resolve_inputs(str(cfg.images))
@@ -179,40 +158,16 @@ def _test_samples(cfg: DictConfig, ckpt_path: Path, info: ModelInfo) -> Samples:
     return manifest_samples(ckpt_path, ("test",))
 
 
-def _benchmark(
-    name: str,
-    predictor: Predictor,
-    size_bytes: int,
-    eager: Predictor,
-    batch: torch.Tensor,
-    runs: int,
-) -> RuntimeReport:
-    """Batch-1 latency, size and (unless it is the reference) the softmax gap to eager."""
-    latency = measure_latency(lambda: predictor.logits(batch[:1]), runs)
-    row = RuntimeReport(name, size_bytes / 1e6, latency.median_ms, latency.p95_ms)
-    if predictor is not eager:
-        row.max_softmax_diff = max_softmax_diff(eager, predictor, batch)
-        agree = eager.logits(batch).argmax(1) == predictor.logits(batch).argmax(1)
-        row.top1_agreement = float(agree.mean())
-    return row
-
-
-def _check_parity(row: RuntimeReport, tolerance: float, images: int) -> None:
-    if row.max_softmax_diff > tolerance:
-        raise ParityError(
-            f"{row.runtime} export differs from eager PyTorch by {row.max_softmax_diff:.2e} "
-            f"(max |softmax difference| on {images} images), above parity_tolerance="
-            f"{tolerance}. Nothing was written."
-        )
-
-
 def _validate(cfg: DictConfig) -> Path:
     if cfg.format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got '{cfg.format}'.")
     if cfg.quantize not in (None, "int8"):
         raise ValueError(f"quantize must be null or int8, got '{cfg.quantize}'.")
-    if cfg.quantize and cfg.format != "onnx":
-        raise ValueError("quantize=int8 produces an ONNX Runtime model; use it with format=onnx.")
+    if cfg.quantize and cfg.format not in INT8_FORMATS:
+        raise ValueError(
+            f"quantize=int8 is built for format={' and format='.join(INT8_FORMATS)}, not "
+            f"format={cfg.format}."
+        )
     ckpt_path = Path(cfg.ckpt_path)
     if not ckpt_path.is_file():
         raise FileNotFoundError(f"Checkpoint '{ckpt_path}' does not exist.")
@@ -223,35 +178,49 @@ def _validate(cfg: DictConfig) -> Path:
 def export(cfg: DictConfig) -> dict[str, Any]:
     """Export, check parity, benchmark, optionally quantise; returns the report it saves."""
     ckpt_path = _validate(cfg)
+    if cfg.format in SUFFIXES:
+        require_format(cfg.format, cfg.quantize)  # a missing extra fails before any work
     # Find every image first, so a missing folder fails before minutes of exporting.
     parity_paths = _parity_images(cfg, ckpt_path)
     calibration = _calibration_images(cfg, ckpt_path) if cfg.quantize else []
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    # One thread count for every runtime in the table, so the latencies compare.
+    threads = cfg.threads or torch.get_num_threads()
+    torch.set_num_threads(threads)
     net, info = load_checkpoint_network(ckpt_path)
     eager = TorchPredictor(net, info, ckpt_path)
     onnx_model = onnx_bytes(net, info, cfg.opset)
-    script = torchscript_module(net, info)
-    onnx_fp32 = OnnxPredictor(onnx_model, info, ckpt_path, cfg.threads)
+    onnx_fp32 = OnnxPredictor(onnx_model, info, ckpt_path, threads)
     batch = eager.preprocess([load_rgb(p) for p in parity_paths])
     runs = cfg.latency_runs
     rows = {
         row.runtime: row
         for row in (
-            _benchmark("PyTorch eager", eager, _state_dict_bytes(net), eager, batch, runs),
-            _benchmark(
-                "TorchScript",
-                TorchScriptPredictor(script, info, ckpt_path),
-                len(_torchscript_bytes(script)),
-                eager,
-                batch,
-                runs,
-            ),
-            _benchmark("ONNX Runtime", onnx_fp32, len(onnx_model), eager, batch, runs),
+            benchmark("PyTorch eager", eager, _state_dict_bytes(net), eager, batch, runs),
+            benchmark("ONNX Runtime", onnx_fp32, len(onnx_model), eager, batch, runs),
         )
     }
+    if cfg.format in SUFFIXES:
+        calibration_images = [eager.preprocess([load_rgb(p)])[0] for p in calibration]
+        test_samples = _test_samples(cfg, ckpt_path, info) if cfg.quantize else []
+        model_path, verified = export_phone(
+            PhoneExport(cfg, net, info, eager, batch, threads, rows),
+            calibration_images,
+            test_samples,
+        )
+        return _save_report(
+            cfg, info, model_path, parity_paths, test_samples, threads, rows, verified
+        )
+    script = torchscript_module(net, info)
+    rows["TorchScript"] = benchmark(
+        "TorchScript",
+        TorchScriptPredictor(script, info, ckpt_path),
+        len(_torchscript_bytes(script)),
+        eager,
+        batch,
+        runs,
+    )
     written = "ONNX Runtime" if cfg.format == "onnx" else "TorchScript"
-    _check_parity(rows[written], cfg.parity_tolerance, len(parity_paths))
+    check_parity(rows[written], cfg.parity_tolerance, len(parity_paths))
 
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -269,32 +238,50 @@ def export(cfg: DictConfig) -> dict[str, Any]:
 
         int8_path = out_dir / f"{info.arch}.int8.onnx"
         quantize_int8(model_path, int8_path, eager, calibration)
-        int8 = OnnxPredictor(int8_path, info, int8_path, cfg.threads)
+        int8 = OnnxPredictor(int8_path, info, int8_path, threads)
         size = int8_path.stat().st_size
-        rows["ONNX Runtime int8"] = _benchmark("ONNX Runtime int8", int8, size, eager, batch, runs)
+        rows["ONNX Runtime int8"] = benchmark("ONNX Runtime int8", int8, size, eager, batch, runs)
         if test_samples:
             rows["ONNX Runtime"].test_accuracy = accuracy(onnx_fp32, test_samples)
             rows["ONNX Runtime int8"].test_accuracy = accuracy(int8, test_samples)
         else:
             log.warning("No test images (test_dir= or a manifest test split): accuracy skipped.")
 
+    return _save_report(cfg, info, model_path, parity_paths, test_samples, threads, rows, True)
+
+
+def _save_report(
+    cfg: DictConfig,
+    info: ModelInfo,
+    model_path: Path,
+    parity_paths: list[Path],
+    test_samples: Samples,
+    threads: int,
+    rows: dict[str, RuntimeReport],
+    verified: bool,
+) -> dict[str, Any]:
+    """``export_report.json``: what was written, how it was checked, the table's rows."""
     report = {
         "model": info.arch,
         "input_size": info.input_size,
         "format": cfg.format,
         "model_path": str(model_path),
+        # False only for Core ML off macOS: written, but no runtime here could check it.
+        "verified": verified,
         "parity_images": len(parity_paths),
         "test_images": len(test_samples),
-        "threads": torch.get_num_threads(),
+        "threads": threads,
         "runtimes": [asdict(row) for row in rows.values()],
     }
-    (out_dir / "export_report.json").write_text(json.dumps(report, indent=2))
+    write_atomic(Path(cfg.output_dir) / "export_report.json", json.dumps(report, indent=2))
     return report
 
 
 def render_report(report: dict[str, Any]) -> Table:
     """Size, batch-1 latency and agreement with eager PyTorch, one row per runtime."""
-    table = Table(title=f"{report['model']} at {report['input_size']} px, batch 1")
+    threads = report["threads"]
+    title = f"{report['model']} at {report['input_size']} px, batch 1, {threads} CPU thread"
+    table = Table(title=title + ("" if threads == 1 else "s"))
     for column in (
         "runtime",
         "size (MB)",

@@ -1,4 +1,4 @@
-"""`python -m mbv3_lightning.app ckpt_path=<ckpt|onnx|pt> [port=8501] [top_k=5]`: a web page.
+"""`mbv3 app ckpt_path=<ckpt|onnx|pt|pte|tflite> [port=8501] [top_k=5]`: a web page.
 
 Upload one or more images and see the top-k classes as a bar chart, with the model's name,
 classes and latency. Streamlit, as in the car-colour recipe: a page is one short script, uploads of
@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from mbv3_lightning.data.images import UNREADABLE_IMAGE_ERRORS
+from mbv3_lightning.deploy.extras import MissingExtraError
 from mbv3_lightning.deploy.predictor import Predictor, load_predictor, top_k
 
 DEFAULTS = {
@@ -31,13 +32,13 @@ DEFAULTS = {
     "input_size": "",
 }
 USAGE = (
-    "python -m mbv3_lightning.app ckpt_path=<ckpt|onnx|pt> [port=8501] [address=127.0.0.1] "
-    "[top_k=5]; a state dict (best.pth) also needs classes=<class_indices.json> "
-    "arch=<architecture, e.g. mobilenet_v3_small> [input_size=224]"
+    "python -m mbv3_lightning.app ckpt_path=<ckpt|onnx|pt|pte|tflite> [port=8501] "
+    "[address=127.0.0.1] [top_k=5]; a state dict (best.pth) also needs "
+    "classes=<class_indices.json> arch=<architecture, e.g. mobilenet_v3_small> [input_size=224]"
 )
 READABLE_FORMATS = "JPEG, PNG, BMP, GIF, WebP or TIFF"
 USAGE = (
-    "usage: python -m mbv3_lightning.app ckpt_path=<ckpt|onnx|pt> [port=8501] "
+    "usage: python -m mbv3_lightning.app ckpt_path=<ckpt|onnx|pt|pte|tflite> [port=8501] "
     "[address=127.0.0.1] [top_k=5]"
 )
 # A few photos of the bundled demo set (see samples/README.md for their source and licence).
@@ -85,7 +86,7 @@ def check_model(values: dict[str, str]) -> None:
     the command with its name instead of starting a page that cannot predict."""
     try:
         load_predictor(values["ckpt_path"], **predictor_arguments(values))  # type: ignore[arg-type]
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, MissingExtraError) as error:
         raise SystemExit(f"Cannot serve '{values['ckpt_path']}': {error}") from None
 
 

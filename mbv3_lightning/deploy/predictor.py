@@ -28,6 +28,8 @@ from mbv3_lightning.models.safe_load import load_checkpoint
 log = logging.getLogger(__name__)
 
 TORCHSCRIPT_SIDECAR_SUFFIX = ".json"
+# ExecuTorch and LiteRT exports (mbv3_lightning/deploy/phone.py runs them).
+PHONE_SUFFIXES = (".pte", ".tflite")
 
 
 @dataclass(frozen=True)
@@ -246,6 +248,16 @@ def torchscript_sidecar(path: Path) -> Path:
     return path.with_name(path.name + TORCHSCRIPT_SIDECAR_SUFFIX)
 
 
+def is_exported_file(path: str | Path) -> bool:
+    """Whether ``path`` is an export (ONNX, TorchScript with sidecar, ExecuTorch, LiteRT)
+    rather than a checkpoint or state dict: its own runtime runs it, not a rebuilt network."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".onnx", *PHONE_SUFFIXES):
+        return True
+    return suffix in (".pt", ".pth") and torchscript_sidecar(path).is_file()
+
+
 def read_class_file(path: str | Path) -> list[str]:
     """Class names in index order from a ``class_indices.json``: the car-colour recipe's
     ``{"0": "black", "1": "blue", ...}``, or this project's file (which holds that map too,
@@ -316,17 +328,23 @@ def load_predictor(
     arch: str | None = None,
     input_size: int | None = None,
 ) -> Predictor:
-    """A predictor for a ``.ckpt`` checkpoint, an ``.onnx`` or a TorchScript ``.pt`` export,
-    or a plain state dict given with ``classes`` (a class_indices.json) and ``arch``."""
+    """A predictor for a ``.ckpt`` checkpoint, an ``.onnx``, TorchScript ``.pt``, ExecuTorch
+    ``.pte`` or LiteRT ``.tflite`` export, or a plain state dict given with ``classes`` (a
+    class_indices.json) and ``arch``."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"Model file '{path}' does not exist. Pass `ckpt_path=` a checkpoint "
-            "(<run dir>/checkpoints/*.ckpt) or an export (*.onnx, *.pt)."
+            "(<run dir>/checkpoints/*.ckpt) or an export (*.onnx, *.pt, *.pte, *.tflite)."
         )
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         return OnnxPredictor(path, onnx_model_info(path), path)
+    if suffix in PHONE_SUFFIXES:
+        # Imported here: the phone runtimes build on this module's Predictor.
+        from mbv3_lightning.deploy.phone import load_phone_predictor
+
+        return load_phone_predictor(path)
     if suffix in (".pt", ".pth") and torchscript_sidecar(path).is_file():
         metadata = json.loads(torchscript_sidecar(path).read_text())
         with warnings.catch_warnings():

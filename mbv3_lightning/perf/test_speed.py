@@ -18,6 +18,12 @@ from mbv3_lightning.models.complexity import complexity
 from mbv3_lightning.perf.latency import measure_latency
 
 
+def _device(net: nn.Module) -> torch.device:
+    """Where ``net`` runs: its parameters' device; the CPU for a parameter-free wrapper of
+    an exported model (its runtime runs on the CPU)."""
+    return next(net.parameters(), torch.empty(0)).device
+
+
 def _memory_format(net: nn.Module) -> torch.memory_format:
     """The layout the network's convolution weights are in (NCHW or channels_last)."""
     weight = next((p for p in net.parameters() if p.ndim == 4), None)
@@ -49,7 +55,7 @@ def time_inference(
         raise ValueError(f"Expected a non-empty batch of images (N, C, H, W), got {images.shape}.")
     if warmup < 1 or repeats < 1 or batch_repeats < 1:
         raise ValueError("timing.warmup, timing.repeats and timing.batch_repeats must be >= 1.")
-    device = next(net.parameters()).device
+    device = _device(net)
     was_training = net.training
     net.eval()
     # The layout the network was trained in: channels_last was faster here at batch 1 too
@@ -83,7 +89,7 @@ def time_test_set(net: nn.Module, batches: Iterable[Any]) -> dict[str, Any]:
     preprocessing included, as a user predicting the set would wait for them; eval mode, no
     gradients, on the device ``net`` is on.
     """
-    device = next(net.parameters()).device
+    device = _device(net)
     layout = _memory_format(net)
     was_training = net.training
     net.eval()
@@ -111,11 +117,17 @@ def model_cost(
     test_images: torch.Tensor | None,
     timing: dict[str, Any] | None = None,
     test_batches: Iterable[Any] | None = None,
+    count_complexity: bool = True,
 ) -> dict[str, Any]:
     """``params``/``macs``/``flops`` and, given a test batch, the test-time speed on the
     device ``net`` is on (``timing``: overrides of :func:`time_inference`'s repeat counts);
-    given the whole test loader (``test_batches``), the paper's test time per image too."""
-    cost: dict[str, Any] = {**complexity(net, input_size)}
+    given the whole test loader (``test_batches``), the paper's test time per image too.
+    ``count_complexity=False`` (an exported model's runtime wrapper) times it only."""
+    cost: dict[str, Any] = (
+        {**complexity(net, input_size)}
+        if count_complexity
+        else {"params": None, "macs": None, "flops": None}
+    )
     if test_images is None:
         return {**cost, "test_ms_per_image": None, "test_images_per_s": None}
     cost.update(time_inference(net, test_images, **(timing or {})))

@@ -1,19 +1,25 @@
-"""Re-test a checkpoint (``python -m mbv3_lightning.evaluate``, mbv3_lightning/cli/evaluate.py).
+"""Re-test a checkpoint or an exported model (``mbv3 evaluate``, mbv3_lightning/cli/evaluate.py).
 
 Scores a saved checkpoint on a dataset's test split through ``Trainer.test`` and writes the
 same files a training run writes (metrics.json, per_class.csv, roc.json, curves.csv, PNGs),
 built by the same :func:`mbv3_lightning.runs.record.build_run_record`, into a new run directory.
 Like :mod:`mbv3_lightning.training.run` it instantiates the DataModule and Trainer itself.
+
+An exported file (ONNX, TorchScript, ExecuTorch, LiteRT) goes through the same loop: the
+command hands in an :class:`ExportedNetwork` whose module runs the file's runtime, and the
+classifier's metrics score it exactly as they score a checkpoint's network.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -36,6 +42,20 @@ from mbv3_lightning.training.predictions import sample_predictions
 from mbv3_lightning.training.run import record_context
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExportedNetwork:
+    """An exported model file to evaluate: a module returning its runtime's logits, and the
+    facts its metadata carries (checked by the loader that read the file)."""
+
+    network: torch.nn.Module
+    runtime: str
+    arch: str
+    class_names: list[str]
+    input_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
 
 
 def _check_same_classes(trained: list[str], found: list[str], root: Any) -> None:
@@ -74,22 +94,35 @@ def _wandb_logger(
     )
 
 
-def evaluate(cfg: DictConfig) -> RunRecord:
+def evaluate(cfg: DictConfig, exported: ExportedNetwork | None = None) -> RunRecord:
     """Test ``cfg.ckpt_path`` on ``cfg.dataset``'s test split; returns the record saved as
-    metrics.json.
+    metrics.json. ``exported``: the file at ``cfg.ckpt_path`` is an export, run by this.
 
     With ``wandb.enabled=true`` the W&B run is finished in every case, also when it raises.
     """
     failed = True
     try:
-        summary = _evaluate(cfg)
+        summary = _evaluate(cfg, exported)
         failed = False
         return summary
     finally:
         finish_wandb(failed)
 
 
-def _evaluate(cfg: DictConfig) -> RunRecord:
+def _classifier_around(model_class: type, exported: ExportedNetwork) -> ImageClassifier:
+    """The classifier (loss, metrics, test report) with the exported file as its network."""
+    model = model_class(
+        net={"arch": exported.arch, "pretrained": False, "weights_path": None},
+        num_classes=len(exported.class_names),
+        class_names=list(exported.class_names),
+        input_size=exported.input_size,
+    )
+    model.net = exported.network
+    model.mean, model.std = exported.mean, exported.std
+    return model
+
+
+def _evaluate(cfg: DictConfig, exported: ExportedNetwork | None) -> RunRecord:
     started = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = Path(cfg.ckpt_path)
@@ -111,11 +144,15 @@ def _evaluate(cfg: DictConfig) -> RunRecord:
             f"model_class={cfg.model_class} is not an ImageClassifier; evaluate scores "
             "checkpoints of mbv3_lightning.training.module.ImageClassifier (or a subclass)."
         )
-    # The classifier's own loader: weights-only, and its hyper-parameters checked as data.
-    model = model_class.load_from_checkpoint(ckpt_path, map_location="cpu")
-    # A checkpoint's "epoch" is the 0-based epoch it was saved in, at that epoch's end.
-    checkpoint = load_checkpoint(ckpt_path, mmap=True)
-    trained_epochs = checkpoint["epoch"] + 1
+    if exported is None:
+        # The classifier's own loader: weights-only, and its hyper-parameters checked as data.
+        model = model_class.load_from_checkpoint(ckpt_path, map_location="cpu")
+        # A checkpoint's "epoch" is the 0-based epoch it was saved in, at that epoch's end.
+        checkpoint = load_checkpoint(ckpt_path, mmap=True)
+        trained_epochs = checkpoint["epoch"] + 1
+    else:
+        model = _classifier_around(model_class, exported)
+        trained_epochs = None  # an export does not record its training
     datamodule = instantiate(
         cfg.dataset,
         input_size=model.input_size,
@@ -134,30 +171,40 @@ def _evaluate(cfg: DictConfig) -> RunRecord:
     )
     if wandb_logger is not None:
         wandb_logger.log_config(OmegaConf.to_container(cfg, resolve=True), output_dir)
+    # An exported file runs on the CPU whatever the machine has: batches stay there.
+    on_cpu = {"accelerator": "cpu"} if exported is not None else {}
     trainer: L.Trainer = instantiate(
-        cfg.trainer, logger=wandb_logger or False, enable_checkpointing=False
+        cfg.trainer, logger=wandb_logger or False, enable_checkpointing=False, **on_cpu
     )
     # verbose=False: Lightning's table prints raw float32 values; the summary rounds them.
     results = trainer.test(model, datamodule=datamodule, verbose=False)
     report = model.test_report
     # The curves of the run that produced the checkpoint (<run dir>/checkpoints/<name>.ckpt).
-    curves = read_curves(RunDir.of_checkpoint(ckpt_path).metrics_csv)
+    curves = read_curves(RunDir.of_checkpoint(ckpt_path).metrics_csv) if exported is None else []
     test_images = next(iter(datamodule.test_dataloader()))[0]
     model.to(trainer.strategy.root_device)
+    context = record_context(cfg, model, datamodule, trainer)
+    if exported is not None:
+        # The file's runtime is what was timed; its parameters and MACs are not counted (the
+        # export keeps no network configuration beyond the architecture's name).
+        context["device"] = f"{context['device']} ({exported.runtime})"
+        context["parameter_counts"] = {"params_total": None, "params_trainable": None}
+    cost = model_cost(
+        model.net,
+        model.input_size,
+        test_images,
+        cfg.get("timing"),
+        test_batches=datamodule.test_dataloader(),
+        count_complexity=exported is None,
+    )
     record = build_run_record(
-        **record_context(cfg, model, datamodule, trainer),
+        **context,
         epochs=trained_epochs,
         metrics=results[0],
         train_time_s=None,
         best_ckpt=str(ckpt_path),
         best_epoch=best_epoch(curves),
-        cost=model_cost(
-            model.net,
-            model.input_size,
-            test_images,
-            cfg.get("timing"),
-            test_batches=datamodule.test_dataloader(),
-        ),
+        cost=cost,
         per_class=report.per_class,
         started=started,
     )

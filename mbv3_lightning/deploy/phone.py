@@ -1,0 +1,69 @@
+"""The phone formats in one table: ``format=`` name, file suffix, how to build and run each.
+
+export builds through :func:`build_model` and checks through :func:`model_predictor`;
+predict, evaluate and the web page open files through :func:`load_phone_predictor` (called
+by :func:`~mbv3_lightning.deploy.predictor.load_predictor` for these suffixes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from mbv3_lightning.deploy import executorch_model, litert_model
+from mbv3_lightning.deploy.extras import require
+from mbv3_lightning.deploy.predictor import ModelInfo, Predictor
+from mbv3_lightning.deploy.sidecar import read_sidecar
+
+# format= value -> suffix of the file it writes (coreml: a folder, not runnable here).
+SUFFIXES = {
+    "executorch": executorch_model.SUFFIX,
+    "tflite": litert_model.SUFFIX,
+    "coreml": ".mlpackage",
+}
+# Files this machine can run, by suffix, and the module that runs each.
+_RUNTIME_MODULES = {executorch_model.SUFFIX: "executorch", litert_model.SUFFIX: "ai_edge_litert"}
+
+
+def build_model(
+    fmt: str,
+    net: torch.nn.Module,
+    info: ModelInfo,
+    calibration: Sequence[torch.Tensor] | None = None,
+) -> bytes:
+    """The network as a ``.pte`` or ``.tflite`` file's bytes; ``calibration`` (preprocessed
+    images) makes an int8 ExecuTorch program."""
+    if fmt == "executorch":
+        if calibration is not None:
+            return executorch_model.int8_program_bytes(net, info, calibration)
+        return executorch_model.program_bytes(net, info)
+    if fmt == "tflite":
+        if calibration is not None:
+            raise ValueError("quantize=int8 is built for format=onnx and format=executorch.")
+        return litert_model.tflite_bytes(net, info)
+    raise ValueError(f"No runnable phone format '{fmt}'; expected executorch or tflite.")
+
+
+def model_predictor(
+    model: bytes | Path, suffix: str, info: ModelInfo, source: Path, threads: int | None = None
+) -> Predictor:
+    """A predictor for a phone model (bytes in memory or a file) of the given suffix.
+
+    ``threads`` sizes LiteRT's interpreter; ExecuTorch's pool is process-wide
+    (:func:`executorch_model.set_threads`).
+    """
+    if suffix == executorch_model.SUFFIX:
+        return executorch_model.ExecuTorchPredictor(model, info, source)
+    if suffix == litert_model.SUFFIX:
+        return litert_model.LiteRTPredictor(model, info, source, threads)
+    raise ValueError(f"'{source}': no runtime here for {suffix} files.")
+
+
+def load_phone_predictor(path: Path) -> Predictor:
+    """A ``.pte`` or ``.tflite`` export, with the metadata its sidecar carries."""
+    suffix = path.suffix.lower()
+    # The install line first: without the runtime nothing else about the file matters.
+    require(_RUNTIME_MODULES[suffix], f"Running '{path.name}'")
+    return model_predictor(path, suffix, read_sidecar(path), path)
