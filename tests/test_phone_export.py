@@ -1,0 +1,257 @@
+"""Phone exports (ExecuTorch .pte, LiteRT .tflite, Core ML) and exported files in predict and
+evaluate: each file is run by its own runtime on the fixture's real test images.
+
+Tests of a format skip, with the install line as the reason, where its extra is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from mbv3_lightning.config import compose_config
+from mbv3_lightning.deploy.export import ParityError, export
+from mbv3_lightning.deploy.extras import (
+    LITERT_CONVERTER_INSTALL,
+    MOBILE_INSTALL,
+    TFLITE_INSTALL,
+    has_module,
+)
+from mbv3_lightning.deploy.predict import predict_paths
+from mbv3_lightning.deploy.predictor import load_predictor
+from mbv3_lightning.deploy.sidecar import read_sidecar
+from mbv3_lightning.runs.manifest import manifest_samples
+from mbv3_lightning.runs.record import RunRecord
+from mbv3_lightning.runs.run_dir import RunDir
+
+CLASSES = ["apple", "banana", "cherry"]
+
+needs_executorch = pytest.mark.skipif(
+    not has_module("executorch"), reason=f"ExecuTorch is not installed: {MOBILE_INSTALL}"
+)
+needs_coremltools = pytest.mark.skipif(
+    not has_module("coremltools"), reason=f"coremltools is not installed: {MOBILE_INSTALL}"
+)
+needs_litert = pytest.mark.skipif(
+    not (has_module("litert_torch") and has_module("ai_edge_litert")),
+    reason=f"litert-torch / ai-edge-litert are not installed: {LITERT_CONVERTER_INSTALL}",
+)
+
+
+def export_config(ckpt: Path, output_dir: Path, *overrides: str):
+    """The real conf/export.yaml, with few latency runs to keep the suite fast."""
+    return compose_config(
+        "export",
+        [f"ckpt_path={ckpt}", "latency_runs=3", *overrides],
+        output_dir=output_dir,
+        output_key="output_dir",
+    )
+
+
+def evaluate_exported(model_path: Path, ckpt: Path, output_dir: Path) -> RunRecord:
+    """`mbv3 evaluate ckpt_path=<export>` on the fixture's dataset, through the command's own
+    wrapping of the file (cli.evaluate.exported_network) and the shared test loop."""
+    from mbv3_lightning.cli.evaluate import exported_network
+    from mbv3_lightning.training.evaluate import evaluate
+
+    root = json.loads(RunDir.of_checkpoint(ckpt).split_manifest.read_text())["root"]
+    overrides = [
+        f"ckpt_path={model_path}",
+        "dataset=image_folder",
+        f"dataset.root={root}",
+        "dataset.num_workers=0",
+        "trainer.accelerator=cpu",
+        "timing.repeats=2",
+        "timing.batch_repeats=1",
+    ]
+    cfg = compose_config("evaluate", overrides, hydra_runtime=True, output_dir=output_dir)
+    return evaluate(cfg, exported_network(str(model_path)))
+
+
+def _rows(report: dict) -> dict[str, dict]:
+    return {row["runtime"]: row for row in report["runtimes"]}
+
+
+def _top1(predictor, paths: list[Path]) -> list[str]:
+    return [p.classes[0][0] for p in predict_paths(predictor, paths, k=1, batch_size=5)]
+
+
+def _test_paths(ckpt: Path) -> list[Path]:
+    return [path for path, _ in manifest_samples(ckpt, ["test"])]
+
+
+# ---- fast: no optional extra needed
+
+
+def test_a_missing_extra_names_its_install_line_in_one_line(
+    trained_checkpoint, tmp_path, monkeypatch
+):
+    """`mbv3 export format=executorch` where ExecuTorch cannot be imported (switched off in
+    sys.modules, Python's own way, when it is installed): the command exits with one line
+    naming the pip command, before any work."""
+    from mbv3_lightning.cli.main import main
+
+    monkeypatch.setitem(sys.modules, "executorch", None)
+    monkeypatch.chdir(tmp_path)
+    args = ["export", f"ckpt_path={trained_checkpoint}", "format=executorch"]
+    with pytest.raises(SystemExit) as stopped:
+        main([*args, f"hydra.run.dir={tmp_path}"])
+    assert stopped.value.code == (
+        "mbv3 export: format=executorch needs ExecuTorch (.pte files), which is not installed. "
+        f"Install it: {MOBILE_INSTALL}"
+    )
+    assert not list(tmp_path.glob("*.pte"))
+
+
+def test_predict_names_the_install_line_for_a_pte_without_executorch(tmp_path, monkeypatch):
+    from mbv3_lightning.cli.main import main
+
+    monkeypatch.setitem(sys.modules, "executorch", None)
+    model = tmp_path / "mobilenet_v3_small.pte"
+    model.write_bytes(b"")  # the runtime is asked for before the file is read
+    args = ["predict", f"ckpt_path={model}", f"inputs={tmp_path}", f"hydra.run.dir={tmp_path}"]
+    with pytest.raises(SystemExit) as stopped:
+        main(args)
+    assert stopped.value.code == (
+        "mbv3 predict: Running 'mobilenet_v3_small.pte' needs ExecuTorch (.pte files), which is "
+        f"not installed. Install it: {MOBILE_INSTALL}"
+    )
+
+
+def test_a_phone_model_without_its_sidecar_names_the_missing_file(tmp_path):
+    model = tmp_path / "mobilenet_v3_small.tflite"
+    model.write_bytes(b"not checked before the sidecar")
+    with pytest.raises(FileNotFoundError, match=r"no 'mobilenet_v3_small.tflite.json' beside"):
+        read_sidecar(model)
+    (tmp_path / "mobilenet_v3_small.tflite.json").write_text('{"arch": "\\"x\\""}')
+    with pytest.raises(ValueError, match="lacks the metadata class_names, input_size"):
+        read_sidecar(model)
+
+
+def test_int8_is_refused_for_formats_it_is_not_built_for(trained_checkpoint, tmp_path):
+    cfg = export_config(trained_checkpoint, tmp_path, "format=tflite", "quantize=int8")
+    with pytest.raises(ValueError, match="built for format=onnx and format=executorch"):
+        export(cfg)
+
+
+def test_evaluate_an_onnx_export_scores_like_its_checkpoint(trained_checkpoint, tmp_path):
+    """The exported-file path of evaluate (runtime module in the shared Trainer.test loop)
+    on ONNX, which every install has: same accuracy as the training run's test of the same
+    checkpoint, every test image scored, and the runtime named in the record."""
+    report = export(export_config(trained_checkpoint, tmp_path / "export", "format=onnx"))
+    record = evaluate_exported(Path(report["model_path"]), trained_checkpoint, tmp_path / "eval")
+    trained = RunRecord.read(RunDir.of_checkpoint(trained_checkpoint).path)
+    assert record.metrics["test/acc"] == pytest.approx(trained.metrics["test/acc"])
+    assert sum(row["support"] for row in record.per_class) == 12
+    assert record.environment.device == "cpu (ONNX Runtime)"
+    assert record.cost.test_ms_per_image["median"] > 0
+    assert (tmp_path / "eval" / "per_class.csv").is_file()
+
+
+# ---- ExecuTorch
+
+
+@pytest.fixture(scope="module")
+def executorch_export(trained_checkpoint, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("export_executorch")
+    return export(export_config(trained_checkpoint, out, "format=executorch", "quantize=int8"))
+
+
+@pytest.mark.slow
+@needs_executorch
+def test_executorch_export_matches_the_checkpoint(executorch_export, trained_checkpoint):
+    rows = _rows(executorch_export)
+    fp32 = rows["ExecuTorch XNNPACK"]
+    assert fp32["max_softmax_diff"] <= 1e-4 and fp32["top1_agreement"] == 1.0
+    assert executorch_export["threads"] >= 1 and executorch_export["verified"] is True
+    for name in ("PyTorch eager", "ONNX Runtime", "ExecuTorch XNNPACK"):
+        assert 0 < rows[name]["median_ms"] <= rows[name]["p95_ms"]
+    model_path = Path(executorch_export["model_path"])
+    assert model_path.suffix == ".pte" and model_path.stat().st_size > 1e6
+    assert (model_path.parent / "labels.txt").read_text().split() == CLASSES
+    predictor = load_predictor(model_path)
+    assert predictor.runtime == "ExecuTorch XNNPACK" and predictor.info.class_names == CLASSES
+    paths = _test_paths(trained_checkpoint)
+    assert _top1(predictor, paths) == _top1(load_predictor(trained_checkpoint), paths)
+
+
+@pytest.mark.slow
+@needs_executorch
+def test_executorch_int8_is_smaller_and_scored_beside_fp32(executorch_export):
+    rows = _rows(executorch_export)
+    fp32, int8 = rows["ExecuTorch XNNPACK"], rows["ExecuTorch XNNPACK int8"]
+    assert int8["size_mb"] < 0.5 * fp32["size_mb"]
+    assert executorch_export["test_images"] == 12
+    assert fp32["test_accuracy"] >= 0.9
+    assert int8["test_accuracy"] >= fp32["test_accuracy"] - 0.1
+    int8_path = Path(executorch_export["model_path"]).with_suffix(".int8.pte")
+    assert load_predictor(int8_path).info.class_names == CLASSES
+
+
+@pytest.mark.slow
+@needs_executorch
+def test_evaluate_a_pte_scores_like_its_checkpoint(executorch_export, trained_checkpoint, tmp_path):
+    record = evaluate_exported(Path(executorch_export["model_path"]), trained_checkpoint, tmp_path)
+    trained = RunRecord.read(RunDir.of_checkpoint(trained_checkpoint).path)
+    assert record.metrics["test/acc"] == pytest.approx(trained.metrics["test/acc"])
+    assert record.environment.device == "cpu (ExecuTorch XNNPACK)"
+
+
+@pytest.mark.slow
+@needs_executorch
+def test_a_pte_failing_parity_is_not_written(trained_checkpoint, tmp_path):
+    cfg = export_config(trained_checkpoint, tmp_path, "format=executorch", "parity_tolerance=0")
+    with pytest.raises(ParityError, match="ExecuTorch XNNPACK export differs"):
+        export(cfg)
+    assert not list(tmp_path.glob("*.pte"))
+
+
+# ---- LiteRT
+
+
+@pytest.mark.slow
+@needs_litert
+def test_tflite_export_predict_and_evaluate_match_the_checkpoint(trained_checkpoint, tmp_path):
+    report = export(export_config(trained_checkpoint, tmp_path / "export", "format=tflite"))
+    row = _rows(report)["LiteRT"]
+    assert row["max_softmax_diff"] <= 1e-4 and row["top1_agreement"] == 1.0
+    assert 0 < row["median_ms"] <= row["p95_ms"]
+    model_path = Path(report["model_path"])
+    predictor = load_predictor(model_path)
+    assert predictor.runtime == "LiteRT" and predictor.info.input_size == 32
+    paths = _test_paths(trained_checkpoint)
+    assert _top1(predictor, paths) == _top1(load_predictor(trained_checkpoint), paths)
+    record = evaluate_exported(model_path, trained_checkpoint, tmp_path / "eval")
+    trained = RunRecord.read(RunDir.of_checkpoint(trained_checkpoint).path)
+    assert record.metrics["test/acc"] == pytest.approx(trained.metrics["test/acc"])
+
+
+def test_tflite_without_the_interpreter_names_its_install_line(tmp_path, monkeypatch):
+    from mbv3_lightning.deploy.extras import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"")
+    line = (
+        "needs the LiteRT interpreter (.tflite files), which is not installed. "
+        f"Install it: {TFLITE_INSTALL}"
+    )
+    with pytest.raises(MissingExtraError, match=re.escape(line)):
+        load_predictor(model)
+
+
+# ---- Core ML
+
+
+@pytest.mark.slow
+@needs_coremltools
+def test_coreml_export_writes_a_package_it_reports_unverified(trained_checkpoint, tmp_path):
+    report = export(export_config(trained_checkpoint, tmp_path, "format=coreml"))
+    package = Path(report["model_path"])
+    assert package.suffix == ".mlpackage" and (package / "Manifest.json").is_file()
+    assert report["verified"] is False
+    assert read_sidecar(package).class_names == CLASSES
