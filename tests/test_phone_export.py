@@ -255,3 +255,67 @@ def test_coreml_export_writes_a_package_it_reports_unverified(trained_checkpoint
     assert package.suffix == ".mlpackage" and (package / "Manifest.json").is_file()
     assert report["verified"] is False
     assert read_sidecar(package).class_names == CLASSES
+
+
+# ---- docs/deploy-phone.md: its commands are the ones tested
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "deploy-phone.md"
+
+
+def doc_commands() -> list[str]:
+    """The shell lines of the page's ```bash blocks (```text blocks are install lines and
+    phone-side steps, which the README's test command and a phone run instead)."""
+    blocks = re.findall(r"```bash\n(.*?)```", DOC.read_text(), flags=re.S)
+    return [line for block in blocks for line in block.splitlines() if line.strip()]
+
+
+def test_every_command_of_the_phone_page_composes_with_todays_configs():
+    from mbv3_lightning.cli.main import check_overrides
+
+    commands = doc_commands()
+    assert len(commands) >= 6
+    for line in commands:
+        words = line.split()
+        if words[:3] == ["python", "-m", "mbv3_lightning"]:
+            name, overrides = "train", words[3:]
+        else:
+            assert words[0] == "mbv3", line
+            name, overrides = words[1], words[2:]
+        assert check_overrides(name, overrides) is None, line
+
+
+@pytest.mark.slow
+@needs_executorch
+@needs_litert
+@needs_coremltools
+def test_the_phone_page_commands_run_and_meet_the_issue_bar(tmp_path):
+    """The page's commands, in order, on the real demo: every export agrees with the
+    checkpoint on all 250 test images, int8 is within 2 points of fp32, and predict on the
+    .pte and .tflite gives the checkpoint's top-1 for every image."""
+    import csv
+    import os
+    import subprocess
+
+    (tmp_path / "data").symlink_to(DOC.parents[1] / "data")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    for line in doc_commands():
+        done = subprocess.run(
+            line, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=3000
+        )
+        assert done.returncode == 0, (line, done.stderr[-3000:])
+    phone = tmp_path / "outputs" / "phone"
+    et = json.loads((phone / "executorch" / "export_report.json").read_text())
+    lite = json.loads((phone / "tflite" / "export_report.json").read_text())
+    assert et["parity_images"] == lite["parity_images"] == 250
+    assert _rows(et)["ExecuTorch XNNPACK"]["top1_agreement"] == 1.0
+    assert _rows(lite)["LiteRT"]["top1_agreement"] == 1.0
+    fp32, int8 = _rows(et)["ExecuTorch XNNPACK"], _rows(et)["ExecuTorch XNNPACK int8"]
+    assert int8["test_accuracy"] >= fp32["test_accuracy"] - 0.02
+    checkpoint = load_predictor(tmp_path / "outputs" / "demo" / "checkpoints" / "best.ckpt")
+    for folder in ("predict-pte", "predict-tflite"):
+        with open(phone / folder / "predictions.csv") as f:
+            rows = list(csv.DictReader(f))
+        assert len(rows) == 250
+        paths = [Path(row["path"]) for row in rows]
+        assert [row["class_1"] for row in rows] == _top1(checkpoint, paths)
+    assert json.loads((phone / "coreml" / "export_report.json").read_text())["verified"] is False

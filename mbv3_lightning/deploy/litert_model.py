@@ -31,8 +31,16 @@ def tflite_bytes(net: torch.nn.Module, info: ModelInfo) -> bytes:
     import litert_torch
 
     example = (torch.zeros(1, 3, info.input_size, info.input_size),)
-    with torch.no_grad():
-        return bytes(litert_torch.convert(net.eval(), example).model_content())
+    # The converter logs a line per lowered operator on the root logger; only its warnings
+    # belong in the export's log.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))
+    try:
+        with torch.no_grad():
+            return bytes(litert_torch.convert(net.eval(), example).model_content())
+    finally:
+        root.setLevel(level)
 
 
 class LiteRTPredictor(Predictor):

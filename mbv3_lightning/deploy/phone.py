@@ -7,6 +7,7 @@ by :func:`~mbv3_lightning.deploy.predictor.load_predictor` for these suffixes).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,6 +28,12 @@ SUFFIXES = {
 _RUNTIME_MODULES = {executorch_model.SUFFIX: "executorch", litert_model.SUFFIX: "ai_edge_litert"}
 
 
+def dense_copy(net: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``net`` with NCHW-contiguous weights: the predictors run channels_last
+    (faster in eager), and XNNPACK's lowering expects contiguous weights to re-layout."""
+    return copy.deepcopy(net).to(memory_format=torch.contiguous_format).eval()
+
+
 def build_model(
     fmt: str,
     net: torch.nn.Module,
@@ -35,6 +42,7 @@ def build_model(
 ) -> bytes:
     """The network as a ``.pte`` or ``.tflite`` file's bytes; ``calibration`` (preprocessed
     images) makes an int8 ExecuTorch program."""
+    net = dense_copy(net)
     if fmt == "executorch":
         if calibration is not None:
             return executorch_model.int8_program_bytes(net, info, calibration)

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from mbv3_lightning.deploy import coreml_model, executorch_model
 from mbv3_lightning.deploy.extras import require
-from mbv3_lightning.deploy.phone import SUFFIXES, build_model, model_predictor
+from mbv3_lightning.deploy.phone import SUFFIXES, build_model, dense_copy, model_predictor
 from mbv3_lightning.deploy.predictor import ModelInfo, Predictor
 from mbv3_lightning.deploy.runtime_check import RuntimeReport, accuracy, benchmark, check_parity
 from mbv3_lightning.deploy.sidecar import write_sidecars
@@ -66,7 +66,7 @@ def export_phone(
     out_dir = Path(cfg.output_dir)
     model_path = out_dir / f"{info.arch}{SUFFIXES[cfg.format]}"
     if cfg.format == "coreml":
-        coreml_model.write_mlpackage(job.net, info, model_path)
+        coreml_model.write_mlpackage(dense_copy(job.net), info, model_path)
         write_sidecars(model_path, info)
         log.warning(
             "Wrote %s unverified: Core ML models run only on Apple platforms and this command "

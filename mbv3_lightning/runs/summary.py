@@ -38,10 +38,13 @@ def render_summary(record: RunRecord | Mapping[str, Any]) -> Table:
             table.add_row(shown, f"{metrics[key]:.4f}")
     table.add_row("classes", str(summary["num_classes"]))
     table.add_row("input size", f"{summary['input_size']} px")
-    table.add_row("parameters", f"{summary['params_total']:,}")
+    # An evaluated export counts no parameters and knows no epochs: rows left out.
+    if summary.get("params_total") is not None:
+        table.add_row("parameters", f"{summary['params_total']:,}")
     if summary.get("macs") is not None:
         table.add_row("MACs", f"{summary['macs'] / 1e6:.1f} M")
-    table.add_row("epochs", str(summary["epochs"]))
+    if summary.get("epochs") is not None:
+        table.add_row("epochs", str(summary["epochs"]))
     if summary.get("skipped_images"):
         # Named in the log and in split_manifest.json; easy to miss in a long log.
         table.add_row("skipped images", f"{summary['skipped_images']} (split_manifest.json)")
