@@ -9,7 +9,6 @@ the Neural Engine runs) is kept; the model metadata also goes into the package's
 from __future__ import annotations
 
 import logging
-import platform
 import shutil
 from pathlib import Path
 
@@ -24,11 +23,6 @@ SUFFIX = ".mlpackage"
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
 # iOS 17 / macOS 14: the oldest target whose ML programs take a torch.export graph.
 MINIMUM_TARGET = "iOS17"
-
-
-def can_verify() -> bool:
-    """Whether Core ML models can run on this machine (macOS only)."""
-    return platform.system() == "Darwin"
 
 
 def write_mlpackage(net: torch.nn.Module, info: ModelInfo, path: Path) -> None:

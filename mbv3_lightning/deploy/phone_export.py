@@ -69,11 +69,9 @@ def export_phone(
         coreml_model.write_mlpackage(dense_copy(job.net), info, model_path)
         write_sidecars(model_path, info)
         log.warning(
-            "Wrote %s unverified: Core ML models run only on Apple platforms and this command "
-            "does not run them (on this machine: %s). Check it on a Mac, in Xcode or with "
-            "coremltools' predict.",
+            "Wrote %s unverified: Core ML models run only on Apple platforms, and this command "
+            "does not run them. Check it on a Mac, in Xcode or with coremltools' predict.",
             model_path,
-            "macOS" if coreml_model.can_verify() else "not macOS",
         )
         return model_path, False
     if cfg.format == "executorch":
