@@ -91,9 +91,9 @@ def test_failed_parity_writes_no_model(trained_checkpoint, tmp_path):
 
 
 def test_bad_options_name_the_fix(trained_checkpoint, tmp_path):
-    with pytest.raises(ValueError, match="format must be one of onnx, torchscript"):
-        export(export_config(trained_checkpoint, tmp_path, "format=tflite"))
-    with pytest.raises(ValueError, match="use it with format=onnx"):
+    with pytest.raises(ValueError, match="format must be one of onnx, torchscript, executorch"):
+        export(export_config(trained_checkpoint, tmp_path, "format=openvino"))
+    with pytest.raises(ValueError, match="built for format=onnx and format=executorch"):
         export(export_config(trained_checkpoint, tmp_path, "format=torchscript", "quantize=int8"))
     lone = tmp_path / "lone" / "model.ckpt"
     lone.parent.mkdir()
