@@ -21,6 +21,7 @@ from mbv3_lightning.deploy.extras import (
     TFLITE_INSTALL,
     has_module,
 )
+from mbv3_lightning.deploy.page import check_model, parse_arguments
 from mbv3_lightning.deploy.predict import predict_paths
 from mbv3_lightning.deploy.predictor import load_predictor
 from mbv3_lightning.deploy.sidecar import read_sidecar
@@ -175,6 +176,7 @@ def test_executorch_export_matches_the_checkpoint(executorch_export, trained_che
     assert (model_path.parent / "labels.txt").read_text().split() == CLASSES
     predictor = load_predictor(model_path)
     assert predictor.runtime == "ExecuTorch XNNPACK" and predictor.info.class_names == CLASSES
+    check_model(parse_arguments([f"ckpt_path={model_path}"]))  # the web page serves it
     paths = _test_paths(trained_checkpoint)
     assert _top1(predictor, paths) == _top1(load_predictor(trained_checkpoint), paths)
 
