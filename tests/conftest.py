@@ -166,3 +166,27 @@ def write_recipe_files(ckpt: Path, folder: Path) -> tuple[Path, Path]:
     classes = folder / "class_indices.json"
     classes.write_text(json.dumps({str(i): name for i, name in enumerate(names)}))
     return folder / "best.pth", classes
+
+
+def evaluate_exported(model_path: Path, ckpt: Path, output_dir: Path) -> Any:
+    """The RunRecord of `mbv3 evaluate ckpt_path=<export>` on the fixture's dataset, through
+    the command's own wrapping of the file (cli.evaluate.exported_network) and the shared
+    test loop."""
+    import json
+
+    from mbv3_lightning.cli.evaluate import exported_network
+    from mbv3_lightning.runs.run_dir import RunDir
+    from mbv3_lightning.training.evaluate import evaluate
+
+    root = json.loads(RunDir.of_checkpoint(ckpt).split_manifest.read_text())["root"]
+    overrides = [
+        f"ckpt_path={model_path}",
+        "dataset=image_folder",
+        f"dataset.root={root}",
+        "dataset.num_workers=0",
+        "trainer.accelerator=cpu",
+        "timing.repeats=2",
+        "timing.batch_repeats=1",
+    ]
+    cfg = compose_config("evaluate", overrides, hydra_runtime=True, output_dir=output_dir)
+    return evaluate(cfg, exported_network(str(model_path)))

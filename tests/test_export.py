@@ -13,6 +13,10 @@ from mbv3_lightning.deploy.export import ParityError, export
 from mbv3_lightning.deploy.predict import predict_paths
 from mbv3_lightning.deploy.predictor import OnnxPredictor, TorchScriptPredictor, load_predictor
 from mbv3_lightning.runs.manifest import manifest_samples
+from mbv3_lightning.runs.record import RunRecord
+from mbv3_lightning.runs.run_dir import RunDir
+
+from .conftest import evaluate_exported
 
 CLASSES = ["apple", "banana", "cherry"]
 
@@ -100,3 +104,19 @@ def test_bad_options_name_the_fix(trained_checkpoint, tmp_path):
     lone.write_bytes(trained_checkpoint.read_bytes())  # no run dir, so no manifest
     with pytest.raises(FileNotFoundError, match="images=<folder or glob>"):
         export(export_config(lone, tmp_path))
+
+
+def test_evaluate_an_onnx_export_scores_like_its_checkpoint(
+    onnx_int8_export, trained_checkpoint, tmp_path
+):
+    """The exported-file path of evaluate (runtime module in the shared Trainer.test loop)
+    on ONNX, which every install has: same accuracy as the training run's test of the same
+    checkpoint, every test image scored, and the runtime named in the record."""
+    model_path = Path(onnx_int8_export["model_path"])
+    record = evaluate_exported(model_path, trained_checkpoint, tmp_path / "eval")
+    trained = RunRecord.read(RunDir.of_checkpoint(trained_checkpoint).path)
+    assert record.metrics["test/acc"] == pytest.approx(trained.metrics["test/acc"])
+    assert sum(row["support"] for row in record.per_class) == 12
+    assert record.environment.device == "cpu (ONNX Runtime)"
+    assert record.cost.test_ms_per_image["median"] > 0
+    assert (tmp_path / "eval" / "per_class.csv").is_file()

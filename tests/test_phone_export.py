@@ -29,6 +29,8 @@ from mbv3_lightning.runs.manifest import manifest_samples
 from mbv3_lightning.runs.record import RunRecord
 from mbv3_lightning.runs.run_dir import RunDir
 
+from .conftest import evaluate_exported
+
 CLASSES = ["apple", "banana", "cherry"]
 
 needs_executorch = pytest.mark.skipif(
@@ -51,26 +53,6 @@ def export_config(ckpt: Path, output_dir: Path, *overrides: str):
         output_dir=output_dir,
         output_key="output_dir",
     )
-
-
-def evaluate_exported(model_path: Path, ckpt: Path, output_dir: Path) -> RunRecord:
-    """`mbv3 evaluate ckpt_path=<export>` on the fixture's dataset, through the command's own
-    wrapping of the file (cli.evaluate.exported_network) and the shared test loop."""
-    from mbv3_lightning.cli.evaluate import exported_network
-    from mbv3_lightning.training.evaluate import evaluate
-
-    root = json.loads(RunDir.of_checkpoint(ckpt).split_manifest.read_text())["root"]
-    overrides = [
-        f"ckpt_path={model_path}",
-        "dataset=image_folder",
-        f"dataset.root={root}",
-        "dataset.num_workers=0",
-        "trainer.accelerator=cpu",
-        "timing.repeats=2",
-        "timing.batch_repeats=1",
-    ]
-    cfg = compose_config("evaluate", overrides, hydra_runtime=True, output_dir=output_dir)
-    return evaluate(cfg, exported_network(str(model_path)))
 
 
 def _rows(report: dict) -> dict[str, dict]:
@@ -137,20 +119,6 @@ def test_int8_is_refused_for_formats_it_is_not_built_for(trained_checkpoint, tmp
     cfg = export_config(trained_checkpoint, tmp_path, "format=tflite", "quantize=int8")
     with pytest.raises(ValueError, match="built for format=onnx and format=executorch"):
         export(cfg)
-
-
-def test_evaluate_an_onnx_export_scores_like_its_checkpoint(trained_checkpoint, tmp_path):
-    """The exported-file path of evaluate (runtime module in the shared Trainer.test loop)
-    on ONNX, which every install has: same accuracy as the training run's test of the same
-    checkpoint, every test image scored, and the runtime named in the record."""
-    report = export(export_config(trained_checkpoint, tmp_path / "export", "format=onnx"))
-    record = evaluate_exported(Path(report["model_path"]), trained_checkpoint, tmp_path / "eval")
-    trained = RunRecord.read(RunDir.of_checkpoint(trained_checkpoint).path)
-    assert record.metrics["test/acc"] == pytest.approx(trained.metrics["test/acc"])
-    assert sum(row["support"] for row in record.per_class) == 12
-    assert record.environment.device == "cpu (ONNX Runtime)"
-    assert record.cost.test_ms_per_image["median"] > 0
-    assert (tmp_path / "eval" / "per_class.csv").is_file()
 
 
 # ---- ExecuTorch
