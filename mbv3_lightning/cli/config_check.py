@@ -163,6 +163,12 @@ NUMERIC_KEYS = (
     "optimizer.weight_decay",
     "optimizer.momentum",
     "scheduler.warmup_epochs",
+    "scheduler.lrf",
+    "scheduler.pct_start",
+    "dataset.test_fraction",
+    "dataset.brightness",
+    "dataset.cache_budget_mb",
+    "callbacks.last_checkpoint.every_n_train_steps",
 )
 
 
@@ -180,11 +186,71 @@ def _numbers(cfg: DictConfig) -> list[str]:
     return errors
 
 
+# The largest seed Lightning's seed_everything accepts (a uint32).
+MAX_SEED = 2**32 - 1
+# Numeric keys and the range a run needs them in: (key, holds, the range in words). Checked
+# when the config is composed, so a value torch or Lightning would reject only when training
+# starts (after the dataset scan, with a half-made run folder) fails at once, named.
+DOMAINS: tuple[tuple[str, Callable[[float], bool], str], ...] = (
+    ("seed", lambda v: 0 <= v <= MAX_SEED, f"an integer from 0 to {MAX_SEED}"),
+    ("optimizer.lr", lambda v: v > 0, "> 0"),
+    ("optimizer.weight_decay", lambda v: v >= 0, ">= 0"),
+    ("optimizer.momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("model.label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("model.net.dropout", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("model.net.bn_momentum", lambda v: 0 <= v <= 1, "in [0, 1] (or null)"),
+    ("dataset.batch_size", lambda v: v >= 1, ">= 1"),
+    ("dataset.eval_batch_size", lambda v: v >= 1, ">= 1 (or null)"),
+    ("dataset.num_workers", lambda v: v >= 0, ">= 0 (or null: chosen from the CPU count)"),
+    ("dataset.val_fraction", lambda v: 0 < v < 1, "in (0, 1)"),
+    ("dataset.test_fraction", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("dataset.brightness", lambda v: v >= 0, ">= 0"),
+    ("dataset.cache_budget_mb", lambda v: v >= 0, ">= 0"),
+    ("scheduler.lrf", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("scheduler.warmup_epochs", lambda v: v >= 0, ">= 0"),
+    ("scheduler.pct_start", lambda v: 0 < v < 1, "in (0, 1)"),
+    ("callbacks.last_checkpoint.every_n_train_steps", lambda v: v >= 1, ">= 1 (or null)"),
+)
+# Keys that must be whole numbers.
+INTEGER_KEYS = (
+    "seed",
+    "dataset.batch_size",
+    "dataset.eval_batch_size",
+    "dataset.num_workers",
+    "callbacks.last_checkpoint.every_n_train_steps",
+)
+
+
+def _domains(cfg: DictConfig) -> list[str]:
+    errors = []
+    for key, holds, allowed in DOMAINS:
+        value = _select(cfg, key)
+        if not _is_number(value):
+            continue  # absent, null, or reported by _numbers
+        if key in INTEGER_KEYS and not isinstance(value, int):
+            errors.append(f"{key}={value!r} must be a whole number ({allowed})")
+        elif not holds(value):
+            errors.append(f"{key}={value!r} is out of range: it must be {allowed}")
+    scale = _select(cfg, "dataset.scale")
+    if scale is not _ABSENT and scale is not None:
+        values = list(scale) if not isinstance(scale, (int, float, str)) else [scale]
+        if not (
+            len(values) == 2
+            and all(_is_number(v) for v in values)
+            and 0 < values[0] <= values[1] <= 1
+        ):
+            errors.append(
+                f"dataset.scale={values!r} must be two numbers [min, max] with "
+                "0 < min <= max <= 1 (the crop's share of the image area)"
+            )
+    return errors
+
+
 def _ranges(cfg: DictConfig) -> list[str]:
     """Values that compose and train but give a meaningless run."""
     from mbv3_lightning.models.registry import get_spec, list_models
 
-    errors = []
+    errors = _domains(cfg)
     epochs = _select(cfg, "trainer.max_epochs")
     if _is_number(epochs) and epochs < 1:
         errors.append(

@@ -10,12 +10,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from mbv3_lightning.cli.errors import reports_errors
 from mbv3_lightning.config import CONFIG_NAME, config_dir, register_resolvers
 
 register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name=CONFIG_NAME)
+@reports_errors("train")
 def main(cfg: DictConfig) -> float | None:
     """Train; returns val/acc_best, the objective of a search sweeper (Optuna)."""
     # Imported here so `--help` and `--cfg job` answer without loading torch.
@@ -35,7 +37,8 @@ def main(cfg: DictConfig) -> float | None:
             job_num=hydra_cfg.job.num,
             overrides=list(hydra_cfg.overrides.task),
             resume=bool(cfg.sweep.resume),
-            train=lambda: run(cfg),
+            train=lambda status: run(cfg, status),
+            sweep_dir=Path(hydra_cfg.sweep.dir),
         )
         if summary is None:
             # A failed cell: NaN tells a search sweeper (Optuna) "failed trial" and lets the

@@ -16,6 +16,7 @@ import math
 import os
 import random
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,9 @@ from mbv3_lightning.data.images import ImageInfo, ImageListDataset, is_image_fil
 from mbv3_lightning.data.kaggle import download_dataset, missing_dataset_message
 from mbv3_lightning.data.layout import Layout, find_layouts
 from mbv3_lightning.data.ram_cache import InMemoryImageDataset, preload
+from mbv3_lightning.data.resumable_loader import ResumableLoader
 from mbv3_lightning.data.scan_cache import default_cache_dir, inspect_images
+from mbv3_lightning.data.split_manifest import read_manifest, reuse_split
 from mbv3_lightning.data.transforms import (
     EVAL_CROP_RATIO,
     EvalTransform,
@@ -166,6 +169,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         preprocess: str = "augment",
         augment_on: str = "auto",
         output_dir: str | os.PathLike[str] | None = None,
+        split_manifest: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(batch_size, int) or batch_size < 1:
@@ -210,6 +214,11 @@ class ImageFolderDataModule(L.LightningDataModule):
         # Set by setup() when training batches are augmented on the device (uint8 canvases).
         self.device_augment: DeviceAugment | None = None
         self.output_dir = Path(output_dir) if output_dir is not None else None
+        # A resumed run's saved split (split_manifest.json): reused, never drawn again.
+        self.split_manifest = Path(split_manifest) if split_manifest is not None else None
+        # The training loader, and where a resumed run's loader continues (state_dict).
+        self._train_loader: ResumableLoader | None = None
+        self._train_position: dict[str, Any] | None = None
         self.layout: Layout | None = None
         self.skipped_images: dict[Path, str] = {}
         # (width, height) of every readable image, from the decode check
@@ -279,6 +288,18 @@ class ImageFolderDataModule(L.LightningDataModule):
             splits["train"], splits["val"] = stratified_split(
                 splits["train"], self.val_fraction, self.seed
             )
+        if self.split_manifest is not None:
+            manifest = read_manifest(self.split_manifest)
+            splits, added = reuse_split(manifest, self.split_manifest, self.root, splits)
+            if added:
+                log.warning(
+                    "%d image(s) in '%s' are new since this run started (e.g. '%s'); the "
+                    "resumed run keeps its saved split (%s) and does not use them.",
+                    len(added),
+                    self.root,
+                    added[0],
+                    self.split_manifest,
+                )
         return {split: splits[split] for split in SPLITS if split in splits}
 
     def _apply_protocol(self, splits: dict[str, ClassFiles]) -> dict[str, ClassFiles]:
@@ -602,10 +623,31 @@ class ImageFolderDataModule(L.LightningDataModule):
         trainer = self.trainer
         return default_num_workers(trainer.num_devices if trainer is not None else 1)
 
+    def _trained_batches(self) -> int:
+        """Batches of the current, unfinished epoch the attached trainer has trained on (0
+        without one, or once the epoch is over: the next one starts afresh)."""
+        trainer = self.trainer
+        if trainer is None:
+            return 0
+        trained = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return trained if trained < trainer.num_training_batches else 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint: how far into its epoch the training loader is."""
+        if self._train_loader is None:
+            return {}
+        return {"train_loader": self._train_loader.position()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restored before the training loader is iterated: it resumes inside its epoch."""
+        self._train_position = state_dict.get("train_loader")
+
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         sampler = self._balanced_sampler() if shuffle and self.balance == "sampler" else None
         workers = self.workers
-        return DataLoader(
+        # Training continues exactly from a checkpoint written inside an epoch.
+        loader_class = partial(ResumableLoader, trained_batches=self._trained_batches)
+        loader = (loader_class if shuffle else DataLoader)(
             self.datasets[split],
             batch_size=self.batch_size if split == "train" else self.eval_batch_size,
             shuffle=shuffle and sampler is None,
@@ -615,6 +657,12 @@ class ImageFolderDataModule(L.LightningDataModule):
             pin_memory=torch.cuda.is_available(),
             drop_last=shuffle and len(self.datasets[split]) > self.batch_size,
         )
+        if isinstance(loader, ResumableLoader):
+            if self._train_position is not None:
+                loader.resume_from(self._train_position)
+                self._train_position = None
+            self._train_loader = loader
+        return loader
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -25,7 +25,7 @@ from PIL import Image
 from mbv3_lightning.runs.run_dir import RunDir
 from mbv3_lightning.sweeps import figures
 from mbv3_lightning.sweeps.figures import dataset_name, display_name, save_figure
-from mbv3_lightning.sweeps.results import Cell, Group
+from mbv3_lightning.sweeps.results import Cell, Group, partial_notes
 from mbv3_lightning.sweeps.tables import Column, Table, recipe_lines
 
 log = logging.getLogger(__name__)
@@ -204,6 +204,10 @@ def table_iii(models: Sequence[str], recipe: list[str]) -> Table:
     return table
 
 
+# The per-run values Tables IV and VI average over seeds, by column title.
+AVERAGED = {"train time": "train_time_s", "best val acc": "val/acc_best", "test acc": "test/acc"}
+
+
 def _minutes(stat: tuple[float, float] | None) -> tuple[float, float] | None:
     return None if stat is None else (stat[0] / 60, stat[1] / 60)
 
@@ -234,6 +238,7 @@ def table_iv(groups: list[Group], recipe: list[str]) -> Table:
                 group.stat("test/acc"),
             ]
         )
+    table.notes += partial_notes(groups, AVERAGED, display_name)
     return table
 
 
@@ -316,6 +321,7 @@ def table_vi(groups: list[Group], recipe: list[str]) -> Table:
                 group.stat("test/acc"),
             ]
         )
+    table.notes += partial_notes(groups, AVERAGED, display_name)
     return table
 
 

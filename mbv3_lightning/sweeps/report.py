@@ -34,24 +34,27 @@ def _fmt(stat: tuple[float, float] | None, digits: int, scale: float = 1.0) -> s
     return f"{mean:.{digits}f} ± {std:.{digits}f}" if std > 0 else f"{mean:.{digits}f}"
 
 
-def _first(group: Group, *keys: str) -> tuple[float, float] | None:
-    """The first of ``keys`` the runs recorded (newer runs name some values differently)."""
-    return next((s for k in keys if (s := group.stat(k)) is not None), None)
+def _cell(group: Group, keys: tuple[str, ...], digits: int, scale: float = 1.0) -> str:
+    """The first of ``keys`` the runs recorded (newer runs name some values differently), as
+    mean ± std, marked ``(2 of 3 seeds)`` when some of the group's runs lack it."""
+    key = next((k for k in keys if group.stat(k) is not None), keys[0])
+    partial = group.partial(key)
+    return _fmt(group.stat(key), digits, scale) + (f" ({partial})" if partial else "")
 
 
 # (column title, how to read it from a group): the paper's Tables III/IV/VI in one.
 COLUMNS: list[tuple[str, Callable[[Group], str]]] = [
     ("model", lambda g: g.variant),
-    ("params (M)", lambda g: _fmt(_first(g, "params", "params_total"), 2, 1e6)),
-    ("FLOPs (M)", lambda g: _fmt(g.stat("flops"), 1, 1e6)),
-    ("train time (s)", lambda g: _fmt(g.stat("train_time_s"), 1)),
-    ("best val acc", lambda g: _fmt(g.stat("val/acc_best"), 4)),
-    ("test acc", lambda g: _fmt(g.stat("test/acc"), 4)),
-    ("test ms/image", lambda g: _fmt(g.stat("test_ms_per_image"), 2)),
-    ("AUROC", lambda g: _fmt(g.stat("test/auroc"), 4)),
+    ("params (M)", lambda g: _cell(g, ("params", "params_total"), 2, 1e6)),
+    ("FLOPs (M)", lambda g: _cell(g, ("flops",), 1, 1e6)),
+    ("train time (s)", lambda g: _cell(g, ("train_time_s",), 1)),
+    ("best val acc", lambda g: _cell(g, ("val/acc_best",), 4)),
+    ("test acc", lambda g: _cell(g, ("test/acc",), 4)),
+    ("test ms/image", lambda g: _cell(g, ("test_ms_per_image",), 2)),
+    ("AUROC", lambda g: _cell(g, ("test/auroc",), 4)),
     ("seeds", lambda g: f"{len(g.cells)}" + (f" ({g.missing} missing)" if g.missing else "")),
     # the paper's test time: the whole test set's prediction time / its images
-    ("test set ms/image", lambda g: _fmt(g.stat("test_set_ms_per_image"), 2)),
+    ("test set ms/image", lambda g: _cell(g, ("test_set_ms_per_image",), 2)),
 ]
 
 CSV_FIELDS = [
@@ -176,7 +179,8 @@ def write_report(sweep_dir: Path, out_dir: Path | None = None) -> dict[str, Any]
         "",
         f"{len(cells)} cells, {done} with results, {len(cells) - done} without; "
         f"generated {datetime.now().isoformat(timespec='seconds')}. "
-        "Values are mean ± std over seeds; n/a = not recorded by these runs.",
+        "Values are mean ± std over seeds; n/a = not recorded by these runs; (2 of 3 seeds) = "
+        "a mean over the runs that recorded the value.",
     ]
     figure_paths: dict[str, Path] = {}
     tables: dict[str, list[list[str]]] = {}

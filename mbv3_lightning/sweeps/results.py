@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,13 +185,38 @@ class Group:
     cells: list[Cell]
     missing: int = 0
 
+    def _values(self, key: str) -> list[float]:
+        return [v for c in self.cells if (v := c.metric(key)) is not None and math.isfinite(v)]
+
     def stat(self, key: str) -> tuple[float, float] | None:
-        """Mean and sample standard deviation over seeds (std 0 for one seed); None if absent."""
-        values = [v for c in self.cells if (v := c.metric(key)) is not None and math.isfinite(v)]
+        """Mean and sample standard deviation over seeds (std 0 for one seed); None if absent.
+        Over the seeds that recorded ``key``: see :meth:`partial` for a mean of fewer."""
+        values = self._values(key)
         if not values:
             return None
         std = statistics.stdev(values) if len(values) > 1 else 0.0
         return statistics.fmean(values), std
+
+    def partial(self, key: str) -> str | None:
+        """``"2 of 3 seeds"`` when only some of the group's runs recorded ``key`` (so its mean
+        is over fewer seeds than the group has), else None."""
+        have = len(self._values(key))
+        return f"{have} of {len(self.cells)} seeds" if 0 < have < len(self.cells) else None
+
+
+def partial_notes(
+    groups: Iterable[Group], columns: dict[str, str], name: Callable[[str], str]
+) -> list[str]:
+    """One note per group and column averaged over fewer seeds than the group has."""
+    notes = []
+    for group in groups:
+        for title, key in columns.items():
+            if (partial := group.partial(key)) is not None:
+                notes.append(
+                    f"{name(group.variant)}: {title} is the mean of {partial} (the other runs "
+                    "did not record it)."
+                )
+    return notes
 
 
 def group_cells(cells: list[Cell]) -> dict[str, list[Group]]:

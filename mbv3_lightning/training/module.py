@@ -160,9 +160,16 @@ class ImageClassifier(L.LightningModule):
         hparams = checkpoint["hyper_parameters"]
         hparams["net"] = {**hparams["net"], "pretrained": False, "weights_path": None}
         checkpoint["epoch_confusions"] = list(self.epoch_confusions)
+        # Inside an epoch (a preemption or step checkpoint): the training outputs so far, so
+        # the resumed epoch's scores count every batch. Empty at an epoch's end.
+        if self.epoch_outputs["train"].images:
+            checkpoint["train_epoch_outputs"] = self.epoch_outputs["train"].state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.epoch_confusions = list(checkpoint.get("epoch_confusions", []))
+        outputs = checkpoint.get("train_epoch_outputs")
+        if outputs is not None:
+            self.epoch_outputs["train"].load(outputs)
 
     @classmethod
     def load_from_checkpoint(  # type: ignore[override]

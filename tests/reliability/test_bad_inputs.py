@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from mbv3_lightning.cli.config_check import ConfigError, check_config
-from mbv3_lightning.data.images import UNREADABLE_IMAGE_ERRORS, load_rgb
+from mbv3_lightning.data.images import UNREADABLE_IMAGE_ERRORS, UnreadableImageError, load_rgb
 from mbv3_lightning.deploy.predictor import load_predictor
 from mbv3_lightning.training.run import build_components
 from tests.conftest import FAST_OVERRIDES, make_image_folder, run_module
@@ -42,8 +42,10 @@ def write_bomb_png(path: Path, side: int = 14000) -> Path:
 def test_the_bomb_is_a_bomb(tmp_path):
     bomb = write_bomb_png(tmp_path / "bomb.png")
     assert bomb.stat().st_size < 100_000
-    with pytest.raises(Image.DecompressionBombError):
+    with pytest.raises(UnreadableImageError, match="DecompressionBombError") as error:
         load_rgb(bomb)
+    assert str(bomb) in str(error.value)
+    assert isinstance(error.value.__cause__, Image.DecompressionBombError)
 
 
 def test_predict_skips_a_decompression_bomb_and_writes_every_row(trained_checkpoint, tmp_path):
