@@ -210,3 +210,50 @@ def test_a_sweep_stopped_by_sigterm_mid_epoch_resumes_and_finishes_every_cell(tm
         assert json.loads((sweep_dir / cell / "status.json").read_text())["status"] == "completed"
     assert json.loads((sweep_dir / "sweep.json").read_text())["status"] == "completed"
     _assert_same_results(sweep_dir / "0", tmp_path / "unbroken")
+
+
+def test_under_submitit_the_signal_saves_then_hands_over_to_its_requeue(
+    tiny_dataset, compose_cfg, monkeypatch
+):
+    """submitit's own preemption signal (USR2): the step checkpoint first, then submitit's
+    handler (which requeues the job), called once the interruption is recorded."""
+    from lightning.pytorch.callbacks import Callback
+
+    from mbv3_lightning.runs.resume import plan_resume
+    from mbv3_lightning.runs.status import RunInterrupted, RunStatus
+    from mbv3_lightning.training import run as run_module
+    from mbv3_lightning.training.run import run
+
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
+    requeued: list[int] = []
+    previous = signal.signal(signal.SIGUSR2, lambda signum, frame: requeued.append(signum))
+
+    class Preempt(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if trainer.current_epoch == 1 and batch_idx == 1:
+                os.kill(os.getpid(), signal.SIGUSR2)
+
+    original = run_module.build_components
+
+    def with_preemption(cfg):
+        datamodule, model, callbacks, loggers = original(cfg)
+        return datamodule, model, [*callbacks, Preempt()], loggers
+
+    monkeypatch.setattr(run_module, "build_components", with_preemption)
+    cfg = compose_cfg([*_overrides(tiny_dataset), "trainer.max_epochs=2"])
+    out = Path(cfg.paths.output_dir)
+    status = RunStatus(out, job=0, overrides=["seed=42"])
+    try:
+        with pytest.raises(RunInterrupted) as stop:
+            run(cfg, status)
+        assert stop.value.signal_name == "SIGUSR2" and requeued == []
+        assert stop.value.ckpt_path == out / "checkpoints" / "last.ckpt"
+        assert torch.load(stop.value.ckpt_path, weights_only=True)["epoch"] == 1
+        stop.value.requeue()
+        assert requeued == [signal.SIGUSR2]
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    # the requeued job runs the cell again without sweep.resume: it continues the checkpoint
+    assert json.loads((out / "status.json").read_text())["status"] == "interrupted"
+    plan = plan_resume(out, resume=False)
+    assert (plan.action, plan.ckpt_path) == ("resume", out / "checkpoints" / "last.ckpt")
