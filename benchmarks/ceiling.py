@@ -58,7 +58,7 @@ from torchvision import datasets
 from torchvision.transforms import v2
 
 from benchmarks.timing import mixed_precision, sync
-from mbv3_lightning.config import CONFIG_NAME, compose_config
+from mbv3_lightning.cli.config import CONFIG_NAME, compose_config
 from mbv3_lightning.data.image_folder import default_num_workers
 from mbv3_lightning.models.registry import get_spec
 from mbv3_lightning.resources import resource_path

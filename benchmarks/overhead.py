@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from benchmarks.timing import interleaved, median, mixed_precision, sync
-from mbv3_lightning.config import CONFIG_NAME, compose_config
+from mbv3_lightning.cli.config import CONFIG_NAME, compose_config
 from mbv3_lightning.models.registry import create_model
 from mbv3_lightning.training.module import ImageClassifier, batch_memory_format
 from mbv3_lightning.training.optim import make_optimizer, node_factory

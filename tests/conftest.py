@@ -15,7 +15,7 @@ import pytest
 from omegaconf import DictConfig
 from PIL import Image
 
-from mbv3_lightning.config import CONFIG_NAME, compose_config
+from mbv3_lightning.cli.config import CONFIG_NAME, compose_config
 
 # Subprocesses (`python -m mbv3_lightning ...`) must import this checkout, not whichever copy
 # happens to be installed.

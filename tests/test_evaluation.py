@@ -141,7 +141,7 @@ def test_run_writes_every_metric_and_figure_then_evaluate_rescores_it(compose_cf
     # Re-scoring the tested (best) checkpoint on the same test split gives the same numbers.
     eval_dir = tmp_path / "evaluated"
     result = run_module(
-        "mbv3_lightning.evaluate",
+        "mbv3_lightning.cli.evaluate",
         f"ckpt_path={metrics['best_ckpt']}",
         "dataset=image_folder",
         f"dataset.root={root}",

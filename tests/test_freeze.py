@@ -64,9 +64,8 @@ def test_frozen_blocks_stay_unchanged_and_the_rest_trains(tiny_dataset):
     assert counts["params_trainable"] == counts["params_total"] - frozen
 
 
-@pytest.mark.parametrize("setting", ["last_layer", "backbone"])  # backbone: the old name
-def test_freeze_last_layer_trains_only_the_new_head(setting):
-    model = ImageClassifier({"arch": "mobilenet_v3_small"}, 5, freeze=setting)
+def test_freeze_last_layer_trains_only_the_new_head():
+    model = ImageClassifier({"arch": "mobilenet_v3_small"}, 5, freeze="last_layer")
     assert model.parameter_counts()["params_trainable"] == 1024 * 5 + 5
     model.train()
     assert all(not m.training for m in model.net.modules() if isinstance(m, torch.nn.BatchNorm2d))

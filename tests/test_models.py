@@ -251,7 +251,8 @@ def test_inception_trains_with_its_aux_head_at_299(compose_cfg, tiny_dataset):
 
 
 def test_pretrained_and_freeze_flow_from_the_config(compose_cfg, tiny_dataset, torch_home):
-    """`model.net.pretrained=true model.freeze=backbone` via Hydra: ImageNet backbone, new head."""
+    """`model.net.pretrained=true model.freeze=last_layer` via Hydra: ImageNet weights, new
+    head."""
     _cache_imagenet_file(torch_home)
     cfg = compose_cfg(
         [
@@ -261,7 +262,7 @@ def test_pretrained_and_freeze_flow_from_the_config(compose_cfg, tiny_dataset, t
             "model=mobilenet_v3_small",
             "model.input_size=32",
             "model.net.pretrained=true",
-            "model.freeze=backbone",
+            "model.freeze=last_layer",
             "debug=fast",
         ]
     )

@@ -1,4 +1,4 @@
-"""`python -m mbv3_lightning.data.check dataset=<name>`: audit a dataset before training on it.
+"""`mbv3 check dataset=<name>`: audit a dataset before training on it.
 
 Prints per-split class counts and a summary (sizes, colour modes, unreadable files, files
 skipped for their extension, duplicates within and across splits, imbalance) and writes
@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from mbv3_lightning.config import config_dir, register_resolvers
+from mbv3_lightning.cli.config import config_dir, register_resolvers
 
 log = logging.getLogger(__name__)
 

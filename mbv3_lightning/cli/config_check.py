@@ -255,7 +255,7 @@ def _ranges(cfg: DictConfig) -> list[str]:
     if _is_number(epochs) and epochs < 1:
         errors.append(
             f"trainer.max_epochs={epochs} trains nothing; give 1 or more "
-            "(to only test a checkpoint use `python -m mbv3_lightning.evaluate ckpt_path=...`)"
+            "(to only test a checkpoint use `mbv3 evaluate ckpt_path=...`)"
         )
     width = _select(cfg, "model.net.width_mult")
     if _is_number(width) and width <= 0:

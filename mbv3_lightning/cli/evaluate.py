@@ -1,4 +1,4 @@
-"""`python -m mbv3_lightning.evaluate ckpt_path=<ckpt> [dataset=...]`: re-test a checkpoint.
+"""`mbv3 evaluate ckpt_path=<ckpt> [dataset=...]`: re-test a checkpoint.
 
 Scores a saved checkpoint on a dataset's test split and writes the same files a training run
 writes (metrics.json, per_class.csv, roc.json, curves.csv, PNGs) into a new run directory;
@@ -12,7 +12,7 @@ import logging
 import hydra
 from omegaconf import DictConfig
 
-from mbv3_lightning.config import config_dir, register_resolvers
+from mbv3_lightning.cli.config import config_dir, register_resolvers
 
 register_resolvers()
 

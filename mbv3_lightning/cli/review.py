@@ -1,4 +1,4 @@
-"""`python -m mbv3_lightning.review ckpt_path=<ckpt> [dataset=...] [split=val] [top=25]`.
+"""`mbv3 review ckpt_path=<ckpt> [dataset=...] [split=val] [top=25]`.
 
 Ranks every image of a dataset split by how likely its label is wrong (cleanlab's
 label-quality score on the model's probabilities) and writes ``review.csv`` and a contact
@@ -14,7 +14,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from mbv3_lightning.config import config_dir, register_resolvers
+from mbv3_lightning.cli.config import config_dir, register_resolvers
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from mbv3_lightning.cli.config import CONFIG_NAME, config_dir, register_resolvers
 from mbv3_lightning.cli.errors import reports_errors
-from mbv3_lightning.config import CONFIG_NAME, config_dir, register_resolvers
 
 register_resolvers()
 

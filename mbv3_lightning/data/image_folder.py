@@ -28,6 +28,7 @@ from mbv3_lightning.data.device_augment import CanvasTransform, DeviceAugment, c
 from mbv3_lightning.data.images import ImageInfo, ImageListDataset, is_image_file
 from mbv3_lightning.data.kaggle import download_dataset, missing_dataset_message
 from mbv3_lightning.data.layout import Layout, find_layouts
+from mbv3_lightning.data.paper_smoke import write_stand_in
 from mbv3_lightning.data.ram_cache import InMemoryImageDataset, preload
 from mbv3_lightning.data.resumable_loader import ResumableLoader
 from mbv3_lightning.data.scan_cache import default_cache_dir, inspect_images
@@ -161,6 +162,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         classes: Sequence[str] | None = None,
         kaggle_handle: str | None = None,
         download: bool = False,
+        stand_in: bool = False,
         bad_images: str = "skip",
         cache: bool | str = "auto",
         cache_budget_mb: float = 2048,
@@ -202,6 +204,8 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.classes = list(classes) if classes else None
         self.kaggle_handle = kaggle_handle
         self.download = download
+        # Write generated stand-ins of the paper's datasets where root is missing (smoke study).
+        self.stand_in = stand_in
         self.bad_images = bad_images
         if cache not in (True, False, "auto"):
             raise ValueError(f"dataset.cache must be true, false or auto, got {cache!r}.")
@@ -244,6 +248,8 @@ class ImageFolderDataModule(L.LightningDataModule):
     # ----------------------------------------------------------------- layout
     def locate(self) -> Layout:
         """Find (or download, with ``download=true``) the dataset and detect its layout."""
+        if not self.root.is_dir() and self.stand_in:
+            write_stand_in(self.name, self.root)
         if not self.root.is_dir():
             if not self.download:
                 raise FileNotFoundError(

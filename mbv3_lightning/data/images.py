@@ -44,7 +44,7 @@ def is_image_file(path: Path) -> bool:
 
     A name that is not valid UTF-8 (copied from an old file system) reaches Python as
     surrogate escapes that no log, CSV or JSON can encode; it is skipped with a warning here,
-    where every scan (training, predict, data.check, export) lists its files.
+    where every scan (training, predict, check, export) lists its files.
     """
     if path.suffix.lower() not in IMAGE_EXTENSIONS:
         return False

@@ -56,7 +56,7 @@ class ModelInfo:
         if missing:
             raise ValueError(
                 f"'{source}' lacks the metadata {', '.join(missing)}, so its classes and "
-                "preprocessing are unknown. Export it with `python -m mbv3_lightning.export`."
+                "preprocessing are unknown. Export it with `mbv3 export`."
             )
         present = [name for name in cls.__dataclass_fields__ if name in metadata]
         try:
@@ -236,7 +236,7 @@ def onnx_model_info(path: Path) -> ModelInfo:
     except Exception as error:  # protobuf's DecodeError and friends name no file
         raise ValueError(
             f"'{path}' is not a readable ONNX model ({type(error).__name__}: {error}). Export "
-            "one with `python -m mbv3_lightning.export ckpt_path=<ckpt> format=onnx`."
+            "one with `mbv3 export ckpt_path=<ckpt> format=onnx`."
         ) from None
     return ModelInfo.from_metadata({p.key: p.value for p in model.metadata_props}, path)
 

@@ -1,4 +1,4 @@
-"""`python -m mbv3_lightning.report <sweep_dir>`: paper-style tables and figures for a sweep.
+"""`mbv3 report <sweep_dir>`: paper-style tables and figures for a sweep.
 
 Writes ``report.md``, ``results.csv`` (one row per cell) and figures (300-dpi PNG + PDF) into
 ``<sweep_dir>/report``: per dataset a summary table (mean +/- std over seeds), overlaid

@@ -1,4 +1,4 @@
-"""Re-test a checkpoint (``python -m mbv3_lightning.evaluate``, mbv3_lightning/cli/evaluate.py).
+"""Re-test a checkpoint (``mbv3 evaluate``, mbv3_lightning/cli/evaluate.py).
 
 Scores a saved checkpoint on a dataset's test split through ``Trainer.test`` and writes the
 same files a training run writes (metrics.json, per_class.csv, roc.json, curves.csv, PNGs),
@@ -18,7 +18,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mbv3_lightning.models.safe_load import load_checkpoint
-from mbv3_lightning.perf.test_speed import model_cost
+from mbv3_lightning.perf.inference_time import model_cost
 from mbv3_lightning.runs.files import best_epoch, read_curves, write_run_files
 from mbv3_lightning.runs.record import RunRecord, build_run_record
 from mbv3_lightning.runs.run_dir import RunDir

@@ -27,7 +27,6 @@ from mbv3_lightning.runs.record import EvaluationReport
 
 __all__ = [
     "EpochOutputs",
-    "EvaluationReport",
     "build_report",
     "curve_corners",
     "per_class_epoch_rows",

@@ -20,9 +20,9 @@ from mbv3_lightning.models.freeze import hold_frozen_batchnorm
 from mbv3_lightning.models.hparams import build_net, checked_hparams
 from mbv3_lightning.models.registry import count_parameters, get_spec
 from mbv3_lightning.models.safe_load import load_checkpoint
+from mbv3_lightning.runs.record import EvaluationReport
 from mbv3_lightning.training.metrics import (
     EpochOutputs,
-    EvaluationReport,
     build_report,
     per_class_from_confusion,
     report_metrics,

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mbv3_lightning.models.hparams import read_checked_hparams
 from mbv3_lightning.models.registry import get_spec
-from mbv3_lightning.perf.test_speed import model_cost
+from mbv3_lightning.perf.inference_time import model_cost
 from mbv3_lightning.runs.files import best_epoch, last_epoch_metrics, read_curves, write_run_files
 from mbv3_lightning.runs.lock import run_lock
 from mbv3_lightning.runs.record import RunRecord, build_run_record
