@@ -148,7 +148,7 @@ def test_run_writes_every_metric_and_figure_then_evaluate_rescores_it(compose_cf
         "dataset.num_workers=0",
         "trainer.accelerator=cpu",
         "timing.repeats=5",
-        "wandb.enabled=true",  # offline (conftest sets WANDB_MODE)
+        "logger=wandb",  # offline (conftest sets WANDB_MODE)
         f"hydra.run.dir={eval_dir}",
         cwd=tmp_path,
         timeout=600,

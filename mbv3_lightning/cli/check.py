@@ -87,7 +87,6 @@ def main(cfg: DictConfig) -> None:
         cfg.dataset,
         input_size=cfg.dataset.get("input_size") or _UNUSED_INPUT_SIZE,
         bad_images="skip",  # report unreadable files rather than stop at them
-        output_dir=None,
     )
     report = audit(datamodule)
     out = Path(cfg.paths.output_dir) / "data_report.json"

@@ -20,14 +20,14 @@ register_resolvers()
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="evaluate")
 def main(cfg: DictConfig) -> float:
     # Imported here so `--help` and `--cfg job` answer without loading torch.
-    from mbv3_lightning.runs.summary import print_summary
+    from mbv3_lightning.runs.result_table import print_result_table
     from mbv3_lightning.training.evaluate import evaluate
 
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).handlers.clear()  # see cli/train.py: no line printed twice
-    summary = evaluate(cfg)
-    print_summary(summary)
-    return summary.metrics["test/acc"]
+    record = evaluate(cfg)
+    print_result_table(record)
+    return record.metrics["test/acc"]
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """`mbv3 predict ckpt_path=<ckpt|onnx|pt> inputs=<file|folder|glob> top_k=5`.
 
-A plain state dict (the car-colour recipe's ``best.pth``) also needs its class file and
+A plain state dict (the car-colour MobileNetV3 recipe's ``best.pth``) also needs its class file and
 architecture: ``ckpt_path=best.pth classes=class_indices.json arch=mobilenet_v3_small``.
 
 Classifies images with a trained model: a table on stdout and ``predictions.csv`` in the

@@ -35,6 +35,7 @@ def main(cfg: DictConfig) -> Path:
         write_contact_sheet,
         write_review_csv,
     )
+    from mbv3_lightning.runs.files import write_split_files
 
     if cfg.split not in SPLITS:
         raise ValueError(f"split={cfg.split!r} is not a split; choose one of: {' | '.join(SPLITS)}")
@@ -46,9 +47,7 @@ def main(cfg: DictConfig) -> Path:
     )
     output_dir = Path(cfg.paths.output_dir)
     info = predictor.info
-    datamodule = instantiate(
-        cfg.dataset, input_size=info.input_size, mean=info.mean, std=info.std, output_dir=output_dir
-    )
+    datamodule = instantiate(cfg.dataset, input_size=info.input_size, mean=info.mean, std=info.std)
     if list(datamodule.class_names) != list(info.class_names):
         raise ValueError(
             f"The model's classes {info.class_names} differ from dataset '{datamodule.root}' "
@@ -68,7 +67,7 @@ def main(cfg: DictConfig) -> Path:
         )
     log.info("Scoring %d %s images with %s.", len(samples), cfg.split, predictor.source)
     rows = review_samples(predictor, samples, cfg.batch_size)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    write_split_files(output_dir, datamodule.manifest(), datamodule.class_indices())
     write_review_csv(rows, output_dir / "review.csv")
     title = (
         f"{info.arch} on {datamodule.name}, {cfg.split} split: the {min(cfg.top, len(rows))} "

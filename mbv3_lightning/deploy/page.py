@@ -1,8 +1,9 @@
 """`mbv3 app ckpt_path=<ckpt|onnx|pt> [port=8501] [top_k=5]`: a web page.
 
 Upload one or more images and see the top-k classes as a bar chart, with the model's name,
-classes and latency. Streamlit, as in the car-colour recipe: a page is one short script, uploads of
-several files and a cached model come built in, and it needs no front-end code.
+classes and latency. Streamlit, as in the car-colour MobileNetV3 recipe: a page is one short
+script, uploads of several files and a cached model come built in, and it needs no front-end
+code.
 
 ``mbv3 app`` (mbv3_lightning/cli/app.py) starts Streamlit on this file
 (offline: no usage statistics, no browser opened); Streamlit then runs it as the page script.
@@ -25,7 +26,7 @@ DEFAULTS = {
     "port": "8501",
     "address": "127.0.0.1",
     "top_k": "5",
-    # a plain state dict (the car-colour recipe's best.pth) also needs these two
+    # a plain state dict (the car-colour MobileNetV3 recipe's best.pth) also needs these two
     "classes": "",
     "arch": "",
     "input_size": "",

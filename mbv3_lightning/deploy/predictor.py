@@ -1,5 +1,5 @@
 """One "predictor" for every model file: a Lightning checkpoint, an ONNX or a TorchScript export,
-or a plain state dict (the car-colour recipe's ``best.pth``) with a class file and the
+or a plain state dict (the car-colour MobileNetV3 recipe's ``best.pth``) with a class file and the
 architecture's name.
 
 predict, export and the web page all go through :func:`load_predictor`, so an image is
@@ -247,7 +247,7 @@ def torchscript_sidecar(path: Path) -> Path:
 
 
 def read_class_file(path: str | Path) -> list[str]:
-    """Class names in index order from a ``class_indices.json``: the car-colour recipe's
+    """Class names in index order from a ``class_indices.json``: the car-colour MobileNetV3 recipe's
     ``{"0": "black", "1": "blue", ...}``, or this project's file (which holds that map too,
     and ``names``)."""
     path = Path(path)

@@ -1,8 +1,8 @@
 """Freezing: ``none``, everything but the ``classifier``, everything but its ``last_layer``, or
 N leading feature blocks.
 
-``classifier`` is the car-colour recipe's ``freeze_layers``: every Linear layer of the head
-trains (MobileNetV3-Small: both, 601,098 of 1,528,106 parameters at 10 classes);
+``classifier`` is the car-colour MobileNetV3 recipe's ``freeze_layers``: every Linear layer of
+the head trains (MobileNetV3-Small: both, 601,098 of 1,528,106 parameters at 10 classes);
 ``last_layer`` trains only the final, replaced Linear.
 
 Frozen parameters stop receiving gradients; their BatchNorm layers must also stop updating

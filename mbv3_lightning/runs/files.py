@@ -157,6 +157,16 @@ def write_epoch_files(
         )
 
 
+def write_split_files(
+    run_dir: RunDir | Path, manifest: dict[str, Any], class_indices: dict[str, Any]
+) -> None:
+    """``split_manifest.json`` (the exact file lists of the run's splits) and
+    ``class_indices.json``: written when the run starts, so it can be audited and resumed."""
+    run_dir = RunDir(Path(run_dir))
+    write_atomic(run_dir.split_manifest, json.dumps(manifest, indent=1))
+    write_atomic(run_dir.class_indices, json.dumps(class_indices, indent=1))
+
+
 def write_run_files(
     run_dir: RunDir | Path,
     record: RunRecord,

@@ -1,6 +1,6 @@
 """One training job: config -> (DataModule, ImageClassifier, Trainer) -> fit -> test -> files.
 
-This is the only module that calls ``hydra.utils.instantiate`` and reads Hydra's runtime state.
+It builds the run's objects from the user's own config with ``hydra.utils.instantiate``.
 """
 
 from __future__ import annotations
@@ -24,23 +24,29 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from mbv3_lightning.models.hparams import read_checked_hparams
 from mbv3_lightning.models.registry import get_spec
 from mbv3_lightning.perf.inference_time import model_cost
-from mbv3_lightning.runs.files import best_epoch, last_epoch_metrics, read_curves, write_run_files
+from mbv3_lightning.runs.files import (
+    best_epoch,
+    last_epoch_metrics,
+    read_curves,
+    write_run_files,
+    write_split_files,
+)
 from mbv3_lightning.runs.lock import run_lock
 from mbv3_lightning.runs.record import RunRecord, build_run_record
-from mbv3_lightning.runs.resume import check_resume, load_completed_summary, plan_resume
+from mbv3_lightning.runs.resume import check_resume, load_completed_record, plan_resume
 from mbv3_lightning.runs.run_dir import RunDir, check_run_target, write_job_config
 from mbv3_lightning.runs.status import RunStatus
-from mbv3_lightning.runs.wandb_results import log_run_results
-from mbv3_lightning.training.callbacks import TrainTime
-from mbv3_lightning.training.checkpoint_io import RunFolderCheckpointIO
-from mbv3_lightning.training.console import silence_library_noise
-from mbv3_lightning.training.loggers import (
+from mbv3_lightning.tracking.logger import (
     ProjectWandbLogger,
     WandbRunIdInCheckpoint,
     find_wandb_logger,
     finish_wandb,
     wandb_resume_kwargs,
 )
+from mbv3_lightning.tracking.results import log_run_results
+from mbv3_lightning.training.callbacks import TrainTime
+from mbv3_lightning.training.checkpoint_io import RunFolderCheckpointIO
+from mbv3_lightning.training.console import silence_library_noise
 from mbv3_lightning.training.metrics import per_class_epoch_rows
 from mbv3_lightning.training.predictions import sample_predictions
 from mbv3_lightning.training.preemption import RunInterrupted
@@ -103,7 +109,6 @@ def build_components(
 
     A resume (``ckpt_path``) reuses the split its run saved instead of drawing one again.
     """
-    output_dir = Path(cfg.paths.output_dir)
     spec = get_spec(cfg.model.net.arch)
     input_size = resolve_input_size(cfg)
     datamodule = instantiate(
@@ -111,7 +116,6 @@ def build_components(
         input_size=input_size,
         mean=spec.mean,
         std=spec.std,
-        output_dir=output_dir,
         split_manifest=_saved_split(cfg.get("ckpt_path")),
     )
     # Not recursive: the classifier gets the `net`, `optimizer` and `scheduler` nodes as config
@@ -138,6 +142,7 @@ def build_components(
         extra = {}
         if name == "wandb":
             extra = {
+                "name": node.get("name") or f"{spec.name}-{datamodule.name}-s{cfg.seed}",
                 "group": node.get("group") or _wandb_group(cfg),
                 **wandb_resume_kwargs(cfg.get("ckpt_path")),
             }
@@ -188,6 +193,7 @@ def _train_and_test(cfg: DictConfig, status: RunStatus) -> RunRecord:
     # Checked: from here on the run writes into its folder.
     if rank_zero_only.rank == 0:
         write_job_config(RunDir(output_dir), cfg, _hydra_runtime())
+        write_split_files(output_dir, datamodule.manifest(), datamodule.class_indices())
     status.start(resumed_from=cfg.get("ckpt_path"))
     _multirun_safe_strategy(cfg)
     # `callbacks.progress_bar=null` (sweeps, studies) means no bar: left alone, Lightning adds
@@ -249,8 +255,8 @@ def _train_and_test(cfg: DictConfig, status: RunStatus) -> RunRecord:
     )
     best_ckpt = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
     test_metrics: dict[str, float] = {}
-    # A dataset without test/ (e.g. the car-colour recipe's train/ + val/) is evaluated on val:
-    # every evaluation file is still written, and says which split it describes.
+    # A dataset without test/ (e.g. the car-colour MobileNetV3 recipe's train/ + val/) is
+    # evaluated on val: every evaluation file is still written, and says which split it is.
     evaluated_split = "test" if datamodule.has_split("test") else "val"
     eval_loader = None
     if cfg.get("test", True) and not datamodule.has_split(evaluated_split):
@@ -276,11 +282,11 @@ def _train_and_test(cfg: DictConfig, status: RunStatus) -> RunRecord:
                 dataloaders=eval_loader,
                 ckpt_path=best_ckpt,
                 weights_only=True,
-                verbose=False,  # Lightning's float32 table; the run summary rounds
+                verbose=False,  # Lightning's float32 table; the run's result table rounds
             )
         else:
             # verbose=False: Lightning's table prints raw float32 values (1.0000001192092896);
-            # the run's own summary prints the same scores rounded.
+            # the run's result table prints the same scores rounded.
             results = trainer.test(
                 model, datamodule=datamodule, ckpt_path=best_ckpt, weights_only=True, verbose=False
             )
@@ -323,7 +329,7 @@ def _train_and_test(cfg: DictConfig, status: RunStatus) -> RunRecord:
             predictions = (
                 sample_predictions(model, eval_loader.dataset) if report and eval_loader else []
             )
-            log_run_results(wandb_logger, record, report, output_dir, predictions)
+            log_run_results(wandb_logger, record, report, output_dir, predictions, epoch_rows)
     return record
 
 
@@ -346,7 +352,7 @@ def run(cfg: DictConfig, status: RunStatus | None = None) -> RunRecord:
         plan = plan_resume(output_dir, bool(cfg.get("sweep", {}).get("resume", False)))
         if plan.action == "skip":
             log.info("'%s' already holds a finished run (metrics.json); skipping it.", output_dir)
-            return load_completed_summary(output_dir)
+            return load_completed_record(output_dir)
         if plan.action == "resume" and cfg.get("ckpt_path") is None:
             log.info("Resuming '%s' from %s.", output_dir, plan.ckpt_path)
             with open_dict(cfg):

@@ -192,7 +192,7 @@ def test_weights_path_reads_tensors_only(trained_checkpoint, tiny_dataset, compo
         ]
     )
     record = run(cfg)
-    assert record["metrics"]["test/acc"] >= 0.0
+    assert record.metrics["test/acc"] >= 0.0
     assert not marker.exists()
 
 
