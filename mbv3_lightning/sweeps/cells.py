@@ -172,7 +172,7 @@ def expand_grid(config: DictConfig) -> list[list[str]] | None:
         return None
     params = config.hydra.sweeper.get("params") or {}
     arguments = [f"{k}={v}" for k, v in params.items()]
-    arguments += list(OmegaConf.to_container(config.hydra.overrides.task))
+    arguments += [str(o) for o in config.hydra.overrides.task]
     overrides = OverridesParser.create().parse_overrides(arguments)
     batches = BasicSweeper.split_arguments(overrides, None)
     return [[o for o in cell if not _is_sweep_setting(o)] for cell in batches[0]]

@@ -141,9 +141,13 @@ def search_section(sweep_dir: Path, cells: list[Cell]) -> list[str]:
     from omegaconf import OmegaConf
 
     results = OmegaConf.to_container(OmegaConf.load(results_file))
-    trials = sorted(
-        cells, key=lambda c: -(c.value(OBJECTIVE) if c.value(OBJECTIVE) is not None else -1)
-    )
+    assert isinstance(results, dict)
+
+    def objective(cell: Cell) -> float:
+        value = cell.value(OBJECTIVE)
+        return -1.0 if value is None else value
+
+    trials = sorted(cells, key=lambda c: -objective(c))
     rows = [
         [
             str(c.job),
