@@ -152,6 +152,7 @@ def _check_same_cell(run_dir: Path, previous: dict[str, Any], overrides: list[st
 def _brief(status: dict[str, Any]) -> dict[str, Any]:
     """One earlier attempt, as kept in a cell's history."""
     keys = ("attempt", "status", "action", "error", "started_at", "ended_at", "duration_s")
+    keys += ("host", "pid")
     return {k: status[k] for k in keys if k in status}
 
 
