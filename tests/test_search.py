@@ -61,7 +61,7 @@ def test_optuna_study_runs_its_trials_and_the_report_shows_the_best(tmp_path):
     lrs = {t["config"]["optimizer"]["lr"] for t in trials.values()}
     assert len(lrs) == 3 and all(3e-4 <= lr <= 1e-2 for lr in lrs)
 
-    report = run_module("mbv3_lightning.report", str(sweep), cwd=tmp_path)
+    report = run_module("mbv3_lightning.cli.report", str(sweep), cwd=tmp_path)
     assert report.returncode == 0, report.stderr[-3000:]
     text = (sweep / "report" / "report.md").read_text()
     assert "## Hyper-parameter search (Optuna): 3 trials" in text

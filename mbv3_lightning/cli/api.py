@@ -14,8 +14,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from mbv3_lightning.cli.config import CONFIG_NAME, compose_config
 from mbv3_lightning.cli.config_check import check_config
-from mbv3_lightning.config import CONFIG_NAME, compose_config
 from mbv3_lightning.data.images import load_rgb
 from mbv3_lightning.deploy.predictor import Predictor, load_predictor
 from mbv3_lightning.deploy.predictor import top_k as rank

@@ -120,7 +120,7 @@ def _dotted_keys(node: object, prefix: str = "") -> list[str]:
 
 
 def _compose(config: str, overrides: Sequence[str]) -> DictConfig:
-    from mbv3_lightning.config import compose_config
+    from mbv3_lightning.cli.config import compose_config
 
     return compose_config(config, overrides, hydra_runtime=True)
 
@@ -144,6 +144,8 @@ def check_overrides(name: str, overrides: Sequence[str]) -> str | None:
     from omegaconf.errors import OmegaConfBaseException
 
     command = COMMANDS[name]
+    if command.config is None:
+        return None  # no Hydra config to check (report, app parse their own arguments)
     try:
         cfg = _compose(command.config, overrides)
     except (HydraException, OmegaConfBaseException) as err:
@@ -172,7 +174,7 @@ def _group_options(config: str, groups: Sequence[str]) -> dict[str, list[str]]:
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from mbv3_lightning.config import config_dir
+    from mbv3_lightning.cli.config import config_dir
 
     GlobalHydra.instance().clear()
     try:
@@ -203,6 +205,7 @@ def command_help(name: str) -> str:
             shown = [f"{o}*" if o == groups[group] else o for o in options[group]]
             lines.append(f"  {group}: {', '.join(shown) or '-'}")
     values = OmegaConf.to_container(cfg, resolve=False)  # `???` marks a required value
+    assert isinstance(values, dict)
     own = {k: v for k, v in values.items() if k not in groups}
     lines += ["", "options (key=value; ??? = required):", OmegaConf.to_yaml(own).rstrip()]
     if groups:

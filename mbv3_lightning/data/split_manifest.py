@@ -1,4 +1,5 @@
-"""A resumed run keeps the split it started with: the file lists of its ``split_manifest.json``.
+"""``split_manifest.json``: the exact file lists of a run's splits; and a resumed run keeps the
+split it started with by reading them back.
 
 Drawing the split again after images were added or removed moves images between train and
 validation: images the model trained on would be scored as unseen. So a resume reads the
@@ -13,7 +14,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-ClassFiles = dict[str, list[Path]]
+from mbv3_lightning.data.layout import Layout
+from mbv3_lightning.data.splits import ClassFiles, split_source
+
 # Past this many, the lists in a message are cut short (the count is always given).
 _SHOWN = 10
 
@@ -87,3 +90,50 @@ def reuse_split(
     used = {path.resolve() for files in splits.values() for ps in files.values() for path in ps}
     added = sorted(path for path in readable if path not in used)
     return splits, added
+
+
+def build_manifest(
+    *,
+    root: Path,
+    layout: Layout,
+    protocol: str,
+    preprocess: str,
+    seed: int,
+    val_fraction: float,
+    test_fraction: float | None,
+    class_keys: list[str],
+    samples: dict[str, list[tuple[Path, int]]],
+    skipped: dict[Path, str],
+) -> dict[str, Any]:
+    """``split_manifest.json``: the exact file lists of every split, relative to ``root``,
+    which folder each split came from, and what was skipped."""
+    folders = layout.splits or {"all": layout.root}
+    return {
+        "root": str(root.resolve()),
+        "seed": seed,
+        "val_fraction": val_fraction,
+        "test_fraction": test_fraction,
+        "layout": {split: str(path.relative_to(root)) for split, path in folders.items()},
+        "protocol": protocol,
+        "split_sources": {
+            split: str(split_source(layout, protocol, split).relative_to(root)) for split in samples
+        },
+        "preprocess": preprocess,
+        "classes": class_keys,
+        "splits": {
+            split: [[str(path.relative_to(root)), label] for path, label in rows]
+            for split, rows in samples.items()
+        },
+        "skipped_images": {str(path.relative_to(root)): error for path, error in skipped.items()},
+    }
+
+
+def class_indices(class_keys: list[str], class_names: list[str]) -> dict[str, Any]:
+    """``class_indices.json``: the index -> name map first, in the car-colour MobileNetV3
+    recipe's shape (``{"0": "black", ...}``), so its scripts and ``predict classes=`` read this
+    file as they read the recipe's; then class folder -> label index and the display names."""
+    return {
+        **{str(i): name for i, name in enumerate(class_names)},
+        "class_to_idx": {key: i for i, key in enumerate(class_keys)},
+        "names": class_names,
+    }

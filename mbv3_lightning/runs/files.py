@@ -11,6 +11,7 @@ import csv
 import json
 import logging
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -153,8 +154,18 @@ def write_epoch_files(
         subtitle = f"{title}, {stage} split, best epoch {best}"
         write_atomic(
             run_dir.confusion_png_of(stage),
-            lambda p, c=confusion, t=subtitle: plot_confusion(c, list(class_names), p, t),
+            partial(plot_confusion, confusion, list(class_names), subtitle=subtitle),
         )
+
+
+def write_split_files(
+    run_dir: RunDir | Path, manifest: dict[str, Any], class_indices: dict[str, Any]
+) -> None:
+    """``split_manifest.json`` (the exact file lists of the run's splits) and
+    ``class_indices.json``: written when the run starts, so it can be audited and resumed."""
+    run_dir = RunDir(Path(run_dir))
+    write_atomic(run_dir.split_manifest, json.dumps(manifest, indent=1))
+    write_atomic(run_dir.class_indices, json.dumps(class_indices, indent=1))
 
 
 def write_run_files(

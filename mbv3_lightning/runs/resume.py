@@ -42,7 +42,7 @@ def plan_resume(run_dir: Path, resume: bool) -> ResumePlan:
     return ResumePlan("fresh")
 
 
-def load_completed_summary(run_dir: Path) -> RunRecord:
+def load_completed_record(run_dir: Path) -> RunRecord:
     """The record a finished cell saved as ``metrics.json``."""
     return RunRecord.read(run_dir)
 

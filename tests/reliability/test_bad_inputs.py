@@ -52,7 +52,7 @@ def test_predict_skips_a_decompression_bomb_and_writes_every_row(trained_checkpo
     inputs = make_image_folder(tmp_path / "photos", splits={"": 2})
     bomb = write_bomb_png(inputs / "bomb.png")
     result = run_module(
-        "mbv3_lightning.predict",
+        "mbv3_lightning.cli.predict",
         f"ckpt_path={trained_checkpoint}",
         f"inputs={inputs}",
         f"hydra.run.dir={tmp_path / 'out'}",
@@ -102,7 +102,7 @@ def test_data_check_finishes_with_a_name_that_is_not_utf8(tmp_path):
         [
             sys.executable,
             "-m",
-            "mbv3_lightning.data.check",
+            "mbv3_lightning.cli.check",
             "dataset=image_folder",
             f"dataset.root={root}",
         ],
