@@ -345,7 +345,7 @@ def _multirun_problem(config_name: str, overrides: Sequence[str]) -> str | None:
     from omegaconf.errors import OmegaConfBaseException
 
     from mbv3_lightning.cli.config_check import ConfigCheck
-    from mbv3_lightning.config import config_dir, register_resolvers
+    from mbv3_lightning.cli.config import config_dir, register_resolvers
 
     register_resolvers()
     GlobalHydra.instance().clear()
@@ -380,7 +380,7 @@ def _compose_problem(invocation: Invocation, capsys) -> str | None:
     from mbv3_lightning.cli.config_check import config_errors
     from mbv3_lightning.cli.main import COMMANDS as CLI
     from mbv3_lightning.cli.main import check_overrides, main
-    from mbv3_lightning.config import compose_config
+    from mbv3_lightning.cli.config import compose_config
 
     if invocation.name is None or _help_flags(invocation.args):
         with pytest.raises(SystemExit) as stop:
@@ -483,7 +483,8 @@ def test_python_examples_are_valid_python(block: Block):
 
 
 def test_the_pages_name_no_retired_command():
-    for page in PAGES:
+    # The changelog is where a removed command is named, on purpose.
+    for page in (p for p in PAGES if p.name != "changelog.md"):
         for number, line in enumerate(page.read_text().splitlines(), 1):
             assert not RETIRED.search(line), f"{page.name}:{number}: {line.strip()}"
 
