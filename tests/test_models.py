@@ -186,7 +186,9 @@ def test_weights_path_loads_a_local_state_dict_strictly(tmp_path):
 
 
 def test_inception_training_loss_adds_the_aux_loss_with_weight_0_4():
-    model = InceptionV3Classifier({"arch": "inception_v3"}, 3)
+    model = InceptionV3Classifier(
+        {"arch": "inception_v3"}, 3, optimizer=None, scheduler=None, label_smoothing=0.0
+    )
     targets = torch.tensor([0, 2])
     torch.manual_seed(0)
     logits, aux = torch.randn(2, 3), torch.randn(2, 3)

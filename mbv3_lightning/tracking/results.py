@@ -54,7 +54,7 @@ def summary_scalars(record: RunRecord) -> dict[str, float | int]:
     """The headline numbers of metrics.json, flat, for the W&B run summary.
 
     Per-epoch train/val values are left out: their summary is each curve's best value
-    (``define_metric`` in :class:`~mbv3_lightning.training.loggers.ProjectWandbLogger`), which
+    (``define_metric`` in :class:`~mbv3_lightning.tracking.logger.ProjectWandbLogger`), which
     the last epoch's value would overwrite.
     """
     scalars: dict[str, float | int] = {
