@@ -35,7 +35,7 @@ def main(cfg: DictConfig) -> float | None:
             job_num=hydra_cfg.job.num,
             overrides=list(hydra_cfg.overrides.task),
             resume=bool(cfg.sweep.resume),
-            train=lambda: run(cfg),
+            train=lambda: run(cfg, _search_trial_callbacks(hydra_cfg)),
         )
         if summary is None:
             # A failed cell: NaN tells a search sweeper (Optuna) "failed trial" and lets the
@@ -45,6 +45,17 @@ def main(cfg: DictConfig) -> float | None:
         summary = run(cfg)
     print_summary(summary)
     return summary.metrics.get("val/acc_best")
+
+
+def _search_trial_callbacks(hydra_cfg: DictConfig) -> list:
+    """A trial of `hydra/sweeper=optuna` reports to its study each epoch, for the pruner."""
+    if hydra_cfg.sweeper.get("_target_", "").endswith("BasicSweeper"):
+        return []  # a grid: no study to report to (and no need to load Optuna)
+    from mbv3_lightning.sweeps.search.trial import trial_reporter
+    from mbv3_lightning.training.pruning import TrialPruning
+
+    reporter = trial_reporter(hydra_cfg)
+    return [] if reporter is None else [TrialPruning(reporter.report, reporter.monitor)]
 
 
 if __name__ == "__main__":

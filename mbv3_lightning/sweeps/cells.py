@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from mbv3_lightning.runs.pruned import RunPruned
 from mbv3_lightning.runs.resume import plan_resume
 from mbv3_lightning.runs.run_dir import RunDir, write_atomic, write_json_atomic
 
@@ -61,6 +62,8 @@ def run_cell(
 
     A failure is logged, written to ``traceback.txt`` and ``status.json``, and swallowed
     (returns ``None``) so the remaining cells run on; :class:`SweepTracker` reports it at the end.
+    A search trial stopped by its pruner is recorded as "pruned" (``pruned_epoch`` counted
+    from 1) and returns ``None`` too.
     """
     files = RunDir(run_dir)
     previous = _read_json(files.status_json) or {}
@@ -85,6 +88,10 @@ def run_cell(
     started = time.perf_counter()
     try:
         result = train()
+    except RunPruned as stop:  # a search's pruner ended it: a normal end, not a failure
+        log.info("Cell %d %s.", job_num, stop)
+        status.update(status="pruned", pruned_epoch=stop.epoch + 1, reason=str(stop))
+        result = None
     except Exception as err:
         log.exception("Cell %d (%s) failed.", job_num, " ".join(overrides))
         write_atomic(files.traceback_txt, "".join(traceback.format_exception(err)))
@@ -179,7 +186,9 @@ class SweepTracker(Callback):
         if OmegaConf.select(config, "sweep.dry_run", default=False):
             raise SystemExit(_dry_run_listing(sweep_dir, grid))
         existing = _read_json(sweep_dir / SWEEP_FILE)
-        if existing is not None and not resume:
+        # A search (grid None) continues the study its folder holds; its sweeper checks that
+        # the command runs the same study.
+        if existing is not None and not resume and grid is not None:
             raise SystemExit(
                 f"Sweep directory '{sweep_dir}' already holds a sweep ({SWEEP_FILE}). Add "
                 "`sweep.resume=true` to resume it (finished cells are skipped), or choose a new "
@@ -198,14 +207,21 @@ class SweepTracker(Callback):
             "cells": _cell_rows(grid, collect_cells(sweep_dir)),
         }
         write_json_atomic(sweep_dir / SWEEP_FILE, record)
-        n = "?" if grid is None else len(grid)
-        log.info("Sweep of %s cells in %s (attempt %d).", n, sweep_dir, record["attempt"])
+        if grid is not None:
+            log.info(
+                "Sweep of %d cells in %s (attempt %d).", len(grid), sweep_dir, record["attempt"]
+            )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         record = _read_json(sweep_dir / SWEEP_FILE) or {"grid": None}
         rows = _cell_rows(record.get("grid"), collect_cells(sweep_dir))
-        failed = [row for row in rows if row["status"] not in ("completed", "skipped")]
+        search = record.get("grid") is None
+        if search:
+            # Trials other processes still run are theirs, not failures; pruned ended normally.
+            failed = [row for row in rows if row["status"] == "failed"]
+        else:
+            failed = [row for row in rows if row["status"] not in ("completed", "skipped")]
         record.update(
             status="failed" if failed else "completed",
             ended_at=_now(),
@@ -213,11 +229,14 @@ class SweepTracker(Callback):
             cells=rows,
         )
         write_json_atomic(sweep_dir / SWEEP_FILE, record)
-        counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", "skipped")}
+        counts = {
+            s: sum(r["status"] == s for r in rows) for s in ("completed", "skipped", "pruned")
+        }
         log.info(
-            "Sweep finished: %d completed, %d skipped, %d failed (%s).",
+            "Sweep finished: %d completed, %d skipped, %d pruned, %d failed (%s).",
             counts["completed"],
             counts["skipped"],
+            counts["pruned"],
             len(failed),
             sweep_dir / SWEEP_FILE,
         )
@@ -231,11 +250,17 @@ class SweepTracker(Callback):
                 )
                 for r in failed
             ]
+            advice = (
+                "\nThe study counts failed trials as finished: fix the cause, then raise "
+                "hydra.sweeper.n_trials to run more, or start a new study."
+                if search
+                else "\nFix the cause and rerun the same command with `sweep.resume=true "
+                f"hydra.sweep.dir={sweep_dir}`: finished cells are skipped."
+            )
             raise SystemExit(
                 f"{len(failed)} of {len(rows)} cells did not complete:\n"
                 + "\n".join(lines)
-                + "\nFix the cause and rerun the same command with `sweep.resume=true "
-                f"hydra.sweep.dir={sweep_dir}`: finished cells are skipped."
+                + advice
             )
 
 

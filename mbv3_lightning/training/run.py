@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from mbv3_lightning.models.hparams import read_checked_hparams
 from mbv3_lightning.models.registry import get_spec
 from mbv3_lightning.perf.test_speed import model_cost
 from mbv3_lightning.runs.files import best_epoch, read_curves, write_run_files
+from mbv3_lightning.runs.pruned import RunPruned
 from mbv3_lightning.runs.record import RunRecord, build_run_record
 from mbv3_lightning.runs.resume import load_completed_summary, plan_resume
 from mbv3_lightning.runs.run_dir import RunDir, check_run_target
@@ -141,7 +143,7 @@ def record_context(
     }
 
 
-def _train_and_test(cfg: DictConfig) -> RunRecord:
+def _train_and_test(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> RunRecord:
     started = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
     check_run_target(output_dir, cfg.get("ckpt_path"))
@@ -153,6 +155,7 @@ def _train_and_test(cfg: DictConfig) -> RunRecord:
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule, model, callbacks, loggers = build_components(cfg)
+    callbacks += extra_callbacks
     _multirun_safe_strategy(cfg)
     # `callbacks.progress_bar=null` (sweeps, studies) means no bar: left alone, Lightning adds
     # its default one, with every logged metric on it, wrapped over many lines of the log.
@@ -274,11 +277,12 @@ def _train_and_test(cfg: DictConfig) -> RunRecord:
     return record
 
 
-def run(cfg: DictConfig) -> RunRecord:
+def run(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> RunRecord:
     """Train (and test) one configuration; returns the record also saved as metrics.json.
 
     With ``sweep.resume=true`` a finished run directory is skipped and a checkpointed one
     continues from ``last.ckpt``. The W&B run is finished in every case, also when it raises.
+    ``extra_callbacks`` join the configured ones (a search trial's pruning callback).
     """
     output_dir = Path(cfg.paths.output_dir)
     plan = plan_resume(output_dir, bool(cfg.get("sweep", {}).get("resume", False)))
@@ -291,8 +295,11 @@ def run(cfg: DictConfig) -> RunRecord:
             cfg.ckpt_path = str(plan.ckpt_path)
     failed = True
     try:
-        summary = _train_and_test(cfg)
+        summary = _train_and_test(cfg, extra_callbacks)
         failed = False
         return summary
+    except RunPruned:
+        failed = False  # stopped by the search's pruner: a normal end
+        raise
     finally:
         finish_wandb(failed)
