@@ -20,6 +20,7 @@ from typing import Any
 from mbv3_lightning.sweeps import figures
 from mbv3_lightning.sweeps.paper import PAPER_DATASETS, write_paper_report
 from mbv3_lightning.sweeps.results import Cell, Group, group_cells, load_cells
+from mbv3_lightning.sweeps.search.report import search_section
 from mbv3_lightning.sweeps.tables import csv_number
 
 log = logging.getLogger(__name__)
@@ -126,46 +127,11 @@ def write_results_csv(cells: list[Cell], path: Path) -> Path:
     return path
 
 
-# What Hydra's Optuna sweeper writes into the sweep directory when the study ends.
-OPTUNA_RESULTS = "optimization_results.yaml"
-OBJECTIVE = "val/acc_best"  # what the training command returns to the sweeper
-
-
-def search_section(sweep_dir: Path, cells: list[Cell]) -> list[str]:
-    """Markdown for a hyper-parameter search (``hydra/sweeper=optuna``): every trial with its
-    parameters and objective, best first, and the best parameters the sweeper reported.
-    Empty for a grid sweep."""
-    results_file = sweep_dir / OPTUNA_RESULTS
-    if not results_file.is_file():
-        return []
-    from omegaconf import OmegaConf
-
-    results = OmegaConf.to_container(OmegaConf.load(results_file))
-    trials = sorted(
-        cells, key=lambda c: -(c.metric(OBJECTIVE) if c.metric(OBJECTIVE) is not None else -1)
-    )
-    rows = [
-        [
-            str(c.job),
-            " ".join(c.overrides),
-            NA if c.metric(OBJECTIVE) is None else f"{c.metric(OBJECTIVE):.4f}",
-            c.status,
-        ]
-        for c in trials
-    ]
-    best = ", ".join(f"`{k}={v}`" for k, v in (results.get("best_params") or {}).items())
-    return [
-        "",
-        f"## Hyper-parameter search (Optuna): {len(cells)} trials",
-        "",
-        f"Best {OBJECTIVE}: **{results.get('best_value')}** with {best}.",
-        "",
-        *_markdown_table(["job", "parameters", OBJECTIVE, "status"], rows),
-    ]
-
-
-def write_report(sweep_dir: Path, out_dir: Path | None = None) -> dict[str, Any]:
-    """Build the whole report for ``sweep_dir``; returns what was written, for callers and W&B."""
+def write_report(
+    sweep_dir: Path, out_dir: Path | None = None, storage: str | None = None
+) -> dict[str, Any]:
+    """Build the whole report for ``sweep_dir``; returns what was written, for callers and W&B.
+    ``storage``: the database URL of a search whose study is not kept in its folder."""
     cells = load_cells(sweep_dir)
     out_dir = out_dir or sweep_dir / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -208,7 +174,9 @@ def write_report(sweep_dir: Path, out_dir: Path | None = None) -> dict[str, Any]
         paper = write_paper_report(cells, per_dataset, out_dir / "paper")
         lines += ["", *paper["markdown"]]
         figure_paths.update({f"paper/{k}": v for k, v in paper["figures"].items()})
-    lines += search_section(sweep_dir, cells)
+    search_lines, search_figures = search_section(sweep_dir, out_dir, storage)
+    lines += search_lines
+    figure_paths.update(search_figures)
     missing = [c for c in cells if not c.complete]
     if missing:
         lines += ["", "## Cells without results", ""]

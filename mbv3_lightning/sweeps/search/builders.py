@@ -66,7 +66,8 @@ def trial_seed(seed: int | None, number: int) -> int | None:
 
     One seed per trial rather than per process: an uninterrupted study repeats itself, a
     resumed one does not propose its first trials again, and two processes sharing a study
-    never draw the same random trial.
+    never draw the same random trial. (Only for samplers whose seed drives nothing but their
+    random draws; see the sweeper.)
     """
     if seed is None:
         return None

@@ -23,6 +23,7 @@ from pathlib import Path
 import optuna
 from optuna.storages import BaseStorage
 
+SEARCH_FILE = "search.json"  # in the sweep folder: which study it holds, and where it is kept
 SQLITE_FILE = "optuna.db"
 JOURNAL_FILE = "optuna.journal"
 LOCK_FILE = ".study.lock"
@@ -98,13 +99,26 @@ def open_storage(spec: StorageSpec, *, create: bool = True) -> BaseStorage:
     )
 
 
+def lock_path(spec: StorageSpec, sweep_dir: Path) -> Path:
+    """The file :func:`study_lock` locks: beside a storage file, so every process using that
+    file shares it whatever its sweep folder; the sweep folder's for a database server."""
+    if spec.kind in ("sqlite", "journal"):
+        return Path(f"{spec.location}.study-lock")
+    if spec.url.startswith("sqlite:///"):
+        return Path(f"{spec.url.removeprefix('sqlite:///')}.study-lock")
+    return sweep_dir / LOCK_FILE
+
+
 @contextlib.contextmanager
-def study_lock(sweep_dir: Path) -> Iterator[None]:
-    """Serialise the study's bookkeeping (creating its trial budget, taking up abandoned
-    trials) between processes that share ``sweep_dir``. The kernel drops the lock when its
-    holder dies, ``kill -9`` included, so a crash never leaves it held."""
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    with (sweep_dir / LOCK_FILE).open("a") as handle:
+def study_lock(path: Path) -> Iterator[None]:
+    """Serialise the study's bookkeeping (its trial budget, claiming and taking up trials)
+    between processes. SQLite needs it: Python's sqlite3 reads outside a transaction, so two
+    processes can both see a trial waiting and both switch it to running. (A database server
+    locks the row, and the journal storage orders its writes, so for them it only keeps the
+    taking up of abandoned trials in one process at a time.) The kernel drops the lock when
+    its holder dies, ``kill -9`` included, so a crash never leaves it held."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

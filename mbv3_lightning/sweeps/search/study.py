@@ -2,9 +2,10 @@
 held while it runs, and taken up again when its holder is gone.
 
 The budget is ``n_trials`` trials created up front in Optuna's WAITING state. A process claims
-one by switching it to RUNNING, which the storage does atomically (Optuna's own queue of
-enqueued trials works this way), so two processes never run the same trial and the study never
-holds more than ``n_trials`` trials, however many processes join it.
+one by switching it to RUNNING only if it is still WAITING (Optuna's own queue of enqueued
+trials works this way), under the study's lock (``storage.study_lock``), so two processes never
+run the same trial and the study never holds more than ``n_trials`` trials, however many
+processes join it.
 
 A claimed trial carries its holder (host, process id and start time) and a heartbeat the
 holder refreshes. A RUNNING trial whose holder died (``kill -9``, a lost node) is set back to
@@ -214,7 +215,8 @@ def take_up_abandoned(storage: BaseStorage, study_id: int, stale_after_s: float)
 def claim_trials(
     storage: BaseStorage, study_id: int, n_trials: int, count: int, holder: Holder
 ) -> list[Claim]:
-    """Claim up to ``count`` WAITING trials numbered below ``n_trials``, lowest first.
+    """Claim up to ``count`` WAITING trials numbered below ``n_trials``, lowest first (under
+    the study's lock: on SQLite the check-and-switch is not atomic by itself).
 
     The claimed numbers are consecutive: the launcher numbers a batch's jobs from its first
     one, and each job finds its trial (and its folder) by its job number.

@@ -30,8 +30,10 @@ from mbv3_lightning.sweeps.search.builders import BuildError, build, target_clas
 from mbv3_lightning.sweeps.search.objectives import ObjectiveError, check_objectives, label
 from mbv3_lightning.sweeps.search.space import SearchSpace, SearchSpaceError, parse_search_space
 from mbv3_lightning.sweeps.search.storage import (
+    SEARCH_FILE,
     StorageError,
     StorageSpec,
+    lock_path,
     open_storage,
     storage_spec,
     study_lock,
@@ -57,7 +59,6 @@ from mbv3_lightning.sweeps.search.study import (
 
 log = logging.getLogger(__name__)
 
-SEARCH_FILE = "search.json"  # which study the sweep folder belongs to, and where it is kept
 RESULTS_FILE = "optimization_results.yaml"  # the best trial(s), as the Hydra plugin wrote it
 _USER_ERRORS = (
     SearchSpaceError,
@@ -157,7 +158,8 @@ class OptunaSearch:
 
         spec = storage_spec(self.storage_setting, self.sweep_dir)
         storage = open_storage(spec)
-        with study_lock(self.sweep_dir):
+        lock = lock_path(spec, self.sweep_dir)
+        with study_lock(lock):
             self._check_sweep_folder(spec)
             study_id, created = open_study(storage, self.study_name, self.directions)
             check_same_search(storage, study_id, self._search_record(space))
@@ -175,7 +177,7 @@ class OptunaSearch:
         with Heartbeat(storage, self.heartbeat_s) as heartbeat:
             try:
                 while True:
-                    with study_lock(self.sweep_dir):
+                    with study_lock(lock):
                         for number in take_up_abandoned(storage, study_id, self.stale_after_s):
                             log.info("Trial %d lost its process; taking it up again.", number)
                         held = claim_trials(storage, study_id, n_trials, self.n_jobs, holder)
@@ -200,9 +202,10 @@ class OptunaSearch:
         if node is None:
             return optuna.samplers.TPESampler(seed=None)
         extra: dict[str, Any] = {}
-        if node.get("seed") is not None:
+        cls = target_class(node, "hydra.sweeper.sampler")
+        if node.get("seed") is not None and cls in _SEEDED_PER_TRIAL:
             extra["seed"] = trial_seed(node["seed"], number)
-        if target_class(node, "hydra.sweeper.sampler") is optuna.samplers.GridSampler:
+        if cls is optuna.samplers.GridSampler:
             extra["search_space"] = space.grid()
         return build(node, "hydra.sweeper.sampler", **extra)
 
@@ -252,8 +255,10 @@ class OptunaSearch:
                 storage=storage,
                 sampler=self._sampler_for(claim.number, space),
             )
-            # A claimed WAITING trial is a Trial of the study like the one `study.ask()` returns
-            # (ask() itself would create a trial beyond the budget when none is waiting).
+            # Reading the trials syncs the study's storage cache with the claimed one (as ask()
+            # does); then the claimed trial is a Trial like the one `study.ask()` returns (ask()
+            # itself would create a trial beyond the budget when none is waiting).
+            study.get_trials(deepcopy=False)
             trial = optuna.trial.Trial(study, claim.trial_id)
             overrides = space.overrides(space.suggest(trial))
             if claim.taken_up:
@@ -373,6 +378,14 @@ class OptunaSearch:
 
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+# Samplers whose seed only drives their random draws, so each trial may get its own. The grid
+# and QMC samplers derive the whole sequence of points from their seed: they keep the study's.
+_SEEDED_PER_TRIAL = (
+    optuna.samplers.TPESampler,
+    optuna.samplers.RandomSampler,
+    optuna.samplers.NSGAIISampler,
+    optuna.samplers.NSGAIIISampler,
+)
 
 
 def _params_as_overrides(params: dict[str, Any]) -> list[str]:
