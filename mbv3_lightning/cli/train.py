@@ -41,15 +41,23 @@ def main(cfg: DictConfig) -> float | None:
             # A failed cell: NaN tells a search sweeper (Optuna) "failed trial" and lets the
             # study go on; the basic sweeper ignores return values.
             return float("nan")
+        if _is_search_trial(hydra_cfg):
+            # The study prints one line per trial; each trial's table is in its folder.
+            return summary.metrics.get("val/acc_best")
     else:
         summary = run(cfg)
     print_summary(summary)
     return summary.metrics.get("val/acc_best")
 
 
+def _is_search_trial(hydra_cfg: DictConfig) -> bool:
+    """Whether this job is a trial of `hydra/sweeper=optuna` (not a cell of a grid)."""
+    return str(hydra_cfg.sweeper.get("_target_", "")).startswith("hydra_plugins.mbv3_optuna")
+
+
 def _search_trial_callbacks(hydra_cfg: DictConfig) -> list:
     """A trial of `hydra/sweeper=optuna` reports to its study each epoch, for the pruner."""
-    if hydra_cfg.sweeper.get("_target_", "").endswith("BasicSweeper"):
+    if not _is_search_trial(hydra_cfg):
         return []  # a grid: no study to report to (and no need to load Optuna)
     from mbv3_lightning.sweeps.search.trial import trial_reporter
     from mbv3_lightning.training.pruning import TrialPruning

@@ -107,17 +107,17 @@ def run_cell(
 def _check_same_cell(run_dir: Path, previous: dict[str, Any], overrides: list[str]) -> None:
     """Refuse to skip or continue a cell that was run with other overrides.
 
-    A grid's cells are checked against ``sweep.json`` up front; a search sweeper (Optuna)
-    decides each trial's parameters as it goes, so a resumed study must propose the same
-    trials again (a seeded sampler does) and this catches the case where it does not.
+    A grid's cells are checked against ``sweep.json`` up front; a search (Optuna) decides each
+    trial's parameters as it goes and keeps them in its study, so this catches a trial folder
+    left from another study (its storage deleted, the folder kept).
     """
     before = [o for o in previous.get("overrides", []) if not _is_sweep_setting(o)]
     now = [o for o in overrides if not _is_sweep_setting(o)]
     if before and sorted(before) != sorted(now):
         raise RuntimeError(
             f"'{run_dir}' holds a cell run with {' '.join(before)}, not {' '.join(now)}. "
-            "A search sweeper must propose the same trials when resumed: give its sampler a "
-            "seed (hydra.sweeper.sampler.seed=...), or start a new sweep directory."
+            "Its folder belongs to another grid or study: start a new sweep directory "
+            "(hydra.sweep.dir=...)."
         )
 
 

@@ -20,7 +20,6 @@ from typing import Any
 from mbv3_lightning.sweeps import figures
 from mbv3_lightning.sweeps.paper import PAPER_DATASETS, write_paper_report
 from mbv3_lightning.sweeps.results import Cell, Group, group_cells, load_cells
-from mbv3_lightning.sweeps.search.report import search_section
 from mbv3_lightning.sweeps.tables import csv_number
 
 log = logging.getLogger(__name__)
@@ -174,6 +173,8 @@ def write_report(
         paper = write_paper_report(cells, per_dataset, out_dir / "paper")
         lines += ["", *paper["markdown"]]
         figure_paths.update({f"paper/{k}": v for k, v in paper["figures"].items()})
+    from mbv3_lightning.sweeps.search.report import search_section  # Optuna, for searches
+
     search_lines, search_figures = search_section(sweep_dir, out_dir, storage)
     lines += search_lines
     figure_paths.update(search_figures)

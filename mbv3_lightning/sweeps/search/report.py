@@ -23,7 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 from mbv3_lightning.sweeps.figures import save_figure
 from mbv3_lightning.sweeps.search.objectives import label
 from mbv3_lightning.sweeps.search.storage import SEARCH_FILE, StorageSpec, open_storage
-from mbv3_lightning.sweeps.search.study import ERROR, OVERRIDES, RUN_DIR
+from mbv3_lightning.sweeps.search.study import ERROR, RUN_DIR, trial_command
 
 log = logging.getLogger(__name__)
 
@@ -68,17 +68,6 @@ def _state(trial: FrozenTrial) -> str:
         TrialState.RUNNING: "running",
         TrialState.WAITING: "waiting",
     }[trial.state]
-
-
-def paste_command(trial: FrozenTrial) -> str:
-    """The command that runs this trial alone: its overrides, without the sweep's own."""
-    overrides = trial.user_attrs.get(OVERRIDES)
-    if not overrides:
-        from mbv3_lightning.sweeps.search.space import override_value
-
-        overrides = [f"{k}={override_value(v)}" for k, v in trial.params.items()]
-    kept = [o for o in overrides if not o.lstrip("+~").startswith("sweep.")]
-    return "mbv3 train " + " ".join(kept)
 
 
 def _short(value: Any) -> str:
@@ -132,7 +121,7 @@ def search_section(
             "",
             f"Best {objectives[0]}: **{best.value:.4f}** (trial {best.number}). Run it alone:",
             "",
-            f"    {paste_command(best)}",
+            f"    {trial_command(best)}",
         ]
     elif complete:
         front = sorted(study.best_trials, key=lambda t: t.values[1])
@@ -141,7 +130,7 @@ def search_section(
 
         def row(t: FrozenTrial) -> list[str]:
             values = [_value(t, i) for i in range(len(objectives))]
-            return [str(t.number), *values, f"`{paste_command(t)}`"]
+            return [str(t.number), *values, f"`{trial_command(t)}`"]
 
         lines += [
             "",

@@ -300,6 +300,17 @@ class Heartbeat:
                     log.warning("Heartbeat of trial id %d failed: %s", trial_id, err)
 
 
+def trial_command(trial: FrozenTrial) -> str:
+    """The command that trains this trial alone: its overrides, without the sweep's own."""
+    overrides = trial.user_attrs.get(OVERRIDES)
+    if not overrides:  # a trial recorded before its overrides were (or by another tool)
+        from mbv3_lightning.sweeps.search.space import override_value
+
+        overrides = [f"{k}={override_value(v)}" for k, v in trial.params.items()]
+    kept = [o for o in overrides if not o.lstrip("+~").startswith("sweep.")]
+    return "mbv3 train " + " ".join(kept)
+
+
 # --------------------------------------------------------------------------- outcomes
 @dataclass(frozen=True)
 class Outcome:

@@ -55,6 +55,7 @@ from mbv3_lightning.sweeps.search.study import (
     open_study,
     read_outcome,
     take_up_abandoned,
+    trial_command,
 )
 
 log = logging.getLogger(__name__)
@@ -148,9 +149,10 @@ class OptunaSearch:
         if self._is_grid():
             size = math.prod(len(v) for v in space.grid().values())
             n_trials = min(n_trials, size)
-        build(self.pruner_cfg, "hydra.sweeper.pruner")  # a typo fails here, not in every trial
+        pruner = build(self.pruner_cfg, "hydra.sweeper.pruner")  # a typo fails here, not later
         self._sampler_for(0, space)
-        if len(self.directions) > 1 and self.pruner_cfg is not None:
+        prunes = pruner is not None and not isinstance(pruner, optuna.pruners.NopPruner)
+        if len(self.directions) > 1 and prunes:
             log.warning(
                 "Pruning is off: Optuna prunes single-objective studies only "
                 "(hydra/sweeper/pruner=none silences this)."
@@ -166,11 +168,12 @@ class OptunaSearch:
             ensure_budget(storage, study_id, n_trials, created=created)
         done = storage.get_n_trials(study_id, state=_FINISHED)
         log.info(
-            "Study '%s' (%s): %d of %d trials finished; running the others.",
+            "Study '%s' (%s): %d of %d trials finished%s",
             self.study_name,
             spec.display,
             done,
             n_trials,
+            "." if done >= n_trials else "; this process runs trials nobody else holds.",
         )
         holder = Holder.this_process()
         held: list[Claim] = []
@@ -350,11 +353,11 @@ class OptunaSearch:
             best = study.best_trial
             results.update(best_trial=best.number, best_params=best.params, best_value=best.value)
             log.info(
-                "Best %s: %s (trial %d): %s",
+                "Best %s: %.4f (trial %d): %s",
                 self.objectives[0],
                 best.value,
                 best.number,
-                " ".join(_params_as_overrides(best.params)),
+                trial_command(best),
             )
         elif complete:
             front = study.best_trials
@@ -367,12 +370,8 @@ class OptunaSearch:
                 len(front),
             )
             for t in front:
-                log.info(
-                    "  trial %d: %s  %s",
-                    t.number,
-                    t.values,
-                    " ".join(_params_as_overrides(t.params)),
-                )
+                values = ", ".join(f"{v:.4g}" for v in t.values)
+                log.info("  trial %d (%s): %s", t.number, values, trial_command(t))
         write_atomic(self.sweep_dir / RESULTS_FILE, OmegaConf.to_yaml(OmegaConf.create(results)))
         log.info("Report: mbv3 report %s", self.sweep_dir)
 
@@ -386,12 +385,6 @@ _SEEDED_PER_TRIAL = (
     optuna.samplers.NSGAIISampler,
     optuna.samplers.NSGAIIISampler,
 )
-
-
-def _params_as_overrides(params: dict[str, Any]) -> list[str]:
-    from mbv3_lightning.sweeps.search.space import override_value
-
-    return [f"{k}={override_value(v)}" for k, v in params.items()]
 
 
 def _job_folder(ret: JobReturn) -> Path | None:
