@@ -100,6 +100,12 @@ def test_search_space_keeps_the_hydra_optuna_syntax():
         "trainer.max_epochs=3",
         "seed=7",
     ]
+    # what the study records, so a rerun that searches something else is refused
+    assert space.describe()["params"]["optimizer.lr"] == "tag(log, interval(0.0003, 0.01))"
+    assert space.describe()["params"]["dataset.batch_size"] == "range(8, 40, 8)"
+    assert parse_search_space({"n": "tag(int, log, interval(1, 64))"}).distributions == {
+        "n": IntDistribution(1, 64, log=True)
+    }
     # a choice of lists is a choice of their override text, which Hydra reads back as lists
     scales = parse_search_space({"dataset.scale": "choice([0.25,1.0],[0.6,1.0])"})
     assert scales.overrides({"dataset.scale": "[0.6,1.0]"}) == ["dataset.scale=[0.6,1.0]"]

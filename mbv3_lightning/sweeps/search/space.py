@@ -31,7 +31,6 @@ from optuna.distributions import (
     CategoricalDistribution,
     FloatDistribution,
     IntDistribution,
-    distribution_to_json,
 )
 from optuna.trial import Trial
 
@@ -95,11 +94,32 @@ class SearchSpace:
         return grid
 
     def describe(self) -> dict[str, Any]:
-        """A JSON-able fingerprint: a resumed study must sample the same space."""
+        """What the study searches, in the search-space syntax (a resumed study must search
+        the same); ``sweep.*`` overrides steer the sweep itself and may change."""
         return {
-            "params": {name: distribution_to_json(d) for name, d in self.distributions.items()},
+            "params": {name: describe(d) for name, d in self.distributions.items()},
             "fixed": sorted(o for o in self.fixed if not o.lstrip("+~").startswith("sweep.")),
         }
+
+
+def describe(dist: BaseDistribution) -> str:
+    """A distribution in the search-space syntax that makes it."""
+    if isinstance(dist, CategoricalDistribution):
+        return f"choice({', '.join(override_value(c) for c in dist.choices)})"
+    assert isinstance(dist, FloatDistribution | IntDistribution)
+    low, high = override_value(dist.low), override_value(dist.high)
+    if dist.log:
+        inner = f"interval({low}, {high})"
+        return (
+            f"tag(int, log, {inner})" if isinstance(dist, IntDistribution) else f"tag(log, {inner})"
+        )
+    if dist.step is not None and (isinstance(dist, FloatDistribution) or dist.step != 1):
+        return f"range({low}, {override_value(dist.high + dist.step)}, {override_value(dist.step)})"
+    return (
+        f"tag(int, interval({low}, {high}))"
+        if isinstance(dist, IntDistribution)
+        else f"interval({low}, {high})"
+    )
 
 
 def override_value(value: Any) -> str:

@@ -146,11 +146,18 @@ def check_same_search(storage: BaseStorage, study_id: int, search: dict[str, Any
     stored, search = json.loads(json.dumps(stored)), json.loads(json.dumps(search))
     if stored == search:
         return
-    differences = [
-        f"{key}: {stored.get(key)!r} before, {search.get(key)!r} now"
-        for key in sorted(set(stored) | set(search))
-        if stored.get(key) != search.get(key)
-    ]
+    differences = []
+    for key in sorted(set(stored) | set(search)):
+        before, now = stored.get(key), search.get(key)
+        if isinstance(before, dict) and isinstance(now, dict):  # the params: name by name
+            differences += [
+                f"{name}: {before.get(name, 'not searched')} before, "
+                f"{now.get(name, 'not searched')} now"
+                for name in sorted(set(before) | set(now))
+                if before.get(name) != now.get(name)
+            ]
+        elif before != now:
+            differences.append(f"{key}: {before} before, {now} now")
     name = storage.get_study_name_from_id(study_id)
     raise StudyMismatchError(
         f"Study '{name}' searched something else ({'; '.join(differences)}). Rerun it with its "
