@@ -128,6 +128,25 @@ def test_a_search_space_optuna_cannot_sample_is_one_clear_error(params, message)
         parse_search_space(params)
 
 
+def test_the_search_code_imports_without_a_deprecation_warning(tmp_path):
+    modules = [
+        "hydra_plugins.mbv3_optuna_sweeper.optuna_sweeper",
+        "mbv3_lightning.sweeps.search.sweeper",
+        "mbv3_lightning.sweeps.search.trial",
+        "mbv3_lightning.sweeps.search.report",
+        "mbv3_lightning.training.pruning",
+        "mbv3_lightning.cli.train",
+    ]
+    result = subprocess.run(
+        [sys.executable, "-W", "error::DeprecationWarning", "-c", f"import {', '.join(modules)}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr == ""
+
+
 # --------------------------------------------------------------------------- the budget
 def _claim_worker(url: str, barrier_file: str, out: str) -> None:
     """Claim trials one by one until none is left; write the numbers claimed."""

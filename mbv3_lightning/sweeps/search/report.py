@@ -161,13 +161,23 @@ def search_section(
     lines += _markdown_table(
         ["trial", "state", *[label(o) for o in objectives], "parameters", "folder", "error"], rows
     )
-    figures = _figures(study, objectives, out_dir)
+    figures = _figures(study, objectives, str(info.get("monitor") or "value"), out_dir)
     for name, path in figures.items():
         lines += ["", f"![{name}]({path.name})"]
     return lines, figures
 
 
-def _figures(study: optuna.Study, objectives: list[str], out_dir: Path) -> dict[str, Path]:
+def _relabel(axes: Any, legend: dict[str, str], **labels: str) -> None:
+    """Optuna's generic legend entries and axis labels in the study's own words."""
+    if axes.get_legend() is not None:
+        for text in axes.get_legend().get_texts():
+            text.set_text(legend.get(text.get_text(), text.get_text()))
+    axes.set(**labels)
+
+
+def _figures(
+    study: optuna.Study, objectives: list[str], monitor: str, out_dir: Path
+) -> dict[str, Path]:
     """Optuna's own plots of the study (each skipped, with a log line, when the study has too
     few finished trials for it)."""
     from optuna.exceptions import ExperimentalWarning
@@ -175,6 +185,16 @@ def _figures(study: optuna.Study, objectives: list[str], out_dir: Path) -> dict[
 
     single = len(study.directions) == 1
     names = [label(o) for o in objectives]
+    objective_legend = {f"Objective Value {i}": name for i, name in enumerate(names)}
+    relabel: dict[str, Callable[[Any], None]] = {
+        "search_importance": lambda ax: _relabel(ax, objective_legend),
+        "search_intermediate": lambda ax: _relabel(
+            ax, {}, xlabel="epoch (counted from 0, as the pruner sees it)", ylabel=monitor
+        ),
+        "search_pareto": lambda ax: _relabel(
+            ax, {"Best Trial": "on the Pareto front", "Trial": "dominated"}, title="Pareto front"
+        ),
+    }
     first: dict[str, Any] = {} if single else {"target": lambda t: t.values[0]}
     plots: dict[str, Callable[[], Any]] = {
         "search_history": lambda: oplt.plot_optimization_history(
@@ -199,6 +219,6 @@ def _figures(study: optuna.Study, objectives: list[str], out_dir: Path) -> dict[
             except (ValueError, RuntimeError) as err:  # e.g. importance of one finished trial
                 log.info("No %s figure: %s", name, err)
                 continue
-            figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
-            written[name] = save_figure(figure, out_dir / f"{name}.png")
+            relabel.get(name, lambda ax: None)(axes)
+            written[name] = save_figure(axes.figure, out_dir / f"{name}.png")
     return written
