@@ -35,7 +35,7 @@ from mbv3_lightning.sweeps.search.study import (
     take_up_abandoned,
 )
 
-from .conftest import FAST_OVERRIDES, make_image_folder, run_module
+from .conftest import FAST_OVERRIDES, REPO_ROOT, make_image_folder, run_module
 
 
 def _study_args(data: Path, sweep: Path, *extra: str) -> list[str]:
@@ -126,6 +126,17 @@ def test_search_space_keeps_the_hydra_optuna_syntax():
 def test_a_search_space_optuna_cannot_sample_is_one_clear_error(params, message):
     with pytest.raises(SearchSpaceError, match=message):
         parse_search_space(params)
+
+
+def test_hydra_finds_the_sweeper_in_its_plugin_namespace():
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.sweeper import Sweeper
+
+    from mbv3_lightning.sweeps.search import SWEEPER_TARGET
+
+    found = {f"{c.__module__}.{c.__name__}" for c in Plugins.instance().discover(Sweeper)}
+    assert SWEEPER_TARGET in found
+    assert OmegaConf.load(REPO_ROOT / "conf/hydra/sweeper/optuna.yaml")._target_ == SWEEPER_TARGET
 
 
 def test_the_search_code_imports_without_a_deprecation_warning(tmp_path):

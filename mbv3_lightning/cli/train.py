@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -11,6 +12,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from mbv3_lightning.config import CONFIG_NAME, config_dir, register_resolvers
+
+if TYPE_CHECKING:
+    from lightning.pytorch.callbacks import Callback
 
 register_resolvers()
 
@@ -52,10 +56,12 @@ def main(cfg: DictConfig) -> float | None:
 
 def _is_search_trial(hydra_cfg: DictConfig) -> bool:
     """Whether this job is a trial of `hydra/sweeper=optuna` (not a cell of a grid)."""
-    return str(hydra_cfg.sweeper.get("_target_", "")).startswith("hydra_plugins.mbv3_optuna")
+    from mbv3_lightning.sweeps.search import SWEEPER_TARGET  # a constant: imports no Optuna
+
+    return hydra_cfg.sweeper.get("_target_") == SWEEPER_TARGET
 
 
-def _search_trial_callbacks(hydra_cfg: DictConfig) -> list:
+def _search_trial_callbacks(hydra_cfg: DictConfig) -> list[Callback]:
     """A trial of `hydra/sweeper=optuna` reports to its study each epoch, for the pruner."""
     if not _is_search_trial(hydra_cfg):
         return []  # a grid: no study to report to (and no need to load Optuna)

@@ -6,3 +6,7 @@ its sweep folder (or a database URL), so rerunning the command continues it and 
 processes share it; each trial is one multirun cell (``status.json``, ``metrics.json``) whose
 folder is named after the trial's number. ``docs/search.md`` is the user's guide.
 """
+
+# The Hydra plugin class `hydra/sweeper=optuna` names (conf/hydra/sweeper/optuna.yaml); a job
+# whose `hydra.sweeper._target_` is this one is a trial of a study.
+SWEEPER_TARGET = "hydra_plugins.mbv3_optuna_sweeper.optuna_sweeper.OptunaSweeper"

@@ -7,7 +7,6 @@ search sets to the trial number.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import optuna
@@ -15,12 +14,9 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
+from mbv3_lightning.sweeps.search import SWEEPER_TARGET
 from mbv3_lightning.sweeps.search.builders import build
 from mbv3_lightning.sweeps.search.storage import open_storage, storage_spec
-
-log = logging.getLogger(__name__)
-
-SWEEPER_TARGET = "hydra_plugins.mbv3_optuna_sweeper.optuna_sweeper.OptunaSweeper"
 
 
 class TrialReporter:
@@ -57,7 +53,9 @@ def trial_reporter(hydra_cfg: DictConfig) -> TrialReporter | None:
     if pruner is None or isinstance(pruner, optuna.pruners.NopPruner):
         return None
     spec = storage_spec(sweeper.get("storage"), Path(hydra_cfg.sweep.dir))
-    storage = open_storage(spec)
+    # The sweeper created the study: a job that finds no storage (another working directory
+    # on a cluster node) fails with its path instead of starting an empty study of its own.
+    storage = open_storage(spec, create=False)
     study = optuna.load_study(study_name=str(sweeper.study_name), storage=storage, pruner=pruner)
     number = int(hydra_cfg.job.num)
     trial_id = storage.get_trial_id_from_study_id_trial_number(
