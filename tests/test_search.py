@@ -280,7 +280,8 @@ def test_pruned_trials_are_pruned_in_the_study_the_folders_and_the_report(tmp_pa
     assert report.returncode == 0, report.stderr[-3000:]
     text = (sweep / "report" / "report.md").read_text()
     assert "2 trials: 0 complete, 2 pruned, 0 failed" in text
-    assert "| 0 | pruned after epoch 1 |" in text
+    value = study.trials[0].intermediate_values[0]
+    assert f"| 0 | pruned after epoch 1 (val/acc {value:.4f}) | n/a |" in text
 
 
 @pytest.mark.slow

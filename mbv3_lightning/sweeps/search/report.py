@@ -58,9 +58,11 @@ def _open_study(
         return None, f"The study could not be read from {spec.display}: {err}"
 
 
-def _state(trial: FrozenTrial) -> str:
+def _state(trial: FrozenTrial, monitor: str) -> str:
     if trial.state == TrialState.PRUNED and trial.intermediate_values:
-        return f"pruned after epoch {max(trial.intermediate_values) + 1}"
+        last = max(trial.intermediate_values)
+        value = trial.intermediate_values[last]
+        return f"pruned after epoch {last + 1} ({monitor} {value:.4f})"
     return {
         TrialState.COMPLETE: "complete",
         TrialState.PRUNED: "pruned",
@@ -75,7 +77,8 @@ def _short(value: Any) -> str:
 
 
 def _value(trial: FrozenTrial, i: int) -> str:
-    if trial.values is None or len(trial.values) <= i:
+    # A pruned trial's value is Optuna's last reported one, not the objective: the state says it.
+    if trial.state != TrialState.COMPLETE or trial.values is None or len(trial.values) <= i:
         return NA
     value = trial.values[i]
     return f"{value:.4f}" if abs(value) < 1e4 else f"{value:,.0f}"
@@ -90,6 +93,7 @@ def search_section(
         return [], {}
     info = json.loads(info_file.read_text())
     objectives: list[str] = list(info.get("objectives") or [])
+    monitor = str(info.get("monitor") or "value")
     study, why = _open_study(sweep_dir, info, storage_url)
     if study is None:
         return ["", "## Hyper-parameter search (Optuna)", "", why], {}
@@ -148,7 +152,7 @@ def search_section(
     rows = [
         [
             str(t.number),
-            _state(t),
+            _state(t, monitor),
             *[_value(t, i) for i in range(len(objectives))],
             " ".join(
                 f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items()
@@ -161,7 +165,7 @@ def search_section(
     lines += _markdown_table(
         ["trial", "state", *[label(o) for o in objectives], "parameters", "folder", "error"], rows
     )
-    figures = _figures(study, objectives, str(info.get("monitor") or "value"), out_dir)
+    figures = _figures(study, objectives, monitor, out_dir)
     for name, path in figures.items():
         lines += ["", f"![{name}]({path.name})"]
     return lines, figures
