@@ -31,6 +31,7 @@ from mbv3_lightning.sweeps.search.study import (
     Holder,
     claim_trials,
     ensure_budget,
+    join_study,
     open_study,
     take_up_abandoned,
 )
@@ -159,16 +160,18 @@ def test_the_search_code_imports_without_a_deprecation_warning(tmp_path):
 
 
 # --------------------------------------------------------------------------- the budget
-def _claim_worker(url: str, barrier_file: str, out: str) -> None:
-    """Claim trials one by one until none is left; write the numbers claimed."""
-    spec = storage_spec(url, Path(out).parent)
-    storage = open_storage(spec)
-    study_id = storage.get_study_id_from_name("shared")
-    while not Path(barrier_file).exists():  # start together
+def _claim_worker(kind: str, barrier_file: str, out: str) -> None:
+    """Create or join the study as the sweeper does, then claim trials one by one until none
+    is left; write the numbers claimed."""
+    folder = Path(out).parent
+    spec = storage_spec(kind, folder)
+    while not Path(barrier_file).exists():  # start together: all open a storage not there yet
         time.sleep(0.01)
+    lock = lock_path(spec, folder)
+    storage, study_id = join_study(spec, lock, "shared", ["maximize"], 20, {"space": "x"})
     claimed = []
     while True:
-        with study_lock(lock_path(spec, Path(out).parent)):
+        with study_lock(lock):
             claims = claim_trials(storage, study_id, 20, 1, Holder.this_process())
         if not claims:
             break
@@ -177,13 +180,9 @@ def _claim_worker(url: str, barrier_file: str, out: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
-def test_processes_claiming_together_take_each_trial_once(tmp_path, kind):
+def test_processes_starting_one_study_together_take_each_trial_once(tmp_path, kind):
     import multiprocessing
 
-    storage = open_storage(storage_spec(kind, tmp_path))
-    study_id, created = open_study(storage, "shared", ["maximize"])
-    assert created and ensure_budget(storage, study_id, 20, created=True) == 20
-    assert ensure_budget(storage, study_id, 20, created=False) == 20  # a rerun adds nothing
     barrier = tmp_path / "go"
     context = multiprocessing.get_context("spawn")
     outs = [tmp_path / f"claimed{i}.json" for i in range(3)]
@@ -198,7 +197,10 @@ def test_processes_claiming_together_take_each_trial_once(tmp_path, kind):
         assert worker.exitcode == 0
     claimed = [n for out in outs for n in json.loads(out.read_text())]
     assert sorted(claimed) == list(range(20))  # every trial once, none twice, none extra
+    storage = open_storage(storage_spec(kind, tmp_path), create=False)
+    study_id = storage.get_study_id_from_name("shared")
     assert storage.get_n_trials(study_id) == 20
+    assert ensure_budget(storage, study_id, 20, created=False) == 20  # a rerun adds nothing
 
 
 def test_a_trial_whose_process_died_is_taken_up_with_its_parameters(tmp_path):

@@ -35,6 +35,7 @@ from optuna.trial import FrozenTrial, TrialState
 from mbv3_lightning.runs.record import RunRecord
 from mbv3_lightning.runs.run_dir import RunDir
 from mbv3_lightning.sweeps.search.objectives import objective_value
+from mbv3_lightning.sweeps.search.storage import StorageSpec, open_storage, study_lock
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +189,26 @@ def ensure_budget(storage: BaseStorage, study_id: int, n_trials: int, *, created
     if total > budget:
         storage.set_study_system_attr(study_id, BUDGET, total)
     return total
+
+
+def join_study(
+    spec: StorageSpec,
+    lock: Path,
+    name: str,
+    directions: Sequence[str],
+    n_trials: int,
+    search: dict[str, Any],
+) -> tuple[BaseStorage, int]:
+    """Open the storage, create or join the study, check that it searches ``search``, and give
+    it its budget of ``n_trials``: all under the study's lock. Optuna creates a new SQLite
+    file's tables and stamps their schema version as it opens it, and two processes doing that
+    at once collide."""
+    with study_lock(lock):
+        storage = open_storage(spec)
+        study_id, created = open_study(storage, name, directions)
+        check_same_search(storage, study_id, search)
+        ensure_budget(storage, study_id, n_trials, created=created)
+    return storage, study_id
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,6 @@ from mbv3_lightning.sweeps.search.storage import (
     StorageError,
     StorageSpec,
     lock_path,
-    open_storage,
     storage_spec,
     study_lock,
 )
@@ -48,11 +47,9 @@ from mbv3_lightning.sweeps.search.study import (
     Holder,
     Outcome,
     StudyMismatchError,
-    check_same_search,
     claim_trials,
-    ensure_budget,
     give_back,
-    open_study,
+    join_study,
     read_outcome,
     take_up_abandoned,
     trial_command,
@@ -159,13 +156,12 @@ class OptunaSearch:
             )
 
         spec = storage_spec(self.storage_setting, self.sweep_dir)
-        storage = open_storage(spec)
         lock = lock_path(spec, self.sweep_dir)
         with study_lock(lock):
             self._check_sweep_folder(spec)
-            study_id, created = open_study(storage, self.study_name, self.directions)
-            check_same_search(storage, study_id, self._search_record(space))
-            ensure_budget(storage, study_id, n_trials, created=created)
+        storage, study_id = join_study(
+            spec, lock, self.study_name, self.directions, n_trials, self._search_record(space)
+        )
         done = storage.get_n_trials(study_id, state=_FINISHED)
         log.info(
             "Study '%s' (%s): %d of %d trials finished%s",
