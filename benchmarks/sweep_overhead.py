@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from benchmarks.timing import median
-from mbv3_lightning.config import CONFIG_NAME, compose_config, register_resolvers
+from mbv3_lightning.cli.config import CONFIG_NAME, compose_config, register_resolvers
 from mbv3_lightning.training.run import run as train_run
 
 GOAL_S = 3.0

@@ -3,27 +3,18 @@ checkpoints written before them, and the compose-time check of choice-valued key
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from mbv3_lightning.cli.config_check import ConfigError, check_config
-from mbv3_lightning.deploy.predictor import load_checkpoint_network, load_predictor
-from mbv3_lightning.models.hparams import upgrade_hparams
-from mbv3_lightning.resources import resource_path
+from mbv3_lightning.deploy.predictor import load_checkpoint_network
 from mbv3_lightning.training.module import ImageClassifier
 from mbv3_lightning.training.optim import OneCycleSchedule, cosine_factor
 from mbv3_lightning.training.run import build_components
 from tests.conftest import FAST_OVERRIDES, run_module
-
-FIXTURES = Path(__file__).parent / "fixtures"
-OLD_CKPT = FIXTURES / "pre_config_refactor.ckpt"
-OLD_RESULTS = json.loads((FIXTURES / "pre_config_refactor.json").read_text())
 
 
 class _LearningRates(L.Callback):
@@ -206,93 +197,6 @@ def test_inception_reads_pretrained_for_transform_input(compose_cfg):
     assert cfg.model.net.transform_input is True
 
 
-def test_upgrade_maps_flat_hyperparameters_to_nodes():
-    old = {
-        "arch": "inception_v3",
-        "num_classes": 4,
-        "class_names": None,
-        "input_size": 299,
-        "bn_momentum": 0.1,
-        "label_smoothing": 0.1,
-        "pretrained": False,
-        "weights_path": None,
-        "freeze": "backbone",
-        "class_weights": None,
-        "channels_last": True,
-        "optimizer": {"name": "sgd", "lr": 0.01, "momentum": 0.9, "nesterov": True},
-        "scheduler": {"name": "none"},
-        "aux_logits": True,
-        "dropout": 0.5,
-        "transform_input": True,
-    }
-    new = upgrade_hparams(old)
-    assert new["net"] == {
-        "_target_": "mbv3_lightning.models.registry.build_network",
-        "arch": "inception_v3",
-        "bn_momentum": 0.1,
-        "pretrained": False,
-        "weights_path": None,
-        "aux_logits": True,
-        "dropout": 0.5,
-        "transform_input": True,
-    }
-    assert new["optimizer"] == {
-        "_target_": "torch.optim.SGD",
-        "_partial_": True,
-        "lr": 0.01,
-        "momentum": 0.9,
-        "nesterov": True,
-    }
-    assert new["scheduler"] is None
-    assert {k: new[k] for k in ("freeze", "label_smoothing", "input_size")} == {
-        "freeze": "backbone",
-        "label_smoothing": 0.1,
-        "input_size": 299,
-    }
-    assert "arch" not in new and "bn_momentum" not in new
-    assert upgrade_hparams(new) == new  # current hyper-parameters pass unchanged
-
-
-def test_a_checkpoint_from_before_the_refactor_predicts_as_it_did():
-    """A real pre-refactor checkpoint (tests/fixtures/README.md) gives the very probabilities
-    the old code computed for the bundled demo images."""
-    predictor = load_predictor(OLD_CKPT)
-    assert predictor.info.arch == "mobilenet_v3_small" and predictor.info.input_size == 100
-    root = resource_path("data/fruits360-mini")
-    images = [Image.open(root / name).convert("RGB") for name in OLD_RESULTS["images"]]
-    probabilities = predictor.predict(images)
-    np.testing.assert_allclose(probabilities, OLD_RESULTS["probabilities"], rtol=1e-6, atol=1e-9)
-
-    model = ImageClassifier.load_from_checkpoint(OLD_CKPT, map_location="cpu")
-    assert model.hparams.net["arch"] == "mobilenet_v3_small"
-    assert model.hparams.net["width_mult"] == 0.25
-    assert model.hparams.optimizer["_target_"] == "torch.optim.AdamW"
-    assert model.hparams.scheduler["_target_"].endswith("cosine_schedule")
-    batch = torch.stack([predictor._transform(image) for image in images])
-    with torch.inference_mode():
-        logits = model.eval()(batch)
-    np.testing.assert_allclose(
-        logits.softmax(dim=1).numpy(), OLD_RESULTS["probabilities"], rtol=1e-4, atol=1e-6
-    )
-
-
-def test_evaluate_scores_a_checkpoint_from_before_the_refactor_as_it_did(tmp_path):
-    out = tmp_path / "evaluated"
-    result = run_module(
-        "mbv3_lightning.evaluate",
-        f"ckpt_path={OLD_CKPT}",
-        f"hydra.run.dir={out}",
-        "dataset.num_workers=0",
-        "trainer.accelerator=cpu",
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["model"] == "mobilenet_v3_small" and metrics["epochs"] == 3
-    for key, value in OLD_RESULTS["evaluate_metrics"].items():
-        assert metrics["metrics"][key] == pytest.approx(value, abs=1e-6)
-
-
 @pytest.mark.parametrize(
     ("override", "listed"),
     [
@@ -320,7 +224,7 @@ def test_architecture_knobs_are_checked_per_architecture(compose_cfg):
         check_config(compose_cfg(["model=mobilenet_v1", "model.net.activation=gelu"]))
     with pytest.raises(ConfigError, match=r"model\.net\.widht_mult: not an argument"):
         check_config(compose_cfg(["+model.net.widht_mult=0.5"]))
-    for ok in (["model.freeze=3"], ["model.freeze=backbone"], ["dataset.cache=false"]):
+    for ok in (["model.freeze=3"], ["model.freeze=last_layer"], ["dataset.cache=false"]):
         check_config(compose_cfg(ok))
 
 

@@ -1,4 +1,4 @@
-"""`python -m mbv3_lightning.data.check`: the real CLI on a dataset with planted problems."""
+"""`mbv3 check`: the real CLI on a dataset with planted problems."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def test_check_reports_leakage_duplicates_counts_and_broken_files(tmp_path):
     out = tmp_path / "report"
 
     result = run_module(
-        "mbv3_lightning.data.check",
+        "mbv3_lightning.cli.check",
         "dataset=image_folder",
         f"dataset.root={root}",
         f"hydra.run.dir={out}",

@@ -17,9 +17,10 @@ from hydra.utils import instantiate
 from torchvision.transforms.v2 import functional as TF
 
 from mbv3_lightning.data.device_augment import CanvasTransform, DeviceAugment, canvas_side
-from mbv3_lightning.data.image_folder import ImageFolderDataModule, default_num_workers
+from mbv3_lightning.data.image_folder import ImageFolderDataModule
 from mbv3_lightning.data.images import decode_rgb
 from mbv3_lightning.data.transforms import TrainTransform
+from mbv3_lightning.data.workers import default_num_workers
 from mbv3_lightning.resources import resource_path
 from mbv3_lightning.training.run import build_components
 

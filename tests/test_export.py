@@ -8,7 +8,7 @@ import onnx
 import pytest
 from omegaconf import DictConfig
 
-from mbv3_lightning.config import compose_config
+from mbv3_lightning.cli.config import compose_config
 from mbv3_lightning.deploy.export import ParityError, export
 from mbv3_lightning.deploy.predict import predict_paths
 from mbv3_lightning.deploy.predictor import OnnxPredictor, TorchScriptPredictor, load_predictor

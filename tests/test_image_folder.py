@@ -10,9 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from mbv3_lightning.data.image_folder import ImageFolderDataModule, stratified_split
+from mbv3_lightning.data.image_folder import ImageFolderDataModule
 from mbv3_lightning.data.images import ImageListDataset, load_rgb
 from mbv3_lightning.data.ram_cache import InMemoryImageDataset
+from mbv3_lightning.data.splits import stratified_split
 
 from .conftest import make_image_folder
 

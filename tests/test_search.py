@@ -228,7 +228,7 @@ def test_a_trial_whose_process_died_is_taken_up_with_its_parameters(tmp_path):
 
 
 def test_a_pruned_cell_is_recorded_as_pruned_not_failed(tmp_path):
-    def pruned():
+    def pruned(status):
         raise RunPruned(epoch=1, monitor="val/acc", value=0.25)
 
     cell = tmp_path / "3"
@@ -242,15 +242,15 @@ def test_a_pruned_cell_is_recorded_as_pruned_not_failed(tmp_path):
 def test_a_resumed_trial_with_other_parameters_is_refused(tmp_path):
     cell = tmp_path / "0"
     first = ["optimizer.lr=0.001", "model.label_smoothing=0.1"]
-    assert run_cell(cell, job_num=0, overrides=first, resume=False, train=lambda: 0.5) == 0.5
+    assert run_cell(cell, job_num=0, overrides=first, resume=False, train=lambda status: 0.5) == 0.5
     assert json.loads((cell / "status.json").read_text())["status"] == "completed"
     # the same trial again (sweep.* settings may change): runs
     again = [*reversed(first), "sweep.resume=true"]
-    assert run_cell(cell, job_num=0, overrides=again, resume=True, train=lambda: 0.7) == 0.7
+    assert run_cell(cell, job_num=0, overrides=again, resume=True, train=lambda status: 0.7) == 0.7
     # other parameters in the same directory: refused before anything runs
     other = ["optimizer.lr=0.003", "model.label_smoothing=0.1"]
     with pytest.raises(RuntimeError, match=r"optimizer\.lr=0\.001.*, not optimizer\.lr=0\.003"):
-        run_cell(cell, job_num=0, overrides=other, resume=True, train=lambda: 0.9)
+        run_cell(cell, job_num=0, overrides=other, resume=True, train=lambda status: 0.9)
     assert json.loads((cell / "status.json").read_text())["overrides"] == again
 
 

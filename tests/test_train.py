@@ -23,9 +23,9 @@ def _overrides(root: Path, *extra: str) -> list[str]:
 def test_limit_run_trains_tests_and_writes_its_files(compose_cfg, tiny_dataset, tmp_path):
     out = tmp_path / "run"
     cfg = compose_cfg(_overrides(tiny_dataset, "debug=limit", "model.input_size=32"), out)
-    summary = run(cfg)
+    record = run(cfg)
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["metrics"] == pytest.approx(summary["metrics"])
+    assert metrics["metrics"] == pytest.approx(record.metrics)
     assert_scored_every_test_image(metrics, n_test=3 * 4)
     assert {"test/auroc", "test/f1", "val/acc_best"} <= set(metrics["metrics"])
     assert metrics["num_classes"] == 3 and metrics["class_names"] == ["apple", "banana", "cherry"]
@@ -59,9 +59,9 @@ def test_training_learns_the_colours(compose_cfg, tmp_path):
         ),
         out,
     )
-    summary = run(cfg)
-    assert summary["metrics"]["test/acc"] >= 0.9
-    assert summary["metrics"]["val/acc_best"] >= 0.9
+    record = run(cfg)
+    assert record.metrics["test/acc"] >= 0.9
+    assert record.metrics["val/acc_best"] >= 0.9
 
 
 def test_resume_continues_from_last_checkpoint(compose_cfg, tiny_dataset, tmp_path):
@@ -85,8 +85,8 @@ def test_resume_continues_from_last_checkpoint(compose_cfg, tiny_dataset, tmp_pa
         ),
         out,
     )
-    summary = run(resumed)
-    assert summary["epochs"] == 3
+    record = run(resumed)
+    assert record.timings.epochs == 3
     with open(out / "metrics.csv") as f:
         epochs = {r["epoch"] for r in csv.DictReader(f) if r["val/acc"]}
     assert epochs == {"0", "1", "2"}

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mbv3_lightning.training.loggers import WANDB_RUN_ID_KEY
+from mbv3_lightning.tracking.logger import WANDB_RUN_ID_KEY
 from mbv3_lightning.training.run import run
 
 from .conftest import FAST_OVERRIDES, make_image_folder, run_module

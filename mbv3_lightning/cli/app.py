@@ -1,4 +1,4 @@
-"""`python -m mbv3_lightning.app ckpt_path=<ckpt|onnx|pt> [port=8501] [top_k=5]`: a web page.
+"""`mbv3 app ckpt_path=<ckpt|onnx|pt> [port=8501] [top_k=5]`: a web page.
 
 Starts Streamlit (offline: no usage statistics, no browser opened) on the page script
 :mod:`mbv3_lightning.deploy.page`, which Streamlit then runs on every page load.
@@ -12,7 +12,7 @@ from mbv3_lightning.deploy.page import check_model, parse_arguments, streamlit_c
 
 
 def main() -> None:
-    """Start Streamlit on the page (``python -m mbv3_lightning.app ...``)."""
+    """Start Streamlit on the page (``mbv3 app ...``)."""
     from streamlit.web import cli
 
     values = parse_arguments(sys.argv[1:])

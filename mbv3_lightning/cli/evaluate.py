@@ -1,4 +1,4 @@
-"""`python -m mbv3_lightning.evaluate ckpt_path=<ckpt> [dataset=...]`: re-test a checkpoint.
+"""`mbv3 evaluate ckpt_path=<ckpt> [dataset=...]`: re-test a checkpoint.
 
 Scores a saved checkpoint on a dataset's test split and writes the same files a training run
 writes (metrics.json, per_class.csv, roc.json, curves.csv, PNGs) into a new run directory;
@@ -12,7 +12,7 @@ import logging
 import hydra
 from omegaconf import DictConfig
 
-from mbv3_lightning.config import config_dir, register_resolvers
+from mbv3_lightning.cli.config import config_dir, register_resolvers
 
 register_resolvers()
 
@@ -20,14 +20,14 @@ register_resolvers()
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="evaluate")
 def main(cfg: DictConfig) -> float:
     # Imported here so `--help` and `--cfg job` answer without loading torch.
-    from mbv3_lightning.runs.summary import print_summary
+    from mbv3_lightning.runs.result_table import print_result_table
     from mbv3_lightning.training.evaluate import evaluate
 
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).handlers.clear()  # see cli/train.py: no line printed twice
-    summary = evaluate(cfg)
-    print_summary(summary)
-    return summary.metrics["test/acc"]
+    record = evaluate(cfg)
+    print_result_table(record)
+    return record.metrics["test/acc"]
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`python -m mbv3_lightning.export ckpt_path=<ckpt> format=onnx|torchscript [quantize=int8]`.
+"""`mbv3 export ckpt_path=<ckpt> format=onnx|torchscript [quantize=int8]`.
 
 Writes the model with its class names and preprocessing, checks it against eager PyTorch on
 real images and prints the size / latency table; the work is
@@ -13,7 +13,7 @@ import hydra
 from omegaconf import DictConfig
 from rich.console import Console
 
-from mbv3_lightning.config import config_dir, register_resolvers
+from mbv3_lightning.cli.config import config_dir, register_resolvers
 from mbv3_lightning.deploy.export import export, render_report
 
 log = logging.getLogger(__name__)

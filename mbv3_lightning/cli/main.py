@@ -120,7 +120,7 @@ def _dotted_keys(node: object, prefix: str = "") -> list[str]:
 
 
 def _compose(config: str, overrides: Sequence[str]) -> DictConfig:
-    from mbv3_lightning.config import compose_config
+    from mbv3_lightning.cli.config import compose_config
 
     return compose_config(config, overrides, hydra_runtime=True)
 
@@ -172,7 +172,7 @@ def _group_options(config: str, groups: Sequence[str]) -> dict[str, list[str]]:
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from mbv3_lightning.config import config_dir
+    from mbv3_lightning.cli.config import config_dir
 
     GlobalHydra.instance().clear()
     try:

@@ -1,6 +1,6 @@
-"""`python -m mbv3_lightning.predict ckpt_path=<ckpt|onnx|pt> inputs=<file|folder|glob> top_k=5`.
+"""`mbv3 predict ckpt_path=<ckpt|onnx|pt> inputs=<file|folder|glob> top_k=5`.
 
-A plain state dict (the car-colour recipe's ``best.pth``) also needs its class file and
+A plain state dict (the car-colour MobileNetV3 recipe's ``best.pth``) also needs its class file and
 architecture: ``ckpt_path=best.pth classes=class_indices.json arch=mobilenet_v3_small``.
 
 Classifies images with a trained model: a table on stdout and ``predictions.csv`` in the
@@ -17,7 +17,7 @@ import hydra
 from omegaconf import DictConfig
 from rich.console import Console
 
-from mbv3_lightning.config import config_dir, register_resolvers
+from mbv3_lightning.cli.config import config_dir, register_resolvers
 from mbv3_lightning.deploy.predict import (
     predict_paths,
     render_predictions,

@@ -1,4 +1,4 @@
-"""`python -m mbv3_lightning.report <sweep_dir>`: paper-style tables and figures for a sweep.
+"""`mbv3 report <sweep_dir>`: paper-style tables and figures for a sweep.
 
 Parses ``<sweep_dir>`` and ``report.key=value`` options, has
 :func:`mbv3_lightning.sweeps.report.write_report` write ``<sweep_dir>/report/`` and prints
@@ -29,7 +29,7 @@ def _parse_args(argv: Sequence[str]) -> tuple[Path, DictConfig]:
     positional = [a for a in argv if "=" not in a]
     if len(positional) != 1 or positional[0] in ("-h", "--help"):
         raise SystemExit(
-            "usage: python -m mbv3_lightning.report <sweep_dir> [report.out=DIR] "
+            "usage: mbv3 report <sweep_dir> [report.out=DIR] "
             "[report.wandb=true]\n  <sweep_dir> is the folder a multirun wrote, "
             "e.g. outputs/multirun/2026-11-23/12-00-00"
         )

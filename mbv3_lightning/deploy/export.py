@@ -1,4 +1,4 @@
-"""`python -m mbv3_lightning.export ckpt_path=<ckpt> format=onnx|torchscript [quantize=int8]`.
+"""`mbv3 export ckpt_path=<ckpt> format=onnx|torchscript [quantize=int8]`.
 
 Writes the model with its class names and preprocessing, proves it computes what eager
 PyTorch computes on real images (max |softmax difference|), and compares file size and

@@ -1,4 +1,4 @@
-"""`python -m mbv3_lightning.predict ckpt_path=<ckpt|onnx|pt> inputs=<file|folder|glob> top_k=5`.
+"""`mbv3 predict ckpt_path=<ckpt|onnx|pt> inputs=<file|folder|glob> top_k=5`.
 
 Classifies images with a trained model: a table on stdout and ``predictions.csv`` in the
 run directory. Unreadable files are reported and skipped, never silently dropped.

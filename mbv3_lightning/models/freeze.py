@@ -1,10 +1,9 @@
 """Freezing: ``none``, everything but the ``classifier``, everything but its ``last_layer``, or
 N leading feature blocks.
 
-``classifier`` is the car-colour recipe's ``freeze_layers``: every Linear layer of the head
-trains (MobileNetV3-Small: both, 601,098 of 1,528,106 parameters at 10 classes);
-``last_layer`` trains only the final, replaced Linear. ``backbone`` is the old name of
-``last_layer`` and means the same.
+``classifier`` is the car-colour MobileNetV3 recipe's ``freeze_layers``: every Linear layer of
+the head trains (MobileNetV3-Small: both, 601,098 of 1,528,106 parameters at 10 classes);
+``last_layer`` trains only the final, replaced Linear.
 
 Frozen parameters stop receiving gradients; their BatchNorm layers must also stop updating
 running statistics, which :func:`hold_frozen_batchnorm` does after every ``train()`` call.
@@ -34,20 +33,19 @@ def _heads(net: nn.Module, spec: ModelSpec) -> list[nn.Module]:
     return present
 
 
-FREEZE_WORDS = ("none", "classifier", "last_layer", "backbone")
+FREEZE_WORDS = ("none", "classifier", "last_layer")
 FREEZE_CHOICES = (
     "none | classifier (train every Linear layer of the head) | last_layer (train only the "
-    "final Linear; old name: backbone) | a number of leading feature blocks (0, 1, 2, ...)"
+    "final Linear) | a number of leading feature blocks (0, 1, 2, ...)"
 )
 
 
 def parse_freeze(freeze: str | int | None) -> str | int:
-    """A freeze word or a number of blocks, from config (Hydra gives ints for digits);
-    ``backbone`` comes back as ``last_layer``."""
+    """A freeze word or a number of blocks, from config (Hydra gives ints for digits)."""
     if freeze is None:
         return "none"
     if isinstance(freeze, str) and freeze in FREEZE_WORDS:
-        return "last_layer" if freeze == "backbone" else freeze
+        return freeze
     if isinstance(freeze, int) and not isinstance(freeze, bool) and freeze >= 0:
         return freeze
     if isinstance(freeze, str) and freeze.isdigit():

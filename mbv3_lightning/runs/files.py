@@ -69,6 +69,23 @@ def read_curves(metrics_csv: Path) -> list[dict[str, Any]]:
     return [{"epoch": epoch, **by_epoch[epoch]} for epoch in sorted(by_epoch)]
 
 
+def last_epoch_metrics(metrics_csv: Path) -> dict[str, float]:
+    """The values the training loop logged last (the last epoch's train and val scores,
+    ``val/acc_best``, the learning rate), the later row winning: the fit metrics of a run whose
+    training had finished before this process started (a resume after the last checkpoint)."""
+    if not metrics_csv.is_file():
+        return {}
+    with metrics_csv.open(newline="") as f:
+        rows = [
+            {k: float(v) for k, v in row.items() if k not in ("epoch", "step") and v}
+            for row in csv.DictReader(f)
+        ]
+    values: dict[str, float] = {}
+    for row in rows:
+        values.update({k: v for k, v in row.items() if not k.startswith("test/")})
+    return values
+
+
 def best_epoch(curves: Sequence[dict[str, Any]]) -> int | None:
     """The first epoch with the highest ``val/acc``: the one the best checkpoint holds."""
     scored = [(r["val/acc"], -r["epoch"]) for r in curves if r.get("val/acc") is not None]
@@ -138,6 +155,16 @@ def write_epoch_files(
             run_dir.confusion_png_of(stage),
             lambda p, c=confusion, t=subtitle: plot_confusion(c, list(class_names), p, t),
         )
+
+
+def write_split_files(
+    run_dir: RunDir | Path, manifest: dict[str, Any], class_indices: dict[str, Any]
+) -> None:
+    """``split_manifest.json`` (the exact file lists of the run's splits) and
+    ``class_indices.json``: written when the run starts, so it can be audited and resumed."""
+    run_dir = RunDir(Path(run_dir))
+    write_atomic(run_dir.split_manifest, json.dumps(manifest, indent=1))
+    write_atomic(run_dir.class_indices, json.dumps(class_indices, indent=1))
 
 
 def write_run_files(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from typing import Any
 
 import lightning as L
@@ -155,3 +156,31 @@ class LastCheckpoint(ModelCheckpoint):
         if self._should_skip_saving_checkpoint(trainer):
             return
         self._save_none_monitor_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+class TrainTime(Callback):
+    """Training time summed over the attempts of a resumed run.
+
+    Every checkpoint records the seconds trained so far; a run resumed from it starts counting
+    from there (``before``), so a preempted and resumed run reports its whole training time.
+    Time spent after an attempt's last checkpoint (lost to a ``kill -9``) is not counted.
+    """
+
+    def __init__(self) -> None:
+        self.before = 0.0
+        self._started: float | None = None
+
+    @property
+    def state_key(self) -> str:
+        return "TrainTime"
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self._started = time.perf_counter()
+
+    def state_dict(self) -> dict[str, Any]:
+        running = time.perf_counter() - self._started if self._started is not None else 0.0
+        return {"seconds": self.before + running}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.before = float(state_dict["seconds"])

@@ -89,7 +89,8 @@ def make_optimizer(
 def cosine_factor(step: int, total_steps: int, warmup_steps: int, lrf: float) -> float:
     """LR multiplier: linear warm-up from ``lrf`` to 1, then cosine from 1 down to ``lrf``.
 
-    ``lrf`` keeps the meaning it has in the car-colour recipe: the final LR is ``lr * lrf``.
+    ``lrf`` keeps the meaning it has in the car-colour MobileNetV3 recipe: the final LR is
+    ``lr * lrf``.
     """
     if warmup_steps > 0 and step < warmup_steps:
         return lrf + (1.0 - lrf) * step / warmup_steps
@@ -135,7 +136,7 @@ def cosine_schedule(
     total_steps: int,
     steps_per_epoch: int,
     lrf: float = 0.01,
-    warmup_epochs: float = 0.0,
+    warmup_epochs: float = 1.0,
 ) -> LambdaLR:
     """Per-step cosine from ``optimizer.lr`` down to ``lr * lrf`` after a linear warm-up of
     ``warmup_epochs`` (``conf/scheduler/cosine.yaml``); the module supplies the step counts."""

@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mbv3_lightning.resources import resource_path
 from mbv3_lightning.runs.run_dir import run_dir_for
-from mbv3_lightning.runs.wandb_mode import wandb_offline
+from mbv3_lightning.tracking.mode import wandb_offline
 
 CONFIG_NAME = "train"
 

@@ -1,9 +1,6 @@
-"""What goes to W&B once a run is scored, beyond Lightning's per-epoch curves: the summary
-numbers, native ROC / confusion plots, the per-class table and the PNG figures.
-
-Whether W&B runs online at all is decided in :mod:`mbv3_lightning.runs.wandb_mode`; the
-Lightning side (the logger's run id across resumes) is in :mod:`mbv3_lightning.training.loggers`.
-"""
+"""What goes to W&B once a run is scored, beyond Lightning's per-epoch curves, each thing
+once: the summary numbers (test scores included), native ROC / confusion plots, the per-class
+tables (test, and every epoch of train and val) and the PNG figures."""
 
 from __future__ import annotations
 
@@ -60,14 +57,21 @@ def summary_scalars(record: RunRecord) -> dict[str, float | int]:
     (``define_metric`` in :class:`~mbv3_lightning.training.loggers.ProjectWandbLogger`), which
     the last epoch's value would overwrite.
     """
-    summary = record.to_json()
     scalars: dict[str, float | int] = {
         k: v for k, v in record.metrics.items() if not k.startswith(("train/", "val/"))
     }
-    for key in ("best_epoch", "params", "macs", "flops", "train_time_s", "test_images_per_s"):
-        if summary.get(key) is not None:
-            scalars[key] = summary[key]
-    for stat, value in (summary.get("test_ms_per_image") or {}).items():
+    cost, timings = record.cost, record.timings
+    for key, value in (
+        ("best_epoch", timings.best_epoch),
+        ("params", cost.params),
+        ("macs", cost.macs),
+        ("flops", cost.flops),
+        ("train_time_s", timings.train_time_s),
+        ("test_images_per_s", cost.test_images_per_s),
+    ):
+        if value is not None:
+            scalars[key] = value
+    for stat, value in (cost.test_ms_per_image or {}).items():
         scalars[f"test_ms_per_image/{stat}"] = value
     return scalars
 
@@ -107,8 +111,10 @@ def log_run_results(
     report: EvaluationReport | None,
     run_dir: Path,
     predictions: Sequence[Prediction] = (),
+    epoch_rows: Sequence[dict[str, Any]] = (),
 ) -> None:
-    """Summary numbers, test scores and per-class tables, ROC / confusion charts, the
+    """Summary numbers (test scores among them), per-class tables (test; train and val per
+    epoch, ``epoch_rows`` as per_class_epochs.csv holds them), ROC / confusion charts, the
     predictions table with thumbnails and the PNGs of one run."""
     import wandb
 
@@ -117,10 +123,13 @@ def log_run_results(
     if record.data.evaluated_split:  # "val" when the dataset had no test split
         run.summary["evaluated_split"] = record.data.evaluated_split
     media: dict[str, Any] = {}
-    tests = sorted((k, v) for k, v in record.metrics.items() if k.startswith("test/"))
-    if tests:
-        # one table instead of one chart with a single dot per score
-        media["test/scores"] = wandb.Table(columns=["metric", "value"], data=tests)
+    for stage in ("train", "val"):
+        rows = [row for row in epoch_rows if row["stage"] == stage]
+        if rows:  # one table per stage, not a curve per class and score
+            columns = [c for c in rows[0] if c != "stage"]
+            media[f"{stage}/per_class_epochs"] = wandb.Table(
+                columns=columns, data=[[row[c] for c in columns] for row in rows]
+            )
     if predictions:
         media["test/predictions"] = wandb.Table(
             columns=["image", "label", "predicted", "confidence", "correct"],
@@ -150,3 +159,38 @@ def log_run_results(
             media[f"figures/{path.stem}"] = wandb.Image(str(path))
     if media:
         run.log(media)
+
+
+def log_report(
+    *,
+    project: str,
+    group: str,
+    name: str,
+    folder: Path,
+    results_csv: Path,
+    figures: dict[str, Path],
+) -> str:
+    """A sweep report as one W&B run of job type ``report`` in the sweep's ``group``: the
+    results table and every figure. Returns the group it was logged in."""
+    import csv
+
+    import wandb
+
+    from mbv3_lightning.tracking.mode import wandb_offline
+
+    run = wandb.init(
+        project=project,
+        group=group,
+        job_type="report",
+        name=name,
+        dir=str(folder),
+        mode="offline" if wandb_offline() else "online",
+    )
+    try:
+        with results_csv.open(newline="") as f:
+            rows = list(csv.reader(f))
+        run.log({"results": wandb.Table(columns=rows[0], data=rows[1:])})
+        run.log({key: wandb.Image(str(path)) for key, path in figures.items()})
+        return run.group
+    finally:
+        run.finish()
