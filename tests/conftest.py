@@ -25,9 +25,6 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
 )
 
-# W&B never talks to a server from the tests.
-os.environ.setdefault("WANDB_MODE", "offline")
-os.environ.setdefault("WANDB_SILENT", "true")
 
 # Distinct colours make the tiny classes learnable, so accuracy assertions mean something.
 CLASS_COLOURS = [(220, 40, 40), (40, 200, 60), (50, 70, 230), (230, 210, 40), (160, 60, 200)]

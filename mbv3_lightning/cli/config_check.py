@@ -102,7 +102,7 @@ def _net(cfg: DictConfig) -> list[str]:
     from mbv3_lightning.models.nets.mobilenet_v1 import ACTIVATIONS
     from mbv3_lightning.models.registry import SHUFFLENET_SIZES, get_spec, list_models
 
-    errors = []
+    errors: list[str] = []
     arch = _select(cfg, "model.net.arch")
     if arch is _ABSENT:
         return errors
@@ -234,11 +234,8 @@ def _domains(cfg: DictConfig) -> list[str]:
     scale = _select(cfg, "dataset.scale")
     if scale is not _ABSENT and scale is not None:
         values = list(scale) if not isinstance(scale, (int, float, str)) else [scale]
-        if not (
-            len(values) == 2
-            and all(_is_number(v) for v in values)
-            and 0 < values[0] <= values[1] <= 1
-        ):
+        numbers = [float(v) for v in values if _is_number(v)]
+        if not (len(values) == len(numbers) == 2 and 0 < numbers[0] <= numbers[1] <= 1):
             errors.append(
                 f"dataset.scale={values!r} must be two numbers [min, max] with "
                 "0 < min <= max <= 1 (the crop's share of the image area)"

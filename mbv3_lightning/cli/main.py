@@ -144,6 +144,8 @@ def check_overrides(name: str, overrides: Sequence[str]) -> str | None:
     from omegaconf.errors import OmegaConfBaseException
 
     command = COMMANDS[name]
+    if command.config is None:
+        return None  # no Hydra config to check (report, app parse their own arguments)
     try:
         cfg = _compose(command.config, overrides)
     except (HydraException, OmegaConfBaseException) as err:
@@ -203,6 +205,7 @@ def command_help(name: str) -> str:
             shown = [f"{o}*" if o == groups[group] else o for o in options[group]]
             lines.append(f"  {group}: {', '.join(shown) or '-'}")
     values = OmegaConf.to_container(cfg, resolve=False)  # `???` marks a required value
+    assert isinstance(values, dict)
     own = {k: v for k, v in values.items() if k not in groups}
     lines += ["", "options (key=value; ??? = required):", OmegaConf.to_yaml(own).rstrip()]
     if groups:

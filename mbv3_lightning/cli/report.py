@@ -36,10 +36,11 @@ def _parse_args(argv: Sequence[str]) -> tuple[Path, DictConfig]:
     cfg = OmegaConf.load(resource_path("conf") / "report.yaml")
     OmegaConf.set_struct(cfg, True)  # a misspelt key is an error, not silently ignored
     try:
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([a for a in argv if "=" in a]))
+        merged = OmegaConf.merge(cfg, OmegaConf.from_dotlist([a for a in argv if "=" in a]))
     except Exception as err:
         raise SystemExit(f"Bad report option: {err}. Known: {list(cfg.report)}") from None
-    return Path(positional[0]), cfg
+    assert isinstance(merged, DictConfig)
+    return Path(positional[0]), merged
 
 
 def main(argv: Sequence[str] | None = None) -> None:

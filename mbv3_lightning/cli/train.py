@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -57,14 +57,14 @@ def main(cfg: DictConfig) -> float | None:
     return record.metrics.get("val/acc_best")
 
 
-def _is_search_trial(hydra_cfg: DictConfig) -> bool:
+def _is_search_trial(hydra_cfg: Any) -> bool:
     """Whether this job is a trial of `hydra/sweeper=optuna` (not a cell of a grid)."""
     from mbv3_lightning.sweeps.search import SWEEPER_TARGET  # a constant: imports no Optuna
 
     return hydra_cfg.sweeper.get("_target_") == SWEEPER_TARGET
 
 
-def _search_trial_callbacks(hydra_cfg: DictConfig) -> list[Callback]:
+def _search_trial_callbacks(hydra_cfg: Any) -> list[Callback]:
     """A trial of `hydra/sweeper=optuna` reports to its study each epoch, for the pruner."""
     if not _is_search_trial(hydra_cfg):
         return []  # a grid: no study to report to (and no need to load Optuna)

@@ -22,7 +22,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from mbv3_lightning.data.bad_images import BAD_IMAGE_POLICIES, drop_bad_images
 from mbv3_lightning.data.balance import BALANCE_MODES, balanced_sampler, inverse_frequency_weights
@@ -141,7 +141,7 @@ class ImageFolderDataModule(L.LightningDataModule):
             if not any(value == c and type(value) is type(c) for c in choices):
                 raise ValueError(f"dataset.{key} must be one of {list(choices)}, got {value!r}.")
         self.root = Path(root).expanduser()
-        self.name = name
+        self.name: str = name
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         # None: chosen from the cores when the loaders are made (see `workers`)
@@ -151,7 +151,10 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.seed = seed
         self.input_size = input_size
         self.mean, self.std = tuple(mean), tuple(std)
-        self.augment = {"scale": tuple(scale), "hflip": hflip, "brightness": brightness}
+        # the training augmentation (preprocess=augment)
+        self.scale = (float(scale[0]), float(scale[1]))
+        self.hflip = hflip
+        self.brightness = brightness
         self.classes = list(classes) if classes else None
         self.kaggle_handle = kaggle_handle
         self.download = download
@@ -176,7 +179,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         # (width, height) of every readable image, from the decode check
         self.image_sizes: dict[Path, tuple[int, int]] = {}
         self._splits: dict[str, ClassFiles] | None = None
-        self.datasets: dict[str, Dataset] = {}
+        self.datasets: dict[str, ImageListDataset | InMemoryImageDataset] = {}
 
     # ----------------------------------------------------------------- hooks for subclasses
     def choose_layout(self, layouts: list[Layout]) -> Layout:
@@ -320,12 +323,20 @@ class ImageFolderDataModule(L.LightningDataModule):
         if self.preprocess == "paper":
             train_tf = eval_tf  # no augmentation: the paper's resize for every split
         else:
-            train_tf = TrainTransform(self.input_size, self.mean, self.std, **self.augment)
+            train_tf = TrainTransform(
+                self.input_size,
+                self.mean,
+                self.std,
+                scale=self.scale,
+                hflip=self.hflip,
+                brightness=self.brightness,
+            )
         present = [split for split in SPLITS if split in self.splits]
         sides = {split: self.cache_short_side(split) for split in present}
         trainer = self.trainer  # None unless a Trainer uses this DataModule
         device = trainer.strategy.root_device.type if trainer is not None else None
         if augments_on_device(self.augment_on, self.preprocess, device):
+            assert isinstance(train_tf, TrainTransform)  # preprocess=augment, or it is off
             side = canvas_side(
                 sides["train"], [self.image_sizes[path] for path, _ in self.samples("train")]
             )
@@ -361,7 +372,7 @@ class ImageFolderDataModule(L.LightningDataModule):
 
     def cache_short_side(self, split: str) -> int:
         """The short side ``split``'s images are kept at in the RAM cache (never enlarged)."""
-        return cache_short_side(split, self.input_size, self.preprocess, self.augment["scale"][0])
+        return cache_short_side(split, self.input_size, self.preprocess, self.scale[0])
 
     def _use_ram_cache(self, sides: dict[str, int]) -> bool:
         """``cache=auto``: on when the decoded images fit ``cache_budget_mb``.
@@ -407,7 +418,8 @@ class ImageFolderDataModule(L.LightningDataModule):
         trainer = self.trainer
         if trainer is None:
             return 0
-        trained = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        current = trainer.fit_loop.epoch_loop.batch_progress.current
+        trained = current.processed  # type: ignore[attr-defined]  # a _ProcessedTracker
         return trained if trained < trainer.num_training_batches else 0
 
     def state_dict(self) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from PIL import Image, ImageOps
@@ -63,7 +63,7 @@ class UnreadableImageError(OSError):
     a DataLoader worker can re-raise it in the training process)."""
 
     @classmethod
-    def of(cls, path: str | Path, cause: BaseException, hint: str = "") -> UnreadableImageError:
+    def of(cls, path: object, cause: BaseException, hint: str = "") -> UnreadableImageError:
         reason = f"{type(cause).__name__}: {cause}"
         return cls(f"Cannot read image '{path}' ({reason}).{' ' + hint if hint else ''}")
 
@@ -75,7 +75,7 @@ CHANGED_SINCE_SCAN = (
 )
 
 
-def load_rgb(path: str | Path) -> Image.Image:
+def load_rgb(path: str | Path | IO[bytes]) -> Image.Image:
     """Open an image as 8-bit RGB, upright; an :class:`UnreadableImageError` naming the file if
     it cannot be read.
 
@@ -91,9 +91,9 @@ def load_rgb(path: str | Path) -> Image.Image:
         raise UnreadableImageError.of(path, error) from error
 
 
-def _load_rgb(path: str | Path) -> Image.Image:
-    with Image.open(path) as img:
-        img = ImageOps.exif_transpose(img)
+def _load_rgb(path: str | Path | IO[bytes]) -> Image.Image:
+    with Image.open(path) as opened:
+        img: Image.Image = ImageOps.exif_transpose(opened)
         if img.mode == "P" and "transparency" in img.info:
             img = img.convert("RGBA")
         if img.mode in ("RGBA", "LA", "PA"):
@@ -166,7 +166,7 @@ class ImageListDataset(Dataset):
     """``(path, label)`` pairs read with :func:`decode_rgb` and passed through ``transform``."""
 
     def __init__(
-        self, samples: Sequence[tuple[Path, int]], transform: Callable[[Image.Image], Any]
+        self, samples: Sequence[tuple[Path, int]], transform: Callable[[torch.Tensor], Any]
     ) -> None:
         self.samples = list(samples)
         self.transform = transform

@@ -15,34 +15,13 @@ are drawn anew (workers keep generators of their own).
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-RngState = dict[str, Any]
-
-
-def capture_rng() -> RngState:
-    """The Python, NumPy and torch (CPU) generator states; tensors and plain data only, so a
-    checkpoint holding them still loads with ``weights_only=True``."""
-    _, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {
-        "python": random.getstate(),
-        "numpy": (torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
-        "torch": torch.get_rng_state(),
-    }
-
-
-def restore_rng(state: RngState) -> None:
-    """Set the generators to a :func:`capture_rng` state."""
-    random.setstate(state["python"])
-    keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    torch.set_rng_state(state["torch"])
+from mbv3_lightning.data.random_state import RngState, capture_rng, restore_rng
 
 
 class ResumableLoader(DataLoader):

@@ -21,8 +21,8 @@ from pathlib import Path
 from mbv3_lightning.data.images import UNREADABLE_IMAGE_ERRORS
 from mbv3_lightning.deploy.predictor import Predictor, load_predictor, top_k
 
-DEFAULTS = {
-    "ckpt_path": None,
+DEFAULTS: dict[str, str] = {
+    "ckpt_path": "",
     "port": "8501",
     "address": "127.0.0.1",
     "top_k": "5",

@@ -79,21 +79,22 @@ def freeze(net: nn.Module, spec: ModelSpec, setting: str | int | None) -> int:
     replaced final Linear(s) (the paper's "last layer replaced", without fine-tuning); ``N``
     freezes the first N of the registry's feature blocks.
     """
-    setting = parse_freeze(setting)
-    if setting == "none":
+    parsed = parse_freeze(setting)
+    if parsed == "none":
         return 0
-    if setting in ("classifier", "last_layer"):
-        trained = classifier_layers(net, spec) if setting == "classifier" else _heads(net, spec)
+    if parsed in ("classifier", "last_layer"):
+        trained = classifier_layers(net, spec) if parsed == "classifier" else _heads(net, spec)
         keep = {id(p) for layer in trained for p in layer.parameters()}
         frozen = [p for p in net.parameters() if id(p) not in keep]
     else:
+        assert isinstance(parsed, int)  # parse_freeze gives a word or a count
         blocks = feature_blocks(net, spec)
-        if setting > len(blocks):
+        if parsed > len(blocks):
             raise ValueError(
-                f"model.freeze={setting} but {spec.name} has only {len(blocks)} feature blocks; "
+                f"model.freeze={parsed} but {spec.name} has only {len(blocks)} feature blocks; "
                 f"use 0..{len(blocks)} or model.freeze=classifier."
             )
-        frozen = [p for block in blocks[:setting] for p in block.parameters()]
+        frozen = [p for block in blocks[:parsed] for p in block.parameters()]
     for parameter in frozen:
         parameter.requires_grad_(False)
     return sum(p.numel() for p in frozen)

@@ -11,7 +11,7 @@ import csv
 import io
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -85,7 +85,8 @@ def profile_model(cfg: DictConfig) -> dict[str, Any]:
         torch.set_num_threads(int(settings.threads))
     spec = get_spec(cfg.model.net.arch)
     input_size = int(settings.input_size or cfg.model.get("input_size") or spec.input_size)
-    net = build_net(OmegaConf.to_container(cfg.model.net, resolve=True), int(cfg.num_classes))
+    net_node = cast(dict[str, Any], OmegaConf.to_container(cfg.model.net, resolve=True))
+    net = build_net(net_node, int(cfg.num_classes))
     freeze(net, spec, cfg.model.get("freeze"))
     net.eval()
     counts = complexity(net, input_size)

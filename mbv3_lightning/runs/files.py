@@ -11,6 +11,7 @@ import csv
 import json
 import logging
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +154,7 @@ def write_epoch_files(
         subtitle = f"{title}, {stage} split, best epoch {best}"
         write_atomic(
             run_dir.confusion_png_of(stage),
-            lambda p, c=confusion, t=subtitle: plot_confusion(c, list(class_names), p, t),
+            partial(plot_confusion, confusion, list(class_names), subtitle=subtitle),
         )
 
 

@@ -313,7 +313,11 @@ def build_run_record(
         metrics={k: float(v) for k, v in metrics.items()},
         per_class=list(per_class),
         config=config,
-        cost=Cost(**parameter_counts, **(cost or {})),
+        cost=Cost(
+            params_total=parameter_counts["params_total"],
+            params_trainable=parameter_counts["params_trainable"],
+            **(cost or {}),
+        ),
         timings=Timings(
             epochs=epochs,
             best_epoch=best_epoch,

@@ -233,7 +233,7 @@ def check_run_target(output_dir: str | Path, ckpt_path: str | Path | None) -> No
     A new run needs a folder without run files; a resumed one its checkpoint's own unfinished
     folder, or a folder without run files.
     """
-    target = RunDir(output_dir)
+    target = RunDir(Path(output_dir))
     existing = target.run_files()
     if not existing:
         return

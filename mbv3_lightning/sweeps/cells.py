@@ -155,10 +155,23 @@ def _check_same_cell(run_dir: Path, previous: dict[str, Any], overrides: list[st
         )
 
 
+# Which process ran an attempt (host, pid) is kept: two writers on one sweep show up here.
+_HISTORY_KEYS = (
+    "attempt",
+    "status",
+    "action",
+    "error",
+    "started_at",
+    "ended_at",
+    "duration_s",
+    "host",
+    "pid",
+)
+
+
 def _brief(status: dict[str, Any]) -> dict[str, Any]:
     """One earlier attempt, as kept in a cell's history."""
-    keys = ("attempt", "status", "action", "error", "started_at", "ended_at", "duration_s")
-    return {k: status[k] for k in keys if k in status}
+    return {k: status[k] for k in _HISTORY_KEYS if k in status}
 
 
 def _is_sweep_setting(override: str) -> bool:
@@ -178,7 +191,7 @@ def expand_grid(config: DictConfig) -> list[list[str]] | None:
         return None
     params = config.hydra.sweeper.get("params") or {}
     arguments = [f"{k}={v}" for k, v in params.items()]
-    arguments += list(OmegaConf.to_container(config.hydra.overrides.task))
+    arguments += [str(o) for o in config.hydra.overrides.task]
     overrides = OverridesParser.create().parse_overrides(arguments)
     batches = BasicSweeper.split_arguments(overrides, None)
     return [[o for o in cell if not _is_sweep_setting(o)] for cell in batches[0]]

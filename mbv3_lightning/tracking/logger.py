@@ -12,9 +12,9 @@ from typing import Any
 
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger, WandbLogger
-from lightning.pytorch.utilities import rank_zero_only
 
 from mbv3_lightning.models.safe_load import load_checkpoint
+from mbv3_lightning.runs.environment import process_rank
 from mbv3_lightning.tracking.results import relative_paths
 
 log = logging.getLogger(__name__)
@@ -110,16 +110,16 @@ class ProjectWandbLogger(WandbLogger):
             run.define_metric(key, step_metric="trainer/global_step", summary=kind)
             self._defined.add(key)
 
-    def log_hyperparams(self, params: Any) -> None:  # type: ignore[override]
+    def log_hyperparams(self, params: Any) -> None:
         """Ignored: the config comes from :meth:`log_config`, once, as the Hydra config."""
 
     def log_config(self, config: dict[str, Any], run_dir: str | Path) -> None:
         """The resolved Hydra config, with absolute paths made relative to ``run_dir``."""
-        if rank_zero_only.rank == 0:
+        if process_rank() == 0:
             self.experiment.config.update(relative_paths(config, run_dir), allow_val_change=True)
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:  # type: ignore[override]
-        if rank_zero_only.rank != 0:
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if process_rank() != 0:
             return
         # Test scores go to the run summary once, with the run's results (log_run_results).
         rest = {k: v for k, v in metrics.items() if not k.startswith("test/")}

@@ -128,7 +128,7 @@ def log_run_results(
         if rows:  # one table per stage, not a curve per class and score
             columns = [c for c in rows[0] if c != "stage"]
             media[f"{stage}/per_class_epochs"] = wandb.Table(
-                columns=columns, data=[[row[c] for c in columns] for row in rows]
+                columns=list[str | int](columns), data=[[row[c] for c in columns] for row in rows]
             )
     if predictions:
         media["test/predictions"] = wandb.Table(
@@ -139,9 +139,10 @@ def log_run_results(
             ],
         )
     if report is not None:
-        columns = list(report.per_class[0])
+        test_columns = list(report.per_class[0])
         media["test/per_class"] = wandb.Table(
-            columns=columns, data=[[row[c] for c in columns] for row in report.per_class]
+            columns=list[str | int](test_columns),
+            data=[[row[c] for c in test_columns] for row in report.per_class],
         )
         media["test/roc"] = _roc_chart(wandb, report)
         if len(report.class_names) <= MAX_NATIVE_PLOT_CLASSES:
@@ -189,7 +190,7 @@ def log_report(
     try:
         with results_csv.open(newline="") as f:
             rows = list(csv.reader(f))
-        run.log({"results": wandb.Table(columns=rows[0], data=rows[1:])})
+        run.log({"results": wandb.Table(columns=list[str | int](rows[0]), data=rows[1:])})
         run.log({key: wandb.Image(str(path)) for key, path in figures.items()})
         return run.group
     finally:

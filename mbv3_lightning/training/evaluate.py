@@ -15,7 +15,7 @@ from typing import Any
 
 import lightning as L
 from hydra.utils import get_class, instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from mbv3_lightning.models.safe_load import load_checkpoint
 from mbv3_lightning.perf.inference_time import model_cost
@@ -32,7 +32,7 @@ from mbv3_lightning.tracking.results import log_run_results
 from mbv3_lightning.training.console import silence_library_noise
 from mbv3_lightning.training.module import ImageClassifier
 from mbv3_lightning.training.predictions import sample_predictions
-from mbv3_lightning.training.run import record_context
+from mbv3_lightning.training.run import plain_config, record_context
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def _evaluate(cfg: DictConfig) -> RunRecord:
     write_split_files(output_dir, datamodule.manifest(), datamodule.class_indices())
     wandb_logger = _wandb_logger(cfg, model, datamodule.name)
     if wandb_logger is not None:
-        wandb_logger.log_config(OmegaConf.to_container(cfg, resolve=True), output_dir)
+        wandb_logger.log_config(plain_config(cfg), output_dir)
     trainer: L.Trainer = instantiate(
         cfg.trainer, logger=wandb_logger or False, enable_checkpointing=False
     )

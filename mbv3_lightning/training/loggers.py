@@ -18,7 +18,7 @@ class ResumableCSVLogger(CSVLogger):
     and appends, so ``metrics.csv`` always holds the run's whole history."""
 
     @property
-    def experiment(self):  # type: ignore[override]
+    def experiment(self):
         if self._experiment is not None:
             return self._experiment
         path = RunDir(Path(self.log_dir)).metrics_csv

@@ -130,7 +130,7 @@ def stage_metrics(num_classes: int, stage: str) -> MetricCollection:
     """Scalars logged per epoch: top-1 accuracy (micro: the share of correct images), top-5
     accuracy (> 5 classes), macro one-vs-rest AUROC, and for val/test the macro means of
     precision, recall, specificity and F1."""
-    metrics: dict[str, Metric] = {
+    metrics: dict[str, Metric | MetricCollection] = {
         "acc": MulticlassAccuracy(num_classes=num_classes, average="micro"),
         "auroc": MulticlassAUROC(num_classes=num_classes, average="macro"),
     }

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch.optim import Optimizer
-from torchmetrics import MaxMetric, MetricCollection
+from torchmetrics import MaxMetric, Metric, MetricCollection
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from mbv3_lightning.models.freeze import freeze as freeze_net
@@ -50,6 +50,13 @@ class ImageClassifier(L.LightningModule):
     preparation (``preprocess``, the dataset's: predict and exports prepare images as
     evaluation did), so a checkpoint rebuilds from them alone (:meth:`load_from_checkpoint`).
     """
+
+    # buffers and submodules set in __init__ (register_buffer hides the types from a checker)
+    class_weights: torch.Tensor | None
+    net: torch.nn.Module
+    train_confusion: MulticlassConfusionMatrix
+    val_confusion: MulticlassConfusionMatrix
+    test_report_metrics: MetricCollection
 
     def __init__(
         self,
@@ -124,7 +131,7 @@ class ImageClassifier(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         device = self.trainer.strategy.root_device
-        self.memory_format = batch_memory_format(self.hparams.channels_last, device)
+        self.memory_format = batch_memory_format(self.hparams["channels_last"], device)
         self.net.to(memory_format=self.memory_format)
 
     def train(self, mode: bool = True) -> ImageClassifier:
@@ -176,7 +183,7 @@ class ImageClassifier(L.LightningModule):
 
         Architectures that train differently (e.g. an auxiliary head) override only this.
         """
-        smoothing = self.hparams.label_smoothing if stage == "train" else 0.0
+        smoothing = self.hparams["label_smoothing"] if stage == "train" else 0.0
         weight = self.class_weights if stage == "train" else None
         loss = F.cross_entropy(outputs, targets, weight=weight, label_smoothing=smoothing)
         return loss, outputs
@@ -211,12 +218,12 @@ class ImageClassifier(L.LightningModule):
         if loss is not None:
             # batch_size=1: already the epoch's mean, logged once, kept as it is
             self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=1)
-        extra = {
-            "train": (self.train_confusion,),
-            "val": (self.val_confusion,),
-            "test": (self.test_report_metrics,),
-        }[stage]
-        outputs.update(self._metrics(stage), *extra)
+        extras: dict[str, Metric | MetricCollection] = {
+            "train": self.train_confusion,
+            "val": self.val_confusion,
+            "test": self.test_report_metrics,
+        }
+        outputs.update(self._metrics(stage), extras[stage])
         outputs.reset()
         values = self._metrics(stage).compute()
         self._metrics(stage).reset()

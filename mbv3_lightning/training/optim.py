@@ -15,7 +15,7 @@ import inspect
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.optim import Optimizer
@@ -43,7 +43,7 @@ def node_factory(node: Mapping[str, Any] | Callable[..., Any]) -> Callable[..., 
     from omegaconf import DictConfig, OmegaConf
 
     if isinstance(node, DictConfig):
-        node = OmegaConf.to_container(node, resolve=True)
+        node = cast(dict[str, Any], OmegaConf.to_container(node, resolve=True))
     values = {k: v for k, v in node.items() if k not in ("_target_", "_partial_")}
     nested = [k for k, v in values.items() if isinstance(v, Mapping)]
     if nested:
@@ -109,7 +109,7 @@ class OneCycleSchedule(OneCycleLR):
     end: both keep their last value, and a warning says so once.
     """
 
-    def get_lr(self) -> list[float]:
+    def get_lr(self) -> list[float | torch.Tensor]:
         step = self.last_epoch
         if step < self.total_steps:
             return super().get_lr()

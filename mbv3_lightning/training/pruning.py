@@ -47,9 +47,9 @@ class TrialPruning(Callback):
                 )
                 self._warned = True
             return
-        value = float(value)
+        score = float(value)
         epoch = trainer.current_epoch
         # One process asks the study (DDP ranks share the decision, so all stop together).
-        stop = trainer.is_global_zero and math.isfinite(value) and self.report(value, epoch)
+        stop = trainer.is_global_zero and math.isfinite(score) and self.report(score, epoch)
         if trainer.strategy.broadcast(bool(stop), src=0):
-            raise RunPruned(epoch, self.monitor, value)
+            raise RunPruned(epoch, self.monitor, score)

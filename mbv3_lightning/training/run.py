@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
@@ -19,12 +19,13 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from mbv3_lightning.data.image_folder import ImageFolderDataModule
 from mbv3_lightning.models.hparams import read_checked_hparams
 from mbv3_lightning.models.registry import get_spec
 from mbv3_lightning.perf.inference_time import model_cost
+from mbv3_lightning.runs.environment import process_rank
 from mbv3_lightning.runs.files import (
     best_epoch,
     last_epoch_metrics,
@@ -50,6 +51,7 @@ from mbv3_lightning.training.callbacks import TrainTime
 from mbv3_lightning.training.checkpoint_io import RunFolderCheckpointIO
 from mbv3_lightning.training.console import silence_library_noise
 from mbv3_lightning.training.metrics import per_class_epoch_rows
+from mbv3_lightning.training.module import ImageClassifier
 from mbv3_lightning.training.predictions import sample_predictions
 from mbv3_lightning.training.preemption import RunInterrupted
 
@@ -106,14 +108,14 @@ def _saved_split(ckpt_path: str | None) -> Path | None:
 
 def build_components(
     cfg: DictConfig,
-) -> tuple[L.LightningDataModule, L.LightningModule, list[Callback], list[Logger]]:
+) -> tuple[ImageFolderDataModule, ImageClassifier, list[Callback], list[Logger]]:
     """Instantiate the DataModule, the classifier, callbacks and loggers from ``cfg``.
 
     A resume (``ckpt_path``) reuses the split its run saved instead of drawing one again.
     """
     spec = get_spec(cfg.model.net.arch)
     input_size = resolve_input_size(cfg)
-    datamodule = instantiate(
+    datamodule: ImageFolderDataModule = instantiate(
         cfg.dataset,
         input_size=input_size,
         mean=spec.mean,
@@ -123,7 +125,7 @@ def build_components(
     # Not recursive: the classifier gets the `net`, `optimizer` and `scheduler` nodes as config
     # (saved in its hyper-parameters) and instantiates them itself, with num_classes and the
     # parameters they still lack.
-    model = instantiate(
+    model: ImageClassifier = instantiate(
         cfg.model,
         num_classes=datamodule.num_classes,
         class_names=list(datamodule.class_names),
@@ -153,8 +155,13 @@ def build_components(
     return datamodule, model, callbacks, loggers
 
 
+def plain_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as plain Python data (what metrics.json and W&B keep)."""
+    return cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
+
+
 def record_context(
-    cfg: DictConfig, model: L.LightningModule, datamodule: L.LightningDataModule, trainer: L.Trainer
+    cfg: DictConfig, model: ImageClassifier, datamodule: ImageFolderDataModule, trainer: L.Trainer
 ) -> dict[str, Any]:
     """What a training run and the evaluation of a checkpoint both put in their run record:
     the model and data they ran, where, and with which config."""
@@ -168,7 +175,7 @@ def record_context(
         "skipped_images": len(getattr(datamodule, "skipped_images", ())),
         "parameter_counts": model.parameter_counts(),
         "device": str(trainer.strategy.root_device),
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        "config": plain_config(cfg),
     }
 
 
@@ -196,7 +203,7 @@ def _train_and_test(
     if saved is not None:
         check_resume(Path(cfg.ckpt_path), saved, dict(model.hparams))
     # Checked: from here on the run writes into its folder.
-    if rank_zero_only.rank == 0:
+    if process_rank() == 0:
         write_job_config(RunDir(output_dir), cfg, _hydra_runtime())
         write_split_files(output_dir, datamodule.manifest(), datamodule.class_indices())
     status.start(resumed_from=cfg.get("ckpt_path"))
@@ -224,9 +231,9 @@ def _train_and_test(
     )
     for logger in loggers:
         if isinstance(logger, ProjectWandbLogger):
-            logger.log_config(OmegaConf.to_container(cfg, resolve=True), output_dir)
+            logger.log_config(plain_config(cfg), output_dir)
         else:
-            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+            logger.log_hyperparams(plain_config(cfg))
 
     train_time_s = 0.0
     if cfg.get("train", True):
@@ -355,7 +362,7 @@ def run(
     output_dir = Path(cfg.paths.output_dir)
     # A distributed run's other processes (Lightning's ddp starts them with this command)
     # leave the folder to rank 0, which writes every file.
-    writer = rank_zero_only.rank == 0
+    writer = process_rank() == 0
     with run_lock(output_dir) if writer else nullcontext():
         status = status or RunStatus(output_dir, write=writer)
         plan = plan_resume(output_dir, bool(cfg.get("sweep", {}).get("resume", False)))

@@ -28,6 +28,16 @@ def _plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
+def plain_mapping(node: DictConfig | None) -> dict[str, Any] | None:
+    """A config node as plain data, resolved (``None`` for no node)."""
+    if node is None:
+        return None
+    value = OmegaConf.to_container(node, resolve=True)
+    if not isinstance(value, dict):
+        raise BuildError(f"Expected a mapping, got {node!r}.")
+    return {str(k): v for k, v in value.items()}
+
+
 def target_class(node: Mapping[str, Any], where: str) -> type:
     """The class ``node['_target_']`` names, if it is one of Optuna's samplers or pruners."""
     target = str(node.get("_target_", ""))

@@ -204,8 +204,10 @@ def _figures(
         "search_history": lambda: oplt.plot_optimization_history(
             study, target_name=names[0], **first
         ),
-        "search_importance": lambda: oplt.plot_param_importances(
-            study, **({"target_name": names[0]} if single else {})
+        "search_importance": lambda: (
+            oplt.plot_param_importances(study, target_name=names[0])
+            if single
+            else oplt.plot_param_importances(study)
         ),
     }
     if single:

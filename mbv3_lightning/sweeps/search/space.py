@@ -83,7 +83,9 @@ class SearchSpace:
         for name, dist in self.distributions.items():
             if isinstance(dist, CategoricalDistribution):
                 grid[name] = list(dist.choices)
-            elif dist.step is not None and not dist.log:
+            elif isinstance(dist, (IntDistribution, FloatDistribution)) and (
+                dist.step is not None and not dist.log
+            ):
                 count = round((dist.high - dist.low) / dist.step) + 1
                 grid[name] = [dist.low + i * dist.step for i in range(count)]
             else:

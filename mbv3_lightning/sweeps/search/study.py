@@ -30,6 +30,7 @@ from typing import Any
 import optuna
 from optuna.exceptions import DuplicatedStudyError, UpdateFinishedTrialError
 from optuna.storages import BaseStorage
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from mbv3_lightning.runs.record import RunRecord
@@ -120,7 +121,10 @@ def open_study(storage: BaseStorage, name: str, directions: Sequence[str]) -> tu
     process created it. A study of that name with other directions is refused."""
     try:
         study = optuna.create_study(
-            storage=storage, study_name=name, directions=list(directions), load_if_exists=False
+            storage=storage,
+            study_name=name,
+            directions=[StudyDirection[d.upper()] for d in directions],
+            load_if_exists=False,
         )
         created = True
     except DuplicatedStudyError:

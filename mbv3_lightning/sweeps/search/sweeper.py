@@ -26,7 +26,13 @@ from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from mbv3_lightning.runs.run_dir import write_atomic, write_json_atomic
-from mbv3_lightning.sweeps.search.builders import BuildError, build, target_class, trial_seed
+from mbv3_lightning.sweeps.search.builders import (
+    BuildError,
+    build,
+    plain_mapping,
+    target_class,
+    trial_seed,
+)
 from mbv3_lightning.sweeps.search.objectives import ObjectiveError, check_objectives, label
 from mbv3_lightning.sweeps.search.space import SearchSpace, SearchSpaceError, parse_search_space
 from mbv3_lightning.sweeps.search.storage import (
@@ -120,7 +126,8 @@ class OptunaSearch:
             hydra_context=hydra_context, task_function=task_function, config=config
         )
         self.sweep_dir = Path(config.hydra.sweep.dir)
-        subdir = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir")
+        sweep = OmegaConf.to_container(config.hydra.sweep, resolve=False)  # the templates
+        subdir = sweep.get("subdir") if isinstance(sweep, dict) else None
         # Where a trial's folder is before its job has run (to find the result of a trial
         # whose holder died after it finished); only known for Hydra's default layout.
         self._numbered_folders = subdir == "${hydra.job.num}"
@@ -134,9 +141,7 @@ class OptunaSearch:
     # ------------------------------------------------------------------ the study
     def _sweep(self, arguments: list[str]) -> None:
         check_objectives(self.objectives, self.directions)
-        space = parse_search_space(
-            OmegaConf.to_container(self.params, resolve=True) if self.params else None, arguments
-        )
+        space = parse_search_space(plain_mapping(self.params) if self.params else None, arguments)
         if not space.distributions:
             raise SearchSpaceError(
                 "hydra.sweeper.params holds no search space: give at least one key an "
@@ -197,7 +202,7 @@ class OptunaSearch:
 
     def _sampler_for(self, number: int, space: SearchSpace) -> optuna.samplers.BaseSampler:
         """The sampler that proposes trial ``number``: seeded per trial (builders.trial_seed)."""
-        node = OmegaConf.to_container(self.sampler_cfg, resolve=True) if self.sampler_cfg else None
+        node = plain_mapping(self.sampler_cfg) if self.sampler_cfg else None
         if node is None:
             return optuna.samplers.TPESampler(seed=None)
         extra: dict[str, Any] = {}
@@ -384,6 +389,8 @@ _SEEDED_PER_TRIAL = (
 
 
 def _job_folder(ret: JobReturn) -> Path | None:
+    if ret.hydra_cfg is None:
+        return None  # no Hydra config came back (a launcher that lost the job)
     try:
         return Path(ret.hydra_cfg.hydra.runtime.output_dir)
     except Exception:  # no Hydra config came back (a launcher that lost the job)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
@@ -43,10 +43,12 @@ class TrialReporter:
 def trial_reporter(hydra_cfg: DictConfig) -> TrialReporter | None:
     """The reporter of the trial this job runs; ``None`` when the job is no trial of this
     project's Optuna sweeper, or its study does not prune (several objectives, NopPruner)."""
-    sweeper = hydra_cfg.get("sweeper") or {}
-    if sweeper.get("_target_") != SWEEPER_TARGET:
+    sweeper = hydra_cfg.get("sweeper")
+    if not isinstance(sweeper, DictConfig) or sweeper.get("_target_") != SWEEPER_TARGET:
         return None
-    direction = OmegaConf.to_container(sweeper, resolve=True).get("direction")
+    direction = sweeper.get("direction")
+    if isinstance(direction, ListConfig):
+        direction = list(direction)
     if isinstance(direction, list) and len(direction) > 1:
         return None  # Optuna prunes single-objective studies only
     pruner = build(sweeper.get("pruner"), "hydra.sweeper.pruner")
