@@ -24,6 +24,12 @@ class OptunaSweeper(Sweeper):
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:
+        from mbv3_lightning.extras import MissingExtraError, require_extra
+
+        try:
+            require_extra("search", "hydra/sweeper=optuna")
+        except MissingExtraError as error:
+            raise SystemExit(str(error)) from None
         from mbv3_lightning.sweeps.search.sweeper import OptunaSearch
 
         self._search = OptunaSearch(**self._settings)

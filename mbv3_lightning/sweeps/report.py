@@ -17,9 +17,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from mbv3_lightning.extras import require_extra
 from mbv3_lightning.sweeps import figures
 from mbv3_lightning.sweeps.paper import PAPER_DATASETS, write_paper_report
 from mbv3_lightning.sweeps.results import Cell, Group, group_cells, load_cells
+from mbv3_lightning.sweeps.search import SEARCH_FILE
 from mbv3_lightning.sweeps.tables import csv_number
 from mbv3_lightning.tracking.results import log_report
 
@@ -174,11 +176,13 @@ def write_report(
         paper = write_paper_report(cells, per_dataset, out_dir / "paper")
         lines += ["", *paper["markdown"]]
         figure_paths.update({f"paper/{k}": v for k, v in paper["figures"].items()})
-    from mbv3_lightning.sweeps.search.report import search_section  # Optuna, for searches
+    if (sweep_dir / SEARCH_FILE).is_file():
+        require_extra("search", "The report of an Optuna search")
+        from mbv3_lightning.sweeps.search.report import search_section
 
-    search_lines, search_figures = search_section(sweep_dir, out_dir, storage)
-    lines += search_lines
-    figure_paths.update(search_figures)
+        search_lines, search_figures = search_section(sweep_dir, out_dir, storage)
+        lines += search_lines
+        figure_paths.update(search_figures)
     missing = [c for c in cells if not c.complete]
     if missing:
         lines += ["", "## Cells without results", ""]

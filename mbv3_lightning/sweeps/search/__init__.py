@@ -10,3 +10,5 @@ folder is named after the trial's number. ``docs/search.md`` is the user's guide
 # The Hydra plugin class `hydra/sweeper=optuna` names (conf/hydra/sweeper/optuna.yaml); a job
 # whose `hydra.sweeper._target_` is this one is a trial of a study.
 SWEEPER_TARGET = "hydra_plugins.mbv3_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+# In a search's sweep folder: which study it holds, and where it is kept.
+SEARCH_FILE = "search.json"

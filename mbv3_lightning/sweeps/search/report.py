@@ -21,8 +21,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from mbv3_lightning.sweeps.figures import save_figure
+from mbv3_lightning.sweeps.search import SEARCH_FILE
 from mbv3_lightning.sweeps.search.objectives import label
-from mbv3_lightning.sweeps.search.storage import SEARCH_FILE, StorageSpec, open_storage
+from mbv3_lightning.sweeps.search.storage import StorageSpec, open_storage
 from mbv3_lightning.sweeps.search.study import ERROR, RUN_DIR, trial_command
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,6 @@ from pathlib import Path
 import optuna
 from optuna.storages import BaseStorage
 
-SEARCH_FILE = "search.json"  # in the sweep folder: which study it holds, and where it is kept
 SQLITE_FILE = "optuna.db"
 JOURNAL_FILE = "optuna.journal"
 LOCK_FILE = ".study.lock"

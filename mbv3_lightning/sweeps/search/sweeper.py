@@ -26,6 +26,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from mbv3_lightning.runs.run_dir import write_atomic, write_json_atomic
+from mbv3_lightning.sweeps.search import SEARCH_FILE
 from mbv3_lightning.sweeps.search.builders import (
     BuildError,
     build,
@@ -36,7 +37,6 @@ from mbv3_lightning.sweeps.search.builders import (
 from mbv3_lightning.sweeps.search.objectives import ObjectiveError, check_objectives, label
 from mbv3_lightning.sweeps.search.space import SearchSpace, SearchSpaceError, parse_search_space
 from mbv3_lightning.sweeps.search.storage import (
-    SEARCH_FILE,
     StorageError,
     StorageSpec,
     lock_path,
