@@ -76,6 +76,7 @@ def test_predicting_with_an_onnx_file_without_onnx_runtime_names_the_extra(monke
         load_predictor(model)
 
 
+@pytest.mark.slow
 def test_the_core_trains_and_predicts_with_no_extra_importable(tmp_path):
     """Training, testing and predicting import none of the extras' modules (a blocker makes
     each of them fail to import, as on a machine without them)."""

@@ -210,7 +210,14 @@ def test_inception_aux_head_below_299_px_is_a_clear_error():
 E2E_INPUT = {"alexnet": ["model.input_size=64"], "inception_v3": ["model.input_size=75"]}
 
 
-@pytest.mark.parametrize("name", list_models())
+# MobileNetV3-Small (the demo's) in the default suite; the others in the slow one.
+@pytest.mark.parametrize(
+    "name",
+    [
+        n if n == "mobilenet_v3_small" else pytest.param(n, marks=pytest.mark.slow)
+        for n in list_models()
+    ],
+)
 def test_each_architecture_trains_end_to_end(name, compose_cfg, tiny_dataset):
     """The real app path (Hydra config -> run) with debug=fast for every registry entry."""
     extra = E2E_INPUT.get(name, ["model.input_size=32"])

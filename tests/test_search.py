@@ -255,6 +255,7 @@ def test_a_resumed_trial_with_other_parameters_is_refused(tmp_path):
 
 
 # --------------------------------------------------------------------------- whole studies
+@pytest.mark.slow
 def test_pruned_trials_are_pruned_in_the_study_the_folders_and_the_report(tmp_path):
     data = make_image_folder(tmp_path / "data", classes=("x", "y"), splits={"train": 4})
     sweep = tmp_path / "study"
@@ -372,6 +373,7 @@ def test_two_processes_started_together_share_one_study(tmp_path):
     assert len({t.params["optimizer.lr"] for t in study.trials}) == 6  # no trial proposed twice
 
 
+@pytest.mark.slow
 def test_two_objectives_give_a_pareto_front_in_the_report(tmp_path):
     data = make_image_folder(tmp_path / "data", classes=("x", "y"), splits={"train": 4})
     sweep = tmp_path / "study"

@@ -174,6 +174,7 @@ def test_run_logs_its_results_and_a_resume_continues_the_same_wandb_run(
     assert {offline_run(d)["id"] for d in runs} == {first["id"]}
 
 
+@pytest.mark.slow
 def test_multirun_jobs_are_separate_wandb_runs_in_one_group(tmp_path):
     root = make_image_folder(tmp_path / "data", classes=("x", "y"), splits={"train": 6, "test": 2})
     sweep_dir = tmp_path / "sweep"
