@@ -44,8 +44,8 @@ from torchvision import datasets, models
 from torchvision import transforms as T
 
 from benchmarks.run import RESULTS_DIR, environment, to_markdown
-from mbv3_lightning.config import CONFIG_NAME, compose_config
-from mbv3_lightning.data.image_folder import default_num_workers
+from mbv3_lightning.cli.config import CONFIG_NAME, compose_config
+from mbv3_lightning.data.workers import default_num_workers
 from mbv3_lightning.models.registry import IMAGENET_MEAN, IMAGENET_STD
 from mbv3_lightning.runs.files import read_run_curves
 from mbv3_lightning.training.run import run as train_run
@@ -172,7 +172,7 @@ def project_run(overrides: list[str], output_dir: Path) -> dict[str, Any]:
     return {
         "curve": curve,
         "wall_s": wall_s,
-        "train_s": record["train_time_s"],
+        "train_s": record.timings.train_time_s,
         "val_images": [path for path, _ in manifest["splits"]["val"]],
         "protocol": manifest["protocol"],
     }

@@ -58,11 +58,11 @@ from torchvision import datasets
 from torchvision.transforms import v2
 
 from benchmarks.timing import mixed_precision, sync
-from mbv3_lightning.config import CONFIG_NAME, compose_config
-from mbv3_lightning.data.image_folder import default_num_workers
+from mbv3_lightning.cli.config import CONFIG_NAME, compose_config
+from mbv3_lightning.data.workers import default_num_workers
+from mbv3_lightning.models.memory_format import batch_memory_format
 from mbv3_lightning.models.registry import get_spec
 from mbv3_lightning.resources import resource_path
-from mbv3_lightning.training.module import batch_memory_format
 from mbv3_lightning.training.optim import make_optimizer, make_scheduler, node_factory
 from mbv3_lightning.training.run import run as train_run
 
@@ -89,7 +89,7 @@ class Sizes:
 
 
 def sizes(device: str, quick: bool) -> Sizes:
-    """The issue's sizes on CUDA (17,000 training images, 3 epochs; fewer with ``quick``); on
+    """The GPU session's sizes on CUDA (17,000 training images, 3 epochs; fewer with ``quick``); on
     the CPU small enough for a test (quick) or a few minutes."""
     if device.startswith("cuda"):
         if quick:
@@ -368,9 +368,9 @@ class ThroughputClock(L.Callback):
 
 def project_run(cfg: DictConfig, clock_file: Path) -> dict[str, Any]:
     """The project's real training run; what its clock measured and the run's record."""
-    summary = train_run(cfg)
+    record = train_run(cfg)
     measured = json.loads(clock_file.read_text())
-    return {**measured, "train_time_s": summary["train_time_s"]}
+    return {**measured, "train_time_s": record.timings.train_time_s}
 
 
 def measure(

@@ -24,7 +24,7 @@ from benchmarks.timing import interleaved, median
 
 GOAL = 1.5
 REPO = Path(__file__).resolve().parents[1]
-# main just before the issue-9 branch was merged ("Merge issue-7 ...").
+# main just before the performance work (channels_last, RAM cache, workers) was merged.
 BASELINE_COMMIT = "317cd292bc891c59d60b6806c0eaf0a04378e161"
 # The same defaults on today's code, when the baseline commit is not available.
 OLD_DEFAULTS = ["channels_last=false", "dataset.cache=false", "dataset.num_workers=1"]

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.timing import interleaved, median, mixed_precision, time_steps
+from mbv3_lightning.models.memory_format import batch_memory_format
 from mbv3_lightning.models.registry import create_model
-from mbv3_lightning.training.module import batch_memory_format
 
 GOAL = 0.97  # the default combination's images/s over the best one's
 MODELS = ("mobilenet_v3_small", "mobilenet_v3_large")

@@ -1,6 +1,6 @@
 """Batch-1 inference latency, eager vs TorchScript vs ONNX Runtime, every registry model.
 
-Uses the export command's own converters (`mbv3_lightning.export`) and predictors, so the
+Uses the export command's own converters (`mbv3_lightning.deploy.export`) and predictors, so the
 numbers are those of the files a user deploys.
 """
 

@@ -31,8 +31,7 @@ import json, sys
 from mbv3_lightning.data.image_folder import ImageFolderDataModule
 
 base = rss_mb("VmRSS")
-dm = ImageFolderDataModule(sys.argv[1], num_workers=0, input_size=100, output_dir=sys.argv[2],
-                           cache=False)
+dm = ImageFolderDataModule(sys.argv[1], num_workers=0, input_size=100, cache=False)
 dm.setup()
 print(json.dumps({"images": sum(len(d) for d in dm.datasets.values()),
                   "baseline_mb": base, "after_mb": rss_mb("VmRSS"), "peak_mb": rss_mb("VmHWM")}))
@@ -77,7 +76,7 @@ def run(device: str, quick: bool) -> dict:
         total = 9_000 if quick else FRUITS360_TRAIN_IMAGES
         root = make_synthetic_fruits360(Path(tmp) / "fruits", total)
         scan = subprocess.run(
-            [sys.executable, "-c", _SCAN_SCRIPT, str(root), str(Path(tmp) / "scan-run")],
+            [sys.executable, "-c", _SCAN_SCRIPT, str(root)],
             capture_output=True,
             text=True,
             check=True,

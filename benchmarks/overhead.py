@@ -23,9 +23,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from benchmarks.timing import interleaved, median, mixed_precision, sync
-from mbv3_lightning.config import CONFIG_NAME, compose_config
+from mbv3_lightning.cli.config import CONFIG_NAME, compose_config
+from mbv3_lightning.models.memory_format import batch_memory_format
 from mbv3_lightning.models.registry import create_model
-from mbv3_lightning.training.module import ImageClassifier, batch_memory_format
+from mbv3_lightning.training.module import ImageClassifier
 from mbv3_lightning.training.optim import make_optimizer, node_factory
 
 GOAL = 0.97  # on the CPU
@@ -35,10 +36,10 @@ WARMUP_STEPS = 2
 # (input size, batch, steps) per cell. CPU: enough steps that a run lasts seconds: with about
 # a second (the first version), the ratio swung between 0.93 and 1.15 from run to run here.
 CPU_CELLS = ((100, 32, 40), (224, 32, 16))
-# CUDA: a few hundred steps, so a run lasts 1-2 s on an H200 (an assumption: steps of about
-# 5 ms at batch 32, where the GPU waits for the CPU to launch its kernels, and about 20 ms at
-# 224 px and batch 256, the step time of a 12,000 images/s random-tensor ceiling for this
-# network); more warm-up steps, for cuDNN's autotuning of the first ones.
+# CUDA: a few hundred steps, so a run lasts a second or two on a current GPU (an assumption:
+# steps of about 5 ms at batch 32, where the GPU waits for the CPU to launch its kernels, and
+# about 20 ms at 224 px and batch 256, the step time of a 12,000 images/s random-tensor ceiling
+# for this network); more warm-up steps, for cuDNN's autotuning of the first ones.
 CUDA_CELLS = ((100, 32, 300), (224, 32, 250), (100, 256, 250), (224, 256, 80))
 CUDA_WARMUP_STEPS = 10
 CUDA_DISTINCT_BATCHES = 4

@@ -24,10 +24,10 @@ from torch.utils.data import DataLoader
 from torchvision.transforms.v2 import functional as TF
 
 from benchmarks.timing import interleaved, median, mixed_precision, sync
-from mbv3_lightning.config import CONFIG_NAME, compose_config
+from mbv3_lightning.cli.config import CONFIG_NAME, compose_config
 from mbv3_lightning.data.images import ImageListDataset, load_rgb
+from mbv3_lightning.models.memory_format import batch_memory_format
 from mbv3_lightning.models.registry import create_model
-from mbv3_lightning.training.module import batch_memory_format
 
 GOAL = 0.90
 

@@ -22,7 +22,7 @@ import torch
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
-# name -> module in this package with ``run(device, quick) -> dict``; in the order
+# name -> module in this package with ``run(device, quick) -> dict``; most important first
 BENCHMARKS = {
     "overhead": "benchmarks.overhead",
     "step_tax": "benchmarks.step_tax",

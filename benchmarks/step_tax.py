@@ -35,8 +35,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from benchmarks.timing import interleaved, median, sync
-from mbv3_lightning.config import compose_config
-from mbv3_lightning.training.module import batch_memory_format
+from mbv3_lightning.cli.config import compose_config
+from mbv3_lightning.models.memory_format import batch_memory_format
 from mbv3_lightning.training.optim import make_optimizer, make_scheduler, node_factory
 
 GOAL_MS = 1.0  # framework milliseconds per training step

@@ -15,7 +15,8 @@ import pytest
 from omegaconf import DictConfig
 from PIL import Image
 
-from mbv3_lightning.config import CONFIG_NAME, compose_config
+from mbv3_lightning.cli.config import CONFIG_NAME, compose_config
+from mbv3_lightning.runs.record import RunRecord
 
 # Subprocesses (`python -m mbv3_lightning ...`) must import this checkout, not whichever copy
 # happens to be installed.
@@ -24,9 +25,6 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
 )
 
-# W&B never talks to a server from the tests.
-os.environ.setdefault("WANDB_MODE", "offline")
-os.environ.setdefault("WANDB_SILENT", "true")
 
 # Distinct colours make the tiny classes learnable, so accuracy assertions mean something.
 CLASS_COLOURS = [(220, 40, 40), (40, 200, 60), (50, 70, 230), (230, 210, 40), (160, 60, 200)]
@@ -89,11 +87,14 @@ def tiny_dataset(tmp_path: Path) -> Path:
     return make_image_folder(tmp_path / "tiny")
 
 
-def assert_scored_every_test_image(record: Mapping[str, Any], n_test: int) -> None:
+def assert_scored_every_test_image(record: RunRecord | Mapping[str, Any], n_test: int) -> None:
     """The test stage scored all ``n_test`` images: the per-class supports add up to them and
-    top-1 accuracy is a whole number of them (a partial or double-counted test breaks both)."""
-    assert sum(row["support"] for row in record["per_class"]) == n_test
-    correct = record["metrics"]["test/acc"] * n_test
+    top-1 accuracy is a whole number of them (a partial or double-counted test breaks both).
+    ``record``: a run's record, or its metrics.json as read from the file."""
+    if not isinstance(record, RunRecord):
+        record = RunRecord.from_json(record)
+    assert sum(row["support"] for row in record.per_class) == n_test
+    correct = record.metrics["test/acc"] * n_test
     assert abs(correct - round(correct)) < 1e-4, correct
 
 
@@ -142,14 +143,15 @@ def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "model.net.bn_momentum=0.3",
         "dataset.scale=[0.8,1.0]",
     ]
-    summary = run(compose_train_config(overrides, tmp_path_factory.mktemp("trained_run")))
-    assert summary["metrics"]["test/acc"] >= 0.9, "the fixture model must have learned"
-    return Path(summary["best_ckpt"])
+    record = run(compose_train_config(overrides, tmp_path_factory.mktemp("trained_run")))
+    assert record.metrics["test/acc"] >= 0.9, "the fixture model must have learned"
+    return Path(record.identity.best_ckpt)
 
 
 def write_recipe_files(ckpt: Path, folder: Path) -> tuple[Path, Path]:
-    """A trained checkpoint saved as the car-colour recipe saves its model: ``best.pth``, the
-    network's plain state dict, and ``class_indices.json`` as ``{"0": "<name>", ...}``."""
+    """A trained checkpoint saved as the car-colour MobileNetV3 recipe saves its model:
+    ``best.pth``, the network's plain state dict, and ``class_indices.json`` as
+    ``{"0": "<name>", ...}``."""
     import json
 
     import torch

@@ -70,7 +70,7 @@ def page_server(request, trained_checkpoint, tmp_path_factory):
         [
             sys.executable,
             "-m",
-            "mbv3_lightning.app",
+            "mbv3_lightning.cli.app",
             *model_args,
             f"port={port}",
             "top_k=3",

@@ -16,7 +16,7 @@ from rich.console import Console
 from mbv3_lightning.data import images
 from mbv3_lightning.data.image_folder import ImageFolderDataModule
 from mbv3_lightning.data.images import decode_rgb, inspect_image, load_rgb
-from mbv3_lightning.runs.summary import render_summary
+from mbv3_lightning.runs.result_table import result_table
 from mbv3_lightning.training.run import run
 
 from .conftest import FAST_OVERRIDES, make_image_folder, write_image
@@ -26,7 +26,7 @@ ODD = ("cmyk.jpg", "grey.png", "alpha.png", "one_pixel.png", "large.jpg")
 
 
 def _add_odd_and_broken_files(folder: Path) -> None:
-    """Every file kind the issue lists, in one class folder of a training split."""
+    """Every bad or odd file kind seen in real datasets, in one class folder of a training split."""
     rgb = Image.fromarray(np.full((48, 48, 3), (220, 40, 40), np.uint8))
     rgb.convert("CMYK").save(folder / "cmyk.jpg")
     rgb.convert("L").save(folder / "grey.png")
@@ -62,19 +62,19 @@ def test_training_skips_broken_files_by_name_and_uses_the_odd_ones(
         ],
         out,
     )
-    summary = run(cfg)
+    record = run(cfg)
 
-    assert summary["skipped_images"] == len(BROKEN)
+    assert record.data.skipped_images == len(BROKEN)
     for name in BROKEN:
         assert f"train/red/{name}" in caplog.text
     manifest = json.loads((out / "split_manifest.json").read_text())
     assert sorted(manifest["skipped_images"]) == sorted(f"train/red/{name}" for name in BROKEN)
     used = {path for split in manifest["splits"].values() for path, _ in split}
     assert {f"train/red/{name}" for name in ODD} <= used
-    assert summary["metrics"]["val/acc"] >= 0.0 and summary["epochs"] == 1
+    assert record.metrics["val/acc"] >= 0.0 and record.timings.epochs == 1
     assert json.loads((out / "metrics.json").read_text())["skipped_images"] == len(BROKEN)
     console = Console(record=True, width=100)
-    console.print(render_summary(summary))
+    console.print(result_table(record))
     assert re.search(r"skipped images\s+│ 3 \(split_manifest\.json\)", console.export_text())
 
 

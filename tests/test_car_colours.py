@@ -1,5 +1,6 @@
-"""The car-colour recipe end to end: its folder layout (train/ + val/, no test/), its study
-config, per-class scores of every epoch, and the evaluation of the best checkpoint on val."""
+"""The car-colour MobileNetV3 recipe end to end: its folder layout (train/ + val/, no test/),
+its study config, per-class scores of every epoch, and the evaluation of the best checkpoint
+on val."""
 
 from __future__ import annotations
 

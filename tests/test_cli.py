@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
-from mbv3_lightning.cli.main import COMMANDS, available, suggest
+import pytest
+
+from mbv3_lightning.cli.main import COMMANDS, Command, available, main, suggest
 
 from .conftest import REPO_ROOT
 
@@ -27,7 +28,7 @@ def test_the_console_script_is_this_dispatcher():
     # (tomllib is Python >= 3.11; the project supports 3.10)
     scripts = (REPO_ROOT / "pyproject.toml").read_text().split("[project.scripts]")[1]
     assert '\nmbv3 = "mbv3_lightning.cli.main:main"' in scripts
-    assert '\nmbv3-train = "mbv3_lightning.cli.train:main"' in scripts  # kept
+    assert "mbv3-train" not in scripts  # `mbv3 train` and `python -m mbv3_lightning` only
 
 
 def test_help_lists_the_commands(tmp_path):
@@ -37,10 +38,14 @@ def test_help_lists_the_commands(tmp_path):
         assert f"\n  {name} " in result.stdout
 
 
-def test_a_command_whose_module_is_missing_is_left_out():
-    # `review` is in the table; it is offered exactly when its module exists
-    has_review = importlib.util.find_spec(COMMANDS["review"].module) is not None
-    assert ("review" in available()) == has_review
+def test_a_command_whose_module_is_missing_is_left_out(monkeypatch, capsys):
+    ghost = Command("mbv3_lightning.cli.no_such_command", "", "a command this install lacks")
+    monkeypatch.setitem(COMMANDS, "ghost", ghost)
+    assert "ghost" not in available() and "train" in available()
+    with pytest.raises(SystemExit) as stopped:
+        main(["ghost"])
+    assert stopped.value.code == 2
+    assert "'ghost' is not part of this installation" in capsys.readouterr().err
 
 
 def test_predict_help_lists_only_its_own_options(tmp_path):
@@ -86,8 +91,9 @@ def test_near_miss_suggestions():
     assert suggest("completely_else", known) is None
 
 
-def test_the_old_command_paths_answer_help_with_their_own_options(tmp_path):
-    for module in ("mbv3_lightning.predict", "mbv3_lightning.app"):
+def test_the_command_modules_answer_help_with_their_own_options(tmp_path):
+    """`python -m mbv3_lightning.cli.<command>`: the way in for scripts."""
+    for module in ("mbv3_lightning.cli.predict", "mbv3_lightning.cli.app"):
         result = subprocess.run(
             [sys.executable, "-m", module, "--help"],
             cwd=tmp_path,

@@ -1,15 +1,17 @@
-"""`python -m mbv3_lightning.data.check`: the real CLI on a dataset with planted problems."""
+"""`mbv3 check`: the real CLI on a dataset with planted problems."""
 
 from __future__ import annotations
 
 import json
 import shutil
 
+import pytest
 from PIL import Image
 
 from .conftest import make_image_folder, run_module
 
 
+@pytest.mark.slow
 def test_check_reports_leakage_duplicates_counts_and_broken_files(tmp_path):
     root = make_image_folder(
         tmp_path / "data", classes=("apple", "banana"), splits={"train": 6, "val": 2, "test": 2}
@@ -25,7 +27,7 @@ def test_check_reports_leakage_duplicates_counts_and_broken_files(tmp_path):
     out = tmp_path / "report"
 
     result = run_module(
-        "mbv3_lightning.data.check",
+        "mbv3_lightning.cli.check",
         "dataset=image_folder",
         f"dataset.root={root}",
         f"hydra.run.dir={out}",

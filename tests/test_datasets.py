@@ -17,8 +17,8 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from mbv3_lightning.data.image_folder import SPLITS
 from mbv3_lightning.data.monkeys10 import read_monkey_labels
+from mbv3_lightning.data.splits import SPLITS
 from mbv3_lightning.training.run import build_components, run
 
 from .conftest import FAST_OVERRIDES, make_image_folder, write_image
@@ -87,7 +87,7 @@ def _birds525(root: Path) -> Path:
 
 
 def _car_colours(root: Path) -> Path:
-    """A VCoR-like copy with one colour more than the car-colour recipe's ten."""
+    """A VCoR-like copy with one colour more than the car-colour MobileNetV3 recipe's ten."""
     for colour, rgb in CAR_COLOURS.items():
         for split, count in (("train", 3), ("val", 1)):
             for i in range(count):
@@ -154,7 +154,14 @@ def _overrides(case: Case, root: Path, *extra: str) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.config for case in CASES])
+# The generic image folder in the default suite; each Kaggle layout in the slow one.
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(c, id=c.config, marks=() if c.config == "image_folder" else pytest.mark.slow)
+        for c in CASES
+    ],
+)
 def test_dataset_in_its_kaggle_layout(case, compose_cfg, tmp_path):
     root = case.build(tmp_path / case.config)
     cfg = compose_cfg(_overrides(case, root, "debug=fast"))
@@ -166,12 +173,12 @@ def test_dataset_in_its_kaggle_layout(case, compose_cfg, tmp_path):
     assert first.manifest() == second.manifest()  # the seeded split repeats exactly
     files_before = sorted(root.rglob("*"))
 
-    summary = run(cfg)
+    record = run(cfg)
 
-    assert summary["num_classes"] == len(case.names)
-    assert summary["class_names"] == case.names
-    assert summary["skipped_images"] == 0
-    assert summary["metrics"]["train/loss"] > 0
+    assert record.data.num_classes == len(case.names)
+    assert record.data.class_names == case.names
+    assert record.data.skipped_images == 0
+    assert record.metrics["train/loss"] > 0
     assert sorted(root.rglob("*")) == files_before  # nothing written inside the dataset
     indices = json.loads((tmp_path / "run" / "class_indices.json").read_text())
     assert indices["names"] == case.names
@@ -358,6 +365,7 @@ MONKEY_COUNTS = {
 }
 
 
+@pytest.mark.slow
 def test_monkeys10_follows_the_papers_protocol_on_a_full_size_copy(compose_cfg, tmp_path):
     """1,097 training/ + 272 validation/ images: 0.7 of training/ trains, the rest validates,
     validation/ is the test set, and the test split gets its ROC files."""
@@ -396,7 +404,7 @@ def test_monkeys10_follows_the_papers_protocol_on_a_full_size_copy(compose_cfg, 
     train_files = {path for path, _ in manifest["splits"]["train"]}
     assert train_files.isdisjoint(path for path, _ in manifest["splits"]["val"])
 
-    summary = run(cfg)
+    record = run(cfg)
 
     run_dir = tmp_path / "run"
     roc = json.loads((run_dir / "roc.json").read_text())
@@ -404,8 +412,8 @@ def test_monkeys10_follows_the_papers_protocol_on_a_full_size_copy(compose_cfg, 
         f"n{i}" for i in range(3, 10)
     }
     assert (run_dir / "roc.png").stat().st_size > 10_000
-    assert sum(row["support"] for row in summary["per_class"]) == 272
-    assert summary["test_set_images"] == 272
+    assert sum(row["support"] for row in record.per_class) == 272
+    assert record.cost.test_set_images == 272
 
 
 def test_monkeys10_validation_folder_as_validation_split(compose_cfg, tmp_path):

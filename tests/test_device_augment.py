@@ -17,9 +17,10 @@ from hydra.utils import instantiate
 from torchvision.transforms.v2 import functional as TF
 
 from mbv3_lightning.data.device_augment import CanvasTransform, DeviceAugment, canvas_side
-from mbv3_lightning.data.image_folder import ImageFolderDataModule, default_num_workers
+from mbv3_lightning.data.image_folder import ImageFolderDataModule
 from mbv3_lightning.data.images import decode_rgb
 from mbv3_lightning.data.transforms import TrainTransform
+from mbv3_lightning.data.workers import default_num_workers
 from mbv3_lightning.resources import resource_path
 from mbv3_lightning.training.run import build_components
 
@@ -178,6 +179,7 @@ def _fit(compose_cfg, root: Path, tmp_path: Path, *extra: str):
     return datamodule, model, probe.images
 
 
+@pytest.mark.slow
 def test_fit_with_augment_on_device_trains_on_augmented_normalised_images(
     compose_cfg, tmp_path, caplog
 ):
@@ -199,6 +201,7 @@ def test_fit_with_augment_on_device_trains_on_augmented_normalised_images(
     assert eval_images.dtype == torch.float32
 
 
+@pytest.mark.slow
 def test_auto_keeps_augmentation_in_the_workers_on_a_cpu_trainer(compose_cfg, tmp_path):
     root = make_image_folder(tmp_path / "data", splits={"train": 12, "val": 4})
     datamodule, model, _ = _fit(compose_cfg, root, tmp_path)

@@ -81,6 +81,7 @@ def _assert_same_per_class(actual: list[dict], expected: list[dict]) -> None:
                 assert got[field] == value, (got["class"], field)
 
 
+@pytest.mark.slow
 def test_run_writes_every_metric_and_figure_then_evaluate_rescores_it(compose_cfg, tmp_path):
     root = tmp_path / "six"
     for c, (name, colour) in enumerate(COLOURS.items()):
@@ -141,14 +142,14 @@ def test_run_writes_every_metric_and_figure_then_evaluate_rescores_it(compose_cf
     # Re-scoring the tested (best) checkpoint on the same test split gives the same numbers.
     eval_dir = tmp_path / "evaluated"
     result = run_module(
-        "mbv3_lightning.evaluate",
+        "mbv3_lightning.cli.evaluate",
         f"ckpt_path={metrics['best_ckpt']}",
         "dataset=image_folder",
         f"dataset.root={root}",
         "dataset.num_workers=0",
         "trainer.accelerator=cpu",
         "timing.repeats=5",
-        "wandb.enabled=true",  # offline (conftest sets WANDB_MODE)
+        "logger=wandb",  # offline (conftest sets WANDB_MODE)
         f"hydra.run.dir={eval_dir}",
         cwd=tmp_path,
         timeout=600,

@@ -11,6 +11,9 @@ from mbv3_lightning.models.freeze import feature_blocks, freeze, parse_freeze
 from mbv3_lightning.models.registry import get_spec, list_models
 from mbv3_lightning.training.module import ImageClassifier
 
+# A classifier that is only inspected, never trained: no optimiser, no schedule.
+UNTRAINED = {"optimizer": None, "scheduler": None}
+
 
 def _train_one_step(model: ImageClassifier, root) -> None:
     datamodule = ImageFolderDataModule(
@@ -39,6 +42,7 @@ def test_frozen_blocks_stay_unchanged_and_the_rest_trains(tiny_dataset):
         input_size=32,
         freeze=4,
         optimizer={"_target_": "torch.optim.SGD", "lr": 0.1},
+        scheduler=None,
     )
     blocks = feature_blocks(model.net, get_spec("mobilenet_v3_small"))
     frozen_before = [_snapshot(b) for b in blocks[:4]]
@@ -64,9 +68,8 @@ def test_frozen_blocks_stay_unchanged_and_the_rest_trains(tiny_dataset):
     assert counts["params_trainable"] == counts["params_total"] - frozen
 
 
-@pytest.mark.parametrize("setting", ["last_layer", "backbone"])  # backbone: the old name
-def test_freeze_last_layer_trains_only_the_new_head(setting):
-    model = ImageClassifier({"arch": "mobilenet_v3_small"}, 5, freeze=setting)
+def test_freeze_last_layer_trains_only_the_new_head():
+    model = ImageClassifier({"arch": "mobilenet_v3_small"}, 5, **UNTRAINED, freeze="last_layer")
     assert model.parameter_counts()["params_trainable"] == 1024 * 5 + 5
     model.train()
     assert all(not m.training for m in model.net.modules() if isinstance(m, torch.nn.BatchNorm2d))
@@ -75,7 +78,7 @@ def test_freeze_last_layer_trains_only_the_new_head(setting):
 
 @pytest.mark.parametrize("name", list_models())
 def test_freezing_every_feature_block_leaves_only_the_head_part_trainable(name):
-    model = ImageClassifier({"arch": name}, 3)
+    model = ImageClassifier({"arch": name}, 3, **UNTRAINED)
     blocks = feature_blocks(model.net, get_spec(name))
     in_blocks = sum(p.numel() for b in blocks for p in b.parameters())
     assert freeze(model.net, get_spec(name), len(blocks)) == in_blocks
@@ -90,13 +93,13 @@ def test_bad_freeze_settings_say_what_is_allowed():
     with pytest.raises(ValueError, match=r"none \| classifier .* last_layer .* a number"):
         parse_freeze("half")
     with pytest.raises(ValueError, match=r"only 13 feature blocks; use 0..13"):
-        ImageClassifier({"arch": "mobilenet_v3_small"}, 3, freeze=20)
+        ImageClassifier({"arch": "mobilenet_v3_small"}, 3, **UNTRAINED, freeze=20)
 
 
 @pytest.mark.parametrize(
     ("name", "trainable"),
     [
-        # the car-colour recipe's count: both Linear layers of Small's classifier
+        # the car-colour MobileNetV3 recipe's count: both Linear layers of Small's classifier
         ("mobilenet_v3_small", 576 * 1024 + 1024 + 1024 * 10 + 10),
         ("mobilenet_v3_large", 960 * 1280 + 1280 + 1280 * 10 + 10),
         ("alexnet", 9216 * 4096 + 4096 + 4096 * 4096 + 4096 + 4096 * 10 + 10),
@@ -108,6 +111,7 @@ def test_freeze_classifier_trains_every_linear_layer_of_the_head(name, trainable
     model = ImageClassifier(
         {"arch": name, "aux_logits": True} if name == "inception_v3" else {"arch": name},
         10,
+        **UNTRAINED,
         freeze="classifier",
     )
     assert model.parameter_counts()["params_trainable"] == trainable

@@ -43,7 +43,11 @@ def _test_on_designed_logits(tmp_path: Path) -> tuple[ImageClassifier, dict[str,
     """The real classifier and Trainer, with the network replaced by the identity so the
     'images' fed in are the logits themselves."""
     model = ImageClassifier(
-        {"arch": "mobilenet_v3_small"}, 3, class_names=["class_0", "class_1", "class_2"]
+        {"arch": "mobilenet_v3_small"},
+        3,
+        class_names=["class_0", "class_1", "class_2"],
+        optimizer=None,
+        scheduler=None,
     )
     model.net = nn.Identity()
     logits = torch.tensor(PROBS).log()

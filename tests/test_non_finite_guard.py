@@ -36,7 +36,13 @@ def _fit(nan_batch: int, guard: NonFiniteLossGuard, *callbacks: L.Callback) -> _
     images = torch.randn(12 * BATCH, 3, 8, 8, generator=generator)
     images[nan_batch * BATCH] = float("nan")
     labels = torch.randint(0, CLASSES, (12 * BATCH,), generator=generator)
-    model = ImageClassifier({"arch": "mobilenet_v3_small"}, CLASSES, input_size=32)
+    model = ImageClassifier(
+        {"arch": "mobilenet_v3_small"},
+        CLASSES,
+        input_size=32,
+        optimizer={"_target_": "torch.optim.AdamW", "lr": 1e-3},
+        scheduler=None,
+    )
     model.net = TrivialNet(CLASSES)
     last = _LastBatch()
     trainer = L.Trainer(

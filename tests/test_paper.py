@@ -6,13 +6,14 @@ from __future__ import annotations
 import csv
 import json
 import time
+from pathlib import Path
 
 import pytest
 import torch
 from hydra.utils import instantiate
 from PIL import Image
 
-from mbv3_lightning.data.paper_smoke import write_all
+from mbv3_lightning.data.paper_smoke import WRITERS
 from mbv3_lightning.data.transforms import SquareResize
 from mbv3_lightning.sweeps.tables import Column, Table
 
@@ -82,24 +83,32 @@ def test_paper_preset_is_what_paper_mbv3_uses(compose_cfg, tmp_path):
     assert compose_cfg([]).dataset.preprocess == "augment"  # everyday training keeps it
 
 
-def test_smoke_datasets_read_as_their_kaggle_datasets(compose_cfg, tmp_path):
-    counts = write_all(tmp_path / "paper_smoke")
-    assert counts == {"fruits360": 170, "monkeys10": 160, "birds": 132}
-    assert (tmp_path / "paper_smoke/fruits360/fruits-360/Training").is_dir()
-    with Image.open(next((tmp_path / "paper_smoke/birds/train").rglob("*.jpg"))) as image:
-        assert image.format == "JPEG" and image.size == (96, 72)
+def test_the_smoke_study_writes_stand_ins_that_read_as_their_kaggle_datasets(compose_cfg, tmp_path):
+    """`experiment=paper_mbv3_smoke` on a clean clone: each DataModule writes its missing
+    stand-in in the Kaggle layout (once; a second DataModule reuses it) and reads it."""
     sizes = {}
-    for name in ("fruits360", "monkeys10", "birds"):
-        overrides = [f"dataset={name}", f"dataset.root={tmp_path / 'paper_smoke' / name}"]
+    for name in WRITERS:
+        overrides = [f"dataset={name}", f"paths.data_dir={tmp_path}"]
         cfg = compose_cfg(["experiment=paper_mbv3_smoke", *overrides, *FAST_OVERRIDES])
+        assert cfg.dataset.root == str(tmp_path / "paper_smoke" / name)
         dm = instantiate(cfg.dataset, input_size=32)
         sizes[name] = {s: len(dm.samples(s)) for s in ("train", "val", "test")}
+        written = sorted(p.stat().st_mtime_ns for p in Path(cfg.dataset.root).rglob("*.jpg"))
+        again = instantiate(cfg.dataset, input_size=32)  # found, not written again
+        assert len(again.samples("train")) == sizes[name]["train"]
+        assert (
+            sorted(p.stat().st_mtime_ns for p in Path(cfg.dataset.root).rglob("*.jpg")) == written
+        )
         if name == "monkeys10":
             assert dm.class_names[0] == "mantled_howler"
             assert dm.manifest()["split_sources"]["test"] == "validation/validation"
     assert sizes["fruits360"] == {"train": 80, "val": 40, "test": 50}
     assert sizes["monkeys10"] == {"train": 80, "val": 40, "test": 40}
     assert sum(sizes["birds"].values()) == 132 and sizes["birds"]["test"] == 32
+    assert (tmp_path / "paper_smoke/fruits360/fruits-360/Training").is_dir()
+    with Image.open(next((tmp_path / "paper_smoke/birds/train").rglob("*.jpg"))) as image:
+        assert image.format == "JPEG" and image.size == (96, 72)
+    assert not list(tmp_path.glob("paper_smoke/.tmp-*"))
 
 
 PAPER_OUTPUTS = [
@@ -114,14 +123,10 @@ PAPER_OUTPUTS = [
 
 @pytest.mark.slow
 def test_paper_smoke_study_end_to_end(tmp_path):
-    """The README's three commands: data, the 15-cell study, the report with every table and
-    figure of the paper."""
+    """The documented two commands on a clean clone: the 15-cell study (it writes its
+    stand-in data), then the report with every table and figure of the paper."""
     env_data = tmp_path / "data"
     started = time.perf_counter()
-    result = run_module(
-        "mbv3_lightning.data.paper_smoke", str(env_data / "paper_smoke"), cwd=tmp_path
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
     sweep = tmp_path / "sweep"
     result = run_module(
         "mbv3_lightning",
@@ -133,7 +138,7 @@ def test_paper_smoke_study_end_to_end(tmp_path):
         timeout=1800,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    result = run_module("mbv3_lightning.report", str(sweep), cwd=tmp_path)
+    result = run_module("mbv3_lightning.cli.report", str(sweep), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     print(f"paper_mbv3_smoke: {time.perf_counter() - started:.0f} s")  # shown with -s
 

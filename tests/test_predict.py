@@ -86,7 +86,7 @@ def test_cli_prints_a_table_and_writes_csv_into_its_run_dir(trained_checkpoint, 
     images = sorted({p.parent for p, _ in _test_images(trained_checkpoint)})[0].parent
     run_dir = tmp_path / "predict_run"
     result = run_module(
-        "mbv3_lightning.predict",
+        "mbv3_lightning.cli.predict",
         f"ckpt_path={trained_checkpoint}",
         f"inputs={images}",
         "top_k=2",
@@ -103,6 +103,7 @@ def test_cli_prints_a_table_and_writes_csv_into_its_run_dir(trained_checkpoint, 
     assert not list(images.rglob("predictions.csv"))  # nothing written next to the inputs
 
 
+@pytest.mark.slow
 def test_the_recipes_best_pth_and_class_file_predict_like_the_checkpoint(
     trained_checkpoint, tmp_path
 ):
@@ -128,7 +129,7 @@ def test_the_recipes_best_pth_and_class_file_predict_like_the_checkpoint(
 
     run_dir = tmp_path / "predict_run"
     result = run_module(
-        "mbv3_lightning.predict",
+        "mbv3_lightning.cli.predict",
         f"ckpt_path={pth}",
         f"classes={classes}",
         "arch=mobilenet_v3_small",

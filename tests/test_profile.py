@@ -1,4 +1,4 @@
-"""`python -m mbv3_lightning.profile`: the real CLI, single run and a multirun table."""
+"""`mbv3 profile`: the real CLI, single run and a multirun table."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ from .conftest import run_module
 
 
 def _profile(tmp_path, *overrides: str) -> subprocess.CompletedProcess:
-    return run_module("mbv3_lightning.profile", *overrides, cwd=tmp_path, timeout=600)
+    return run_module("mbv3_lightning.cli.profile", *overrides, cwd=tmp_path, timeout=600)
 
 
+@pytest.mark.slow
 def test_multirun_profiles_every_model_into_one_table(tmp_path):
     sweep = tmp_path / "sweep"
     result = _profile(
@@ -49,13 +50,14 @@ def test_multirun_profiles_every_model_into_one_table(tmp_path):
     assert job["runs"] == 50 and job["macs"] * 2 == job["flops"]
 
 
+@pytest.mark.slow
 def test_per_layer_breakdown_and_freeze_in_a_single_run(tmp_path):
     out = tmp_path / "run"
     result = _profile(
         tmp_path,
         "model=mobilenet_v1",
         "model.input_size=64",
-        "model.freeze=backbone",
+        "model.freeze=last_layer",
         "profile.per_layer=true",
         "profile.runs=5",
         "profile.warmup=0",

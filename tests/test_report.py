@@ -115,6 +115,7 @@ def test_pareto_front_keeps_only_undominated_points():
     assert pareto_front(points) == [2, 0, 3]
 
 
+@pytest.mark.slow
 def test_report_on_a_real_run_directory_and_the_cli(
     compose_cfg, tiny_dataset, tmp_path, capsys, monkeypatch
 ):
@@ -125,7 +126,7 @@ def test_report_on_a_real_run_directory_and_the_cli(
         sweep / "0",
     )
     cfg.model.input_size = 32
-    summary = run(cfg)
+    record = run(cfg)
     monkeypatch.setenv("COLUMNS", "80")
     main([str(sweep), f"report.out={tmp_path / 'out'}"])
     console = capsys.readouterr().out
@@ -134,9 +135,9 @@ def test_report_on_a_real_run_directory_and_the_cli(
     assert "│ mobilenet_v3_small │" in console and "More columns in report.md" in console
     assert max(len(line) for line in console.splitlines()) <= 80
     report = (tmp_path / "out" / "report.md").read_text()
-    params_m, flops_m = summary["params_total"] / 1e6, summary["flops"] / 1e6
+    params_m, flops_m = record.cost.params / 1e6, record.cost.flops / 1e6
     assert f"| mobilenet_v3_small | {params_m:.2f} | {flops_m:.1f} |" in report
-    assert f"| {summary['metrics']['test/acc']:.4f} |" in report
+    assert f"| {record.metrics['test/acc']:.4f} |" in report
     assert "![curves tiny](curves_tiny.png)" in report
     assert "![roc tiny](roc_tiny.png)" in report
     assert (tmp_path / "out" / "pareto.png").is_file()
@@ -152,6 +153,7 @@ def test_report_errors_name_the_problem(tmp_path):
         main([str(tmp_path / "empty"), "report.colour=red"])
 
 
+@pytest.mark.slow
 def test_report_logs_table_and_figures_to_wandb_offline(partial_sweep, capsys):
     main([str(partial_sweep), "report.wandb=true"])
     # the jobs' group (training/run.py): task name, then the sweep's date and time folders

@@ -56,7 +56,7 @@ def test_review_ranks_planted_mislabelled_images_first(tmp_path):
 
     review_dir = tmp_path / "review"
     result = run_module(
-        "mbv3_lightning.review",
+        "mbv3_lightning.cli.review",
         f"ckpt_path={ckpt}",
         f"dataset.root={root}",
         "split=test",

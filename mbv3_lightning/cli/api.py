@@ -14,12 +14,13 @@ from pathlib import Path
 
 from PIL import Image
 
+from mbv3_lightning.cli.config import CONFIG_NAME, compose_config
 from mbv3_lightning.cli.config_check import check_config
-from mbv3_lightning.config import CONFIG_NAME, compose_config
 from mbv3_lightning.data.images import load_rgb
 from mbv3_lightning.deploy.predictor import Predictor, load_predictor
 from mbv3_lightning.deploy.predictor import top_k as rank
 from mbv3_lightning.runs.record import RunRecord
+from mbv3_lightning.runs.run_dir import claim_run_dir
 
 ImageInput = Image.Image | str | Path
 
@@ -82,9 +83,10 @@ def train(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -
     """
     from mbv3_lightning.training.run import run
 
-    if output_dir is None:
-        output_dir = Path("outputs") / datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
-    cfg = compose_config(CONFIG_NAME, overrides, hydra_runtime=True, output_dir=Path(output_dir))
+    cfg = compose_config(CONFIG_NAME, overrides, hydra_runtime=True)
     check_config(cfg)
+    if output_dir is None:  # claimed, so two calls in one second get two folders
+        output_dir = claim_run_dir(Path("outputs") / datetime.now().strftime("%Y-%m-%d/%H-%M-%S"))
+    cfg = compose_config(CONFIG_NAME, overrides, hydra_runtime=True, output_dir=Path(output_dir))
     Path(output_dir).mkdir(parents=True, exist_ok=True)
     return run(cfg)

@@ -12,7 +12,7 @@ from mbv3_lightning.deploy.page import check_model, parse_arguments, streamlit_c
 
 
 def main() -> None:
-    """Start Streamlit on the page (``python -m mbv3_lightning.app ...``)."""
+    """Start Streamlit on the page (``mbv3 app ...``)."""
     from streamlit.web import cli
 
     values = parse_arguments(sys.argv[1:])

@@ -1,4 +1,4 @@
-"""`python -m mbv3_lightning.data.check dataset=<name>`: audit a dataset before training on it.
+"""`mbv3 check dataset=<name>`: audit a dataset before training on it.
 
 Prints per-split class counts and a summary (sizes, colour modes, unreadable files, files
 skipped for their extension, duplicates within and across splits, imbalance) and writes
@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from mbv3_lightning.config import config_dir, register_resolvers
+from mbv3_lightning.cli.config import config_dir, register_resolvers
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,6 @@ def main(cfg: DictConfig) -> None:
         cfg.dataset,
         input_size=cfg.dataset.get("input_size") or _UNUSED_INPUT_SIZE,
         bad_images="skip",  # report unreadable files rather than stop at them
-        output_dir=None,
     )
     report = audit(datamodule)
     out = Path(cfg.paths.output_dir) / "data_report.json"

@@ -18,17 +18,17 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from mbv3_lightning.data.bad_images import BAD_IMAGE_POLICIES
+from mbv3_lightning.data.balance import BALANCE_MODES
+from mbv3_lightning.data.device_augment import AUGMENT_ON
+from mbv3_lightning.data.ram_cache import CACHE_CHOICES
+from mbv3_lightning.data.splits import PROTOCOLS
+from mbv3_lightning.data.transforms import PREPROCESSING
 from mbv3_lightning.models.freeze import FREEZE_CHOICES, FREEZE_WORDS
 from mbv3_lightning.models.hparams import NET_COMMON_KEYS, NET_TARGET
+from mbv3_lightning.models.memory_format import CHANNELS_LAST_CHOICES
 
 _ABSENT = object()
-BAD_IMAGE_CHOICES = ("skip", "error")
-BALANCE_CHOICES = ("none", "weights", "sampler")
-CACHE_CHOICES = ("auto", True, False)
-PROTOCOL_CHOICES = ("kaggle", "paper")
-PREPROCESS_CHOICES = ("augment", "paper")
-AUGMENT_ON_CHOICES = ("auto", "cpu", "device")
-CHANNELS_LAST_CHOICES = ("auto", True, False)
 # What the module passes to optimiser / schedule factories itself.
 OPTIMIZER_SUPPLIED = ("params", "fused")
 SCHEDULER_SUPPLIED = ("optimizer", "total_steps", "steps_per_epoch")
@@ -102,7 +102,7 @@ def _net(cfg: DictConfig) -> list[str]:
     from mbv3_lightning.models.nets.mobilenet_v1 import ACTIVATIONS
     from mbv3_lightning.models.registry import SHUFFLENET_SIZES, get_spec, list_models
 
-    errors = []
+    errors: list[str] = []
     arch = _select(cfg, "model.net.arch")
     if arch is _ABSENT:
         return errors
@@ -163,6 +163,12 @@ NUMERIC_KEYS = (
     "optimizer.weight_decay",
     "optimizer.momentum",
     "scheduler.warmup_epochs",
+    "scheduler.lrf",
+    "scheduler.pct_start",
+    "dataset.test_fraction",
+    "dataset.brightness",
+    "dataset.cache_budget_mb",
+    "callbacks.last_checkpoint.every_n_train_steps",
 )
 
 
@@ -180,16 +186,73 @@ def _numbers(cfg: DictConfig) -> list[str]:
     return errors
 
 
+# The largest seed Lightning's seed_everything accepts (a uint32).
+MAX_SEED = 2**32 - 1
+# Numeric keys and the range a run needs them in: (key, holds, the range in words). Checked
+# when the config is composed, so a value torch or Lightning would reject only when training
+# starts (after the dataset scan, with a half-made run folder) fails at once, named.
+DOMAINS: tuple[tuple[str, Callable[[float], bool], str], ...] = (
+    ("seed", lambda v: 0 <= v <= MAX_SEED, f"an integer from 0 to {MAX_SEED}"),
+    ("optimizer.lr", lambda v: v > 0, "> 0"),
+    ("optimizer.weight_decay", lambda v: v >= 0, ">= 0"),
+    ("optimizer.momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("model.label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("model.net.dropout", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("model.net.bn_momentum", lambda v: 0 < v <= 1, "in (0, 1] (or null: the network's own)"),
+    ("dataset.batch_size", lambda v: v >= 1, ">= 1"),
+    ("dataset.eval_batch_size", lambda v: v >= 1, ">= 1 (or null)"),
+    ("dataset.num_workers", lambda v: v >= 0, ">= 0 (or null: chosen from the CPU count)"),
+    ("dataset.val_fraction", lambda v: 0 < v < 1, "in (0, 1)"),
+    ("dataset.test_fraction", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("dataset.brightness", lambda v: v >= 0, ">= 0"),
+    ("dataset.cache_budget_mb", lambda v: v >= 0, ">= 0"),
+    ("scheduler.lrf", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("scheduler.warmup_epochs", lambda v: v >= 0, ">= 0"),
+    ("scheduler.pct_start", lambda v: 0 < v < 1, "in (0, 1)"),
+    ("callbacks.last_checkpoint.every_n_train_steps", lambda v: v >= 1, ">= 1 (or null)"),
+)
+# Keys that must be whole numbers.
+INTEGER_KEYS = (
+    "seed",
+    "dataset.batch_size",
+    "dataset.eval_batch_size",
+    "dataset.num_workers",
+    "callbacks.last_checkpoint.every_n_train_steps",
+)
+
+
+def _domains(cfg: DictConfig) -> list[str]:
+    errors = []
+    for key, holds, allowed in DOMAINS:
+        value = _select(cfg, key)
+        if not _is_number(value):
+            continue  # absent, null, or reported by _numbers
+        if key in INTEGER_KEYS and not isinstance(value, int):
+            errors.append(f"{key}={value!r} must be a whole number ({allowed})")
+        elif not holds(value):
+            errors.append(f"{key}={value!r} is out of range: it must be {allowed}")
+    scale = _select(cfg, "dataset.scale")
+    if scale is not _ABSENT and scale is not None:
+        values = list(scale) if not isinstance(scale, (int, float, str)) else [scale]
+        numbers = [float(v) for v in values if _is_number(v)]
+        if not (len(values) == len(numbers) == 2 and 0 < numbers[0] <= numbers[1] <= 1):
+            errors.append(
+                f"dataset.scale={values!r} must be two numbers [min, max] with "
+                "0 < min <= max <= 1 (the crop's share of the image area)"
+            )
+    return errors
+
+
 def _ranges(cfg: DictConfig) -> list[str]:
     """Values that compose and train but give a meaningless run."""
     from mbv3_lightning.models.registry import get_spec, list_models
 
-    errors = []
+    errors = _domains(cfg)
     epochs = _select(cfg, "trainer.max_epochs")
     if _is_number(epochs) and epochs < 1:
         errors.append(
             f"trainer.max_epochs={epochs} trains nothing; give 1 or more "
-            "(to only test a checkpoint use `python -m mbv3_lightning.evaluate ckpt_path=...`)"
+            "(to only test a checkpoint use `mbv3 evaluate ckpt_path=...`)"
         )
     width = _select(cfg, "model.net.width_mult")
     if _is_number(width) and width <= 0:
@@ -210,12 +273,12 @@ def config_errors(cfg: DictConfig) -> list[str]:
     """Every invalid choice in ``cfg`` (keys it does not have are skipped), one line each."""
     errors = [
         _freeze(cfg),
-        _choice(cfg, "dataset.bad_images", BAD_IMAGE_CHOICES),
-        _choice(cfg, "dataset.balance", BALANCE_CHOICES),
+        _choice(cfg, "dataset.bad_images", BAD_IMAGE_POLICIES),
+        _choice(cfg, "dataset.balance", BALANCE_MODES),
         _choice(cfg, "dataset.cache", CACHE_CHOICES),
-        _choice(cfg, "dataset.protocol", PROTOCOL_CHOICES),
-        _choice(cfg, "dataset.preprocess", PREPROCESS_CHOICES),
-        _choice(cfg, "dataset.augment_on", AUGMENT_ON_CHOICES),
+        _choice(cfg, "dataset.protocol", PROTOCOLS),
+        _choice(cfg, "dataset.preprocess", PREPROCESSING),
+        _choice(cfg, "dataset.augment_on", AUGMENT_ON),
         _choice(cfg, "channels_last", CHANNELS_LAST_CHOICES),
     ]
     found = [e for e in errors if e]

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 import hydra
 from omegaconf import DictConfig
 
-from mbv3_lightning.config import config_dir, register_resolvers
+from mbv3_lightning.cli.config import config_dir, register_resolvers
+from mbv3_lightning.cli.errors import reports_errors
 
 if TYPE_CHECKING:
     from mbv3_lightning.training.evaluate import ExportedNetwork
@@ -44,21 +45,17 @@ def exported_network(ckpt_path: str) -> ExportedNetwork | None:
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="evaluate")
+@reports_errors("evaluate")  # a .pte / .tflite without its runtime: the install line
 def main(cfg: DictConfig) -> float:
     # Imported here so `--help` and `--cfg job` answer without loading torch.
-    from mbv3_lightning.deploy.extras import MissingExtraError
-    from mbv3_lightning.runs.summary import print_summary
+    from mbv3_lightning.runs.result_table import print_result_table
     from mbv3_lightning.training.evaluate import evaluate
 
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).handlers.clear()  # see cli/train.py: no line printed twice
-    try:
-        exported = exported_network(cfg.ckpt_path)
-    except MissingExtraError as error:  # a .pte / .tflite without its runtime
-        raise SystemExit(f"mbv3 evaluate: {error}") from None
-    summary = evaluate(cfg, exported)
-    print_summary(summary)
-    return summary.metrics["test/acc"]
+    record = evaluate(cfg, exported_network(cfg.ckpt_path))
+    print_result_table(record)
+    return record.metrics["test/acc"]
 
 
 if __name__ == "__main__":

@@ -13,9 +13,9 @@ import hydra
 from omegaconf import DictConfig
 from rich.console import Console
 
-from mbv3_lightning.config import config_dir, register_resolvers
+from mbv3_lightning.cli.config import config_dir, register_resolvers
+from mbv3_lightning.cli.errors import reports_errors
 from mbv3_lightning.deploy.export import export, render_report
-from mbv3_lightning.deploy.extras import MissingExtraError
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +23,9 @@ register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="export")
+@reports_errors("export")  # a phone format without its extra: the install line
 def main(cfg: DictConfig) -> None:
-    try:
-        report = export(cfg)
-    except MissingExtraError as error:  # the install line, not a traceback
-        raise SystemExit(f"mbv3 export: {error}") from None
+    report = export(cfg)
     Console().print(render_report(report))
     log.info("Wrote %s", report["model_path"])
 

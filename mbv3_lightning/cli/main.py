@@ -20,6 +20,8 @@ from typing import NoReturn
 
 from omegaconf import DictConfig, OmegaConf
 
+from mbv3_lightning.extras import MissingExtraError, require_extra
+
 
 @dataclass(frozen=True)
 class Command:
@@ -27,6 +29,7 @@ class Command:
     usage: str  # arguments after `mbv3 <command>`
     summary: str
     config: str | None = None  # conf/<config>.yaml for Hydra commands
+    extra: str | None = None  # the pyproject extra it needs (mbv3_lightning.extras)
 
 
 # One line per command; a command whose module is not installed is left out of the listing.
@@ -54,6 +57,7 @@ COMMANDS: dict[str, Command] = {
         "ckpt_path=<ckpt> [format=onnx|torchscript|executorch|tflite|coreml] [quantize=int8]",
         "export a checkpoint for deployment",
         "export",
+        extra="export",
     ),
     "profile": Command(
         "mbv3_lightning.cli.profile",
@@ -77,11 +81,13 @@ COMMANDS: dict[str, Command] = {
         "[key=value ...]",
         "review a run's predictions",
         "review",
+        extra="review",
     ),
     "app": Command(
         "mbv3_lightning.cli.app",
         "ckpt_path=<ckpt|onnx|pt|pte|tflite> [port=8501] [address=127.0.0.1] [top_k=5]",
         "a web page that classifies uploaded images",
+        extra="app",
     ),
 }
 
@@ -120,7 +126,7 @@ def _dotted_keys(node: object, prefix: str = "") -> list[str]:
 
 
 def _compose(config: str, overrides: Sequence[str]) -> DictConfig:
-    from mbv3_lightning.config import compose_config
+    from mbv3_lightning.cli.config import compose_config
 
     return compose_config(config, overrides, hydra_runtime=True)
 
@@ -144,6 +150,8 @@ def check_overrides(name: str, overrides: Sequence[str]) -> str | None:
     from omegaconf.errors import OmegaConfBaseException
 
     command = COMMANDS[name]
+    if command.config is None:
+        return None  # no Hydra config to check (report, app parse their own arguments)
     try:
         cfg = _compose(command.config, overrides)
     except (HydraException, OmegaConfBaseException) as err:
@@ -172,7 +180,7 @@ def _group_options(config: str, groups: Sequence[str]) -> dict[str, list[str]]:
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from mbv3_lightning.config import config_dir
+    from mbv3_lightning.cli.config import config_dir
 
     GlobalHydra.instance().clear()
     try:
@@ -203,6 +211,7 @@ def command_help(name: str) -> str:
             shown = [f"{o}*" if o == groups[group] else o for o in options[group]]
             lines.append(f"  {group}: {', '.join(shown) or '-'}")
     values = OmegaConf.to_container(cfg, resolve=False)  # `???` marks a required value
+    assert isinstance(values, dict)
     own = {k: v for k, v in values.items() if k not in groups}
     lines += ["", "options (key=value; ??? = required):", OmegaConf.to_yaml(own).rstrip()]
     if groups:
@@ -235,6 +244,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     if any(a in HELP_FLAGS for a in rest):
         print(command_help(name))
         raise SystemExit(0)
+    if command.extra is not None:
+        try:
+            require_extra(command.extra, f"mbv3 {name}")
+        except MissingExtraError as error:
+            # the environment lacks a package: exit 1, as for other environment errors
+            print(error, file=sys.stderr)
+            raise SystemExit(1) from None
     # Hydra's own flags (--cfg, -m, --multirun, ...) go straight through: a sweep's cells are
     # checked by the ConfigCheck callback before the first one starts.
     if command.config is not None and not any(a.startswith("-") for a in rest):

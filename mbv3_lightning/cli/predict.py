@@ -1,6 +1,6 @@
 """`mbv3 predict ckpt_path=<ckpt|onnx|pt|pte|tflite> inputs=<file|folder|glob> top_k=5`.
 
-A plain state dict (the car-colour recipe's ``best.pth``) also needs its class file and
+A plain state dict (the car-colour MobileNetV3 recipe's ``best.pth``) also needs its class file and
 architecture: ``ckpt_path=best.pth classes=class_indices.json arch=mobilenet_v3_small``.
 
 Classifies images with a trained model: a table on stdout and ``predictions.csv`` in the
@@ -17,8 +17,8 @@ import hydra
 from omegaconf import DictConfig
 from rich.console import Console
 
-from mbv3_lightning.config import config_dir, register_resolvers
-from mbv3_lightning.deploy.extras import MissingExtraError
+from mbv3_lightning.cli.config import config_dir, register_resolvers
+from mbv3_lightning.cli.errors import reports_errors
 from mbv3_lightning.deploy.predict import (
     predict_paths,
     render_predictions,
@@ -33,18 +33,16 @@ register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="predict")
+@reports_errors("predict")  # an .onnx / .pte / .tflite without its runtime: the install line
 def main(cfg: DictConfig) -> None:
     if cfg.top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {cfg.top_k}.")
-    try:
-        predictor = load_predictor(
-            cfg.ckpt_path,
-            classes=cfg.get("classes"),
-            arch=cfg.get("arch"),
-            input_size=cfg.get("input_size"),
-        )
-    except MissingExtraError as error:  # a .pte / .tflite without its runtime
-        raise SystemExit(f"mbv3 predict: {error}") from None
+    predictor = load_predictor(
+        cfg.ckpt_path,
+        classes=cfg.get("classes"),
+        arch=cfg.get("arch"),
+        input_size=cfg.get("input_size"),
+    )
     paths = resolve_inputs(str(cfg.inputs))
     log.info(
         "Classifying %d file(s) with %s (%s).", len(paths), predictor.source, predictor.runtime

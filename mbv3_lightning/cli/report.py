@@ -1,4 +1,4 @@
-"""`python -m mbv3_lightning.report <sweep_dir>`: paper-style tables and figures for a sweep.
+"""`mbv3 report <sweep_dir>`: paper-style tables and figures for a sweep.
 
 Parses ``<sweep_dir>`` and ``report.key=value`` options, has
 :func:`mbv3_lightning.sweeps.report.write_report` write ``<sweep_dir>/report/`` and prints
@@ -29,17 +29,18 @@ def _parse_args(argv: Sequence[str]) -> tuple[Path, DictConfig]:
     positional = [a for a in argv if "=" not in a]
     if len(positional) != 1 or positional[0] in ("-h", "--help"):
         raise SystemExit(
-            "usage: python -m mbv3_lightning.report <sweep_dir> [report.out=DIR] "
+            "usage: mbv3 report <sweep_dir> [report.out=DIR] "
             "[report.wandb=true]\n  <sweep_dir> is the folder a multirun wrote, "
             "e.g. outputs/multirun/2026-11-23/12-00-00"
         )
     cfg = OmegaConf.load(resource_path("conf") / "report.yaml")
     OmegaConf.set_struct(cfg, True)  # a misspelt key is an error, not silently ignored
     try:
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([a for a in argv if "=" in a]))
+        merged = OmegaConf.merge(cfg, OmegaConf.from_dotlist([a for a in argv if "=" in a]))
     except Exception as err:
         raise SystemExit(f"Bad report option: {err}. Known: {list(cfg.report)}") from None
-    return Path(positional[0]), cfg
+    assert isinstance(merged, DictConfig)
+    return Path(positional[0]), merged
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -47,7 +48,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     sweep_dir, cfg = _parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        written = write_report(sweep_dir, Path(cfg.report.out) if cfg.report.out else None)
+        written = write_report(
+            sweep_dir, Path(cfg.report.out) if cfg.report.out else None, cfg.report.storage
+        )
     except FileNotFoundError as err:
         raise SystemExit(str(err)) from None
     console = Console()

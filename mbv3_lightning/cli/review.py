@@ -1,4 +1,4 @@
-"""`python -m mbv3_lightning.review ckpt_path=<ckpt> [dataset=...] [split=val] [top=25]`.
+"""`mbv3 review ckpt_path=<ckpt> [dataset=...] [split=val] [top=25]`.
 
 Ranks every image of a dataset split by how likely its label is wrong (cleanlab's
 label-quality score on the model's probabilities) and writes ``review.csv`` and a contact
@@ -14,7 +14,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from mbv3_lightning.config import config_dir, register_resolvers
+from mbv3_lightning.cli.config import config_dir, register_resolvers
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ def main(cfg: DictConfig) -> Path:
         write_contact_sheet,
         write_review_csv,
     )
+    from mbv3_lightning.runs.files import write_split_files
 
     if cfg.split not in SPLITS:
         raise ValueError(f"split={cfg.split!r} is not a split; choose one of: {' | '.join(SPLITS)}")
@@ -46,9 +47,7 @@ def main(cfg: DictConfig) -> Path:
     )
     output_dir = Path(cfg.paths.output_dir)
     info = predictor.info
-    datamodule = instantiate(
-        cfg.dataset, input_size=info.input_size, mean=info.mean, std=info.std, output_dir=output_dir
-    )
+    datamodule = instantiate(cfg.dataset, input_size=info.input_size, mean=info.mean, std=info.std)
     if list(datamodule.class_names) != list(info.class_names):
         raise ValueError(
             f"The model's classes {info.class_names} differ from dataset '{datamodule.root}' "
@@ -68,7 +67,7 @@ def main(cfg: DictConfig) -> Path:
         )
     log.info("Scoring %d %s images with %s.", len(samples), cfg.split, predictor.source)
     rows = review_samples(predictor, samples, cfg.batch_size)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    write_split_files(output_dir, datamodule.manifest(), datamodule.class_indices())
     write_review_csv(rows, output_dir / "review.csv")
     title = (
         f"{info.arch} on {datamodule.name}, {cfg.split} split: the {min(cfg.top, len(rows))} "

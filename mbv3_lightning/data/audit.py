@@ -1,6 +1,6 @@
 """What a dataset looks like before anyone trains on it: counts, sizes, modes, duplicates.
 
-Used by ``python -m mbv3_lightning.data.check``. The report is a plain dict (saved as
+Used by ``mbv3 check``. The report is a plain dict (saved as
 ``data_report.json``) so it can be diffed between dataset versions.
 """
 

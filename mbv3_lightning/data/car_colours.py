@@ -1,4 +1,5 @@
-"""Car colours in the car-colour recipe's layout (the public VCoR set has it, with 15 colours)."""
+"""Car colours in the car-colour MobileNetV3 recipe's layout (the public VCoR set has it, with
+15 colours)."""
 
 from __future__ import annotations
 

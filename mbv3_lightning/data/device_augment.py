@@ -17,6 +17,7 @@ about one grey level (tested against the CPU path in tests/test_device_augment.p
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import torch
@@ -24,6 +25,35 @@ from torchvision.ops import roi_align
 from torchvision.transforms.v2 import functional as TF
 
 from mbv3_lightning.data.transforms import TrainTransform
+
+log = logging.getLogger(__name__)
+
+# dataset.augment_on: where training augmentation runs: in the loader workers (cpu), on the
+# training device after the transfer (device), or on the device when training runs on a GPU
+# (auto).
+AUGMENT_ON = ("auto", "cpu", "device")
+
+
+def augments_on_device(augment_on: str, preprocess: str, device_type: str | None) -> bool:
+    """Whether training batches are augmented on the device: ``auto`` means when training
+    runs on a GPU (``device_type`` of the attached trainer, None without one).
+
+    Only ``preprocess=augment`` has augmentation to move; evaluation batches are always
+    prepared in the workers (the test report, the speed measurement and the W&B predictions
+    read them as they are).
+    """
+    if preprocess != "augment":
+        if augment_on == "device":
+            log.warning(
+                "dataset.augment_on=device has no effect with dataset.preprocess=%s: there "
+                "is no training augmentation to move; images are prepared in the workers.",
+                preprocess,
+            )
+        return False
+    if augment_on == "cpu":
+        return False
+    return augment_on == "device" or device_type == "cuda"
+
 
 # A canvas holds images up to this aspect ratio at the full short side (4:3 photos and
 # squares); a longer image is shrunk until it fits.

@@ -1,129 +1,80 @@
 """ImageFolderDataModule: a folder of class sub-folders, split into train / val / test.
 
-Layouts (see :mod:`mbv3_lightning.data.layout`): split folders ``root/train*/<class>/*``
-plus optionally ``val*/`` and ``test*/`` (any case, nested up to three levels deep), or class
-folders directly under ``root``. Missing splits are carved out with a seeded, stratified
-split; every image is decode-checked once (cached); the split is written to the run
-directory (``split_manifest.json``, ``class_indices.json``) so a run can be audited and
-repeated exactly. Nothing is ever written inside the dataset folder.
+The DataModule composes the data concerns, each in a module of its own: where the split
+folders are (:mod:`~mbv3_lightning.data.layout`), which images form which split
+(:mod:`~mbv3_lightning.data.splits`, :mod:`~mbv3_lightning.data.split_manifest`), unreadable
+files (:mod:`~mbv3_lightning.data.bad_images`), the RAM cache
+(:mod:`~mbv3_lightning.data.ram_cache`), augmentation on the device
+(:mod:`~mbv3_lightning.data.device_augment`), class balance and loader workers. It writes
+nothing: a run stores its :meth:`~ImageFolderDataModule.manifest` and
+:meth:`~ImageFolderDataModule.class_indices` in its run folder. Nothing is ever written inside
+the dataset folder.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
-import random
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader
 
-from mbv3_lightning.data.device_augment import CanvasTransform, DeviceAugment, canvas_side
-from mbv3_lightning.data.images import ImageInfo, ImageListDataset, is_image_file
+from mbv3_lightning.data.bad_images import BAD_IMAGE_POLICIES, drop_bad_images
+from mbv3_lightning.data.balance import BALANCE_MODES, balanced_sampler, inverse_frequency_weights
+from mbv3_lightning.data.device_augment import (
+    AUGMENT_ON,
+    CanvasTransform,
+    DeviceAugment,
+    augments_on_device,
+    canvas_side,
+)
+from mbv3_lightning.data.images import ImageListDataset
 from mbv3_lightning.data.kaggle import download_dataset, missing_dataset_message
 from mbv3_lightning.data.layout import Layout, find_layouts
-from mbv3_lightning.data.ram_cache import InMemoryImageDataset, preload
-from mbv3_lightning.data.scan_cache import default_cache_dir, inspect_images
+from mbv3_lightning.data.paper_smoke import write_stand_in
+from mbv3_lightning.data.ram_cache import (
+    CACHE_CHOICES,
+    InMemoryImageDataset,
+    cache_short_side,
+    cached_bytes,
+    preload,
+)
+from mbv3_lightning.data.resumable_loader import ResumableLoader
+from mbv3_lightning.data.split_manifest import (
+    build_manifest,
+    class_indices,
+    read_manifest,
+    reuse_split,
+)
+from mbv3_lightning.data.splits import (
+    PROTOCOLS,
+    SPLITS,
+    ClassFiles,
+    Samples,
+    apply_protocol,
+    carve_validation,
+    check_classes,
+    scan_class_folders,
+    select_classes,
+    split_source,
+    stratified_split,
+)
 from mbv3_lightning.data.transforms import (
-    EVAL_CROP_RATIO,
+    PREPROCESSING,
     EvalTransform,
     SquareResize,
     TrainTransform,
     eval_transform,
 )
+from mbv3_lightning.data.workers import default_num_workers
 from mbv3_lightning.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
-
-SPLITS = ("train", "val", "test")
-BAD_IMAGE_POLICIES = ("skip", "error")
-BALANCE_MODES = ("none", "weights", "sampler")
-# kaggle: the split folders are used as they are named. paper: the MobileNetV3
-# image-classification paper's protocol (its section III.A), a seeded val_fraction of the
-# training folder is validation, and a validation folder is the test set (10 Monkey Species'
-# validation/ is its test set there, III.D.2).
-PROTOCOLS = ("kaggle", "paper")
-# augment: RandomResizedCrop + flip for training, resize + centre crop for evaluation.
-# paper: every image resized to the square input size and normalised, nothing else (III.A).
-PREPROCESSING = ("augment", "paper")
-# Where training augmentation runs: in the loader workers (cpu), on the training device after
-# the transfer (device: uint8 batches, see data/device_augment.py), or on the device when
-# training runs on a GPU (auto).
-AUGMENT_ON = ("auto", "cpu", "device")
-Samples = list[tuple[Path, int]]
-ClassFiles = dict[str, list[Path]]
-# Past this many, a bad-image error lists the first ones and the count (the log has them all).
-_MAX_LISTED = 20
-
-
-# Workers per training process at most: past this, a many-core node only adds start-up time
-# and batches in flight (each worker prefetches two) for a loader that already keeps one GPU
-# fed (an assumption: not measured on such a node).
-MAX_WORKERS = 32
-
-
-def default_num_workers(processes: int = 1) -> int:
-    """Loader worker processes for ``num_workers: null``, per training process.
-
-    With two cores or fewer, training already keeps both busy and a worker only competes with
-    it: the demo trained faster with 0 workers than with 1 on a 2-core machine (RAM cache on).
-    With more cores, every core but one per training process (``processes``: the devices of
-    this node), up to ``MAX_WORKERS``: a cap of 8 left half of a 16-core GPU machine idle
-    while the input pipeline held training back.
-    """
-    cores = os.cpu_count() or 1
-    if cores <= 2:
-        return 0
-    return min(MAX_WORKERS, max(1, cores // max(1, processes) - 1))
-
-
-def scan_class_folders(split_dir: Path) -> dict[str, list[Path]]:
-    """``{class folder name: sorted image paths}`` for one split folder.
-
-    A class "folder" that is a link back to the split folder or above it (a symlink loop) is
-    skipped with a warning: scanned, it would hold every other class's images under its name.
-    """
-    classes: dict[str, list[Path]] = {}
-    here = split_dir.resolve()
-    for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
-        target = class_dir.resolve()
-        if target == here or target in here.parents:
-            log.warning(
-                "Skipping '%s': it links back to '%s', so it is not a class folder.",
-                class_dir,
-                target,
-            )
-            continue
-        classes[class_dir.name] = sorted(
-            p for p in class_dir.rglob("*") if p.is_file() and is_image_file(p)
-        )
-    return classes
-
-
-def stratified_split(
-    files_per_class: dict[str, list[Path]], fraction: float, seed: int
-) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
-    """Move a seeded ``fraction`` of every class out (at least one image when a class has two).
-
-    Each class is shuffled with its own generator seeded by ``(seed, class name)``, so adding
-    or removing a class does not change the split of the others.
-    """
-    kept: dict[str, list[Path]] = {}
-    moved: dict[str, list[Path]] = {}
-    for name, files in files_per_class.items():
-        order = sorted(files)
-        random.Random(f"{seed}:{name}").shuffle(order)
-        n_moved = round(len(order) * fraction)
-        if len(order) >= 2:
-            n_moved = min(max(n_moved, 1), len(order) - 1)
-        moved[name] = sorted(order[:n_moved])
-        kept[name] = sorted(order[n_moved:])
-    return kept, moved
 
 
 class ImageFolderDataModule(L.LightningDataModule):
@@ -144,7 +95,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         *,
         name: str = "image_folder",
         batch_size: int = 32,
-        eval_batch_size: int | None = None,
+        eval_batch_size: int | None = 64,
         num_workers: int | None = None,
         val_fraction: float = 0.3,
         test_fraction: float = 0.15,
@@ -152,12 +103,13 @@ class ImageFolderDataModule(L.LightningDataModule):
         input_size: int = 224,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
-        scale: Sequence[float] = (0.08, 1.0),
+        scale: Sequence[float] = (0.6, 1.0),
         hflip: bool = True,
         brightness: float = 0.0,
         classes: Sequence[str] | None = None,
         kaggle_handle: str | None = None,
         download: bool = False,
+        stand_in: bool = False,
         bad_images: str = "skip",
         cache: bool | str = "auto",
         cache_budget_mb: float = 2048,
@@ -165,8 +117,12 @@ class ImageFolderDataModule(L.LightningDataModule):
         protocol: str = "kaggle",
         preprocess: str = "augment",
         augment_on: str = "auto",
-        output_dir: str | os.PathLike[str] | None = None,
+        split_manifest: str | os.PathLike[str] | None = None,
     ) -> None:
+        """Every keyword's default is the one ``conf/dataset_base.yaml`` (and, for
+        ``test_fraction``, ``conf/dataset/image_folder.yaml``) gives: a test checks they agree.
+        ``input_size``, ``mean`` and ``std`` come from the model; ``split_manifest`` is the
+        saved split a resumed run reuses instead of drawing one."""
         super().__init__()
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"dataset.batch_size must be a positive integer, got {batch_size!r}.")
@@ -180,11 +136,12 @@ class ImageFolderDataModule(L.LightningDataModule):
             ("protocol", protocol, PROTOCOLS),
             ("preprocess", preprocess, PREPROCESSING),
             ("augment_on", augment_on, AUGMENT_ON),
+            ("cache", cache, CACHE_CHOICES),
         ):
-            if value not in choices:
+            if not any(value == c and type(value) is type(c) for c in choices):
                 raise ValueError(f"dataset.{key} must be one of {list(choices)}, got {value!r}.")
         self.root = Path(root).expanduser()
-        self.name = name
+        self.name: str = name
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         # None: chosen from the cores when the loaders are made (see `workers`)
@@ -194,13 +151,16 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.seed = seed
         self.input_size = input_size
         self.mean, self.std = tuple(mean), tuple(std)
-        self.augment = {"scale": tuple(scale), "hflip": hflip, "brightness": brightness}
+        # the training augmentation (preprocess=augment)
+        self.scale = (float(scale[0]), float(scale[1]))
+        self.hflip = hflip
+        self.brightness = brightness
         self.classes = list(classes) if classes else None
         self.kaggle_handle = kaggle_handle
         self.download = download
+        # Write generated stand-ins of the paper's datasets where root is missing (smoke study).
+        self.stand_in = stand_in
         self.bad_images = bad_images
-        if cache not in (True, False, "auto"):
-            raise ValueError(f"dataset.cache must be true, false or auto, got {cache!r}.")
         self.cache = cache
         self.cache_budget_mb = cache_budget_mb
         self.balance = balance
@@ -209,13 +169,17 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.augment_on = augment_on
         # Set by setup() when training batches are augmented on the device (uint8 canvases).
         self.device_augment: DeviceAugment | None = None
-        self.output_dir = Path(output_dir) if output_dir is not None else None
+        # A resumed run's saved split (split_manifest.json): reused, never drawn again.
+        self.split_manifest = Path(split_manifest) if split_manifest is not None else None
+        # The training loader, and where a resumed run's loader continues (state_dict).
+        self._train_loader: ResumableLoader | None = None
+        self._train_position: dict[str, Any] | None = None
         self.layout: Layout | None = None
         self.skipped_images: dict[Path, str] = {}
         # (width, height) of every readable image, from the decode check
         self.image_sizes: dict[Path, tuple[int, int]] = {}
         self._splits: dict[str, ClassFiles] | None = None
-        self.datasets: dict[str, Dataset] = {}
+        self.datasets: dict[str, ImageListDataset | InMemoryImageDataset] = {}
 
     # ----------------------------------------------------------------- hooks for subclasses
     def choose_layout(self, layouts: list[Layout]) -> Layout:
@@ -235,6 +199,8 @@ class ImageFolderDataModule(L.LightningDataModule):
     # ----------------------------------------------------------------- layout
     def locate(self) -> Layout:
         """Find (or download, with ``download=true``) the dataset and detect its layout."""
+        if not self.root.is_dir() and self.stand_in:
+            write_stand_in(self.name, self.root)
         if not self.root.is_dir():
             if not self.download:
                 raise FileNotFoundError(
@@ -251,124 +217,41 @@ class ImageFolderDataModule(L.LightningDataModule):
         return layout
 
     def _scan(self) -> dict[str, ClassFiles]:
-        self.layout = self.locate()
-        if self.layout.flat:
-            splits = {"train": scan_class_folders(self.layout.root)}
+        self.layout = layout = self.locate()
+        if layout.flat:
+            splits = {"train": scan_class_folders(layout.root)}
         else:
-            splits = {split: scan_class_folders(d) for split, d in self.layout.splits.items()}
-            splits = self._apply_protocol(splits)
+            splits = {split: scan_class_folders(d) for split, d in layout.splits.items()}
+            splits = apply_protocol(splits, layout, self.protocol, self.val_fraction)
         if self.classes is not None:
-            splits = self._select_classes(splits)
-        splits = self._drop_bad_images(splits)
-        self._check_classes(splits)
-        if self.layout.flat and self.test_fraction > 0:
+            splits = select_classes(splits, self.classes, self._where("train"))
+        splits, self.skipped_images, self.image_sizes = drop_bad_images(
+            splits, self.bad_images, self.root
+        )
+        check_classes(splits, {s: self._where(s) for s in splits}, self.expected_layout)
+        if layout.flat and self.test_fraction > 0:
             splits["train"], splits["test"] = stratified_split(
                 splits["train"], self.test_fraction, self.seed
             )
         if "val" not in splits:
-            # The split moves at least one image of a class with two; with one there is
-            # nothing to validate on, which would show up only as a val/acc of 0.
-            too_few = sorted(name for name, files in splits["train"].items() if len(files) < 2)
-            if too_few:
-                raise ValueError(
-                    f"Classes {too_few} have fewer than 2 images in '{self._where('train')}': "
-                    "one is needed for training and one for validation "
-                    "(dataset.val_fraction). Add images, add a `val/` folder, or leave those "
-                    "classes out with `dataset.classes=[...]`."
+            splits = carve_validation(splits, self.val_fraction, self.seed, self._where("train"))
+        if self.split_manifest is not None:
+            manifest = read_manifest(self.split_manifest)
+            splits, added = reuse_split(manifest, self.split_manifest, self.root, splits)
+            if added:
+                log.warning(
+                    "%d image(s) in '%s' are new since this run started (e.g. '%s'); the "
+                    "resumed run keeps its saved split (%s) and does not use them.",
+                    len(added),
+                    self.root,
+                    added[0],
+                    self.split_manifest,
                 )
-            splits["train"], splits["val"] = stratified_split(
-                splits["train"], self.val_fraction, self.seed
-            )
         return {split: splits[split] for split in SPLITS if split in splits}
-
-    def _apply_protocol(self, splits: dict[str, ClassFiles]) -> dict[str, ClassFiles]:
-        """``protocol=paper``: the validation folder becomes the test split (validation is
-        then carved from the training folder); ``kaggle`` keeps the folders' own roles."""
-        if self.protocol != "paper" or "val" not in splits:
-            return splits
-        if "test" in splits:
-            assert self.layout is not None
-            log.warning(
-                "dataset.protocol=paper: '%s' has a test folder, so its validation folder '%s' "
-                "is not used; validation is a seeded %.0f%% of the training folder.",
-                self.root,
-                self.layout.splits["val"],
-                100 * self.val_fraction,
-            )
-            return {"train": splits["train"], "test": splits["test"]}
-        return {"train": splits["train"], "test": splits["val"]}
 
     def _where(self, split: str) -> Path:
         assert self.layout is not None
-        if self.protocol == "paper" and split == "test" and "test" not in self.layout.splits:
-            return self.layout.splits.get("val", self.layout.root)
-        if self.protocol == "paper" and split == "val":
-            return self.layout.splits.get("train", self.layout.root)
-        return self.layout.splits.get(split, self.layout.root)
-
-    def _select_classes(self, splits: dict[str, ClassFiles]) -> dict[str, ClassFiles]:
-        """Keep only ``dataset.classes``, in the order given there."""
-        assert self.classes is not None
-        unknown = sorted(set(self.classes) - set(splits["train"]))
-        if unknown:
-            raise ValueError(
-                f"dataset.classes names {unknown}, which are not class folders of "
-                f"'{self._where('train')}'. Available: {sorted(splits['train'])}."
-            )
-        return {
-            split: {name: files[name] for name in self.classes if name in files}
-            for split, files in splits.items()
-        }
-
-    def _drop_bad_images(self, splits: dict[str, ClassFiles]) -> dict[str, ClassFiles]:
-        """Decode-check every file; skip the unreadable ones or stop, as ``bad_images`` says."""
-        paths = [path for files in splits.values() for names in files.values() for path in names]
-        infos: dict[Path, ImageInfo] = inspect_images(paths, default_cache_dir())
-        bad = {path: info.error or "" for path, info in infos.items() if not info.ok}
-        if bad and self.bad_images == "error":
-            first = list(bad.items())[:_MAX_LISTED]
-            listed = "\n".join(f"  {path}: {error}" for path, error in first)
-            more = f"\n  ... and {len(bad) - _MAX_LISTED} more" if len(bad) > _MAX_LISTED else ""
-            raise ValueError(
-                f"{len(bad)} unreadable image(s) in '{self.root}':\n{listed}{more}\n"
-                "Delete or replace them, or set `dataset.bad_images=skip` to train without them."
-            )
-        for path, error in bad.items():
-            log.warning("Skipping unreadable image '%s' (%s).", path, error)
-        self.skipped_images = bad
-        self.image_sizes = {path: (info.width, info.height) for path, info in infos.items()}
-        return {
-            split: {name: [p for p in names if p not in bad] for name, names in files.items()}
-            for split, files in splits.items()
-        }
-
-    def _check_classes(self, splits: dict[str, ClassFiles]) -> None:
-        """Every class needs train and val images; the test split may lack some (a warning)."""
-        train = splits["train"]
-        if len(train) < 2:
-            raise ValueError(
-                f"'{self._where('train')}' has {len(train)} class folder(s) {list(train)}; need "
-                f"at least 2. Expected layout: {self.expected_layout}."
-            )
-        for split, files in splits.items():
-            empty = [name for name, names in files.items() if not names]
-            unknown = sorted(set(files) - set(train))
-            missing = sorted(set(train) - set(files))
-            if unknown:
-                raise ValueError(
-                    f"Classes in '{self._where(split)}' that are not in '{self._where('train')}': "
-                    f"{unknown}. Every class needs training images; remove or rename those "
-                    "folders, or pick classes with `dataset.classes=[...]`."
-                )
-            problem = f"without images in '{self._where(split)}'"
-            if split == "test":
-                if empty or missing:
-                    log.warning("Classes %s: %s.", problem, sorted(empty + missing))
-            elif empty or missing:
-                raise ValueError(
-                    f"Classes {problem}: {sorted(empty + missing)}. Add images, remove the "
-                    "class from every split, or pick classes with `dataset.classes=[...]`."
-                )
+        return split_source(self.layout, self.protocol, split)
 
     @property
     def splits(self) -> dict[str, ClassFiles]:
@@ -406,55 +289,30 @@ class ImageFolderDataModule(L.LightningDataModule):
         """Inverse-frequency loss weights (mean 1 over classes) when ``balance=weights``."""
         if self.balance != "weights":
             return None
-        counts = self.class_counts("train")
-        total = sum(counts)
-        return [total / (len(counts) * count) for count in counts]
+        return inverse_frequency_weights(self.class_counts("train"))
 
-    # ----------------------------------------------------------------- manifest
-    def manifest(self) -> dict[str, object]:
-        """The exact file lists of every split, relative to ``root``, and what was skipped."""
+    # ----------------------------------------------------------------- what a run records
+    def manifest(self) -> dict[str, Any]:
+        """``split_manifest.json``: the exact file lists of every split, relative to ``root``,
+        and what was skipped."""
         splits = self.splits  # scans (and so detects the layout) on first use
         assert self.layout is not None
-        folders = self.layout.splits or {"all": self.layout.root}
-        layout = {split: str(path.relative_to(self.root)) for split, path in folders.items()}
-        return {
-            "root": str(self.root.resolve()),
-            "seed": self.seed,
-            "val_fraction": self.val_fraction,
-            "test_fraction": self.test_fraction if self.layout.flat else None,
-            "layout": layout,
-            # which folder each split was taken from, under dataset.protocol
-            "protocol": self.protocol,
-            "split_sources": {
-                split: str(self._where(split).relative_to(self.root)) for split in splits
-            },
-            "preprocess": self.preprocess,
-            "classes": self.class_keys,
-            "splits": {
-                split: [
-                    [str(path.relative_to(self.root)), label] for path, label in self.samples(split)
-                ]
-                for split in splits
-            },
-            "skipped_images": {
-                str(path.relative_to(self.root)): error
-                for path, error in self.skipped_images.items()
-            },
-        }
-
-    def write_manifest(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "split_manifest.json").write_text(json.dumps(self.manifest(), indent=1))
-        class_indices = {key: i for i, key in enumerate(self.class_keys)}
-        # The index -> name map first, in the car-colour recipe's shape ({"0": "black", ...}),
-        # so its scripts and `predict classes=` read this file as they read the recipe's.
-        index_to_name = {str(i): name for i, name in enumerate(self.class_names)}
-        (directory / "class_indices.json").write_text(
-            json.dumps(
-                {**index_to_name, "class_to_idx": class_indices, "names": self.class_names},
-                indent=1,
-            )
+        return build_manifest(
+            root=self.root,
+            layout=self.layout,
+            protocol=self.protocol,
+            preprocess=self.preprocess,
+            seed=self.seed,
+            val_fraction=self.val_fraction,
+            test_fraction=self.test_fraction if self.layout.flat else None,
+            class_keys=self.class_keys,
+            samples={split: self.samples(split) for split in splits},
+            skipped=self.skipped_images,
         )
+
+    def class_indices(self) -> dict[str, Any]:
+        """``class_indices.json``: label index -> name, class folder -> index, names."""
+        return class_indices(self.class_keys, self.class_names)
 
     # ----------------------------------------------------------------- Lightning hooks
     def setup(self, stage: str | None = None) -> None:
@@ -465,10 +323,20 @@ class ImageFolderDataModule(L.LightningDataModule):
         if self.preprocess == "paper":
             train_tf = eval_tf  # no augmentation: the paper's resize for every split
         else:
-            train_tf = TrainTransform(self.input_size, self.mean, self.std, **self.augment)
+            train_tf = TrainTransform(
+                self.input_size,
+                self.mean,
+                self.std,
+                scale=self.scale,
+                hflip=self.hflip,
+                brightness=self.brightness,
+            )
         present = [split for split in SPLITS if split in self.splits]
         sides = {split: self.cache_short_side(split) for split in present}
-        if self._augments_on_device():
+        trainer = self.trainer  # None unless a Trainer uses this DataModule
+        device = trainer.strategy.root_device.type if trainer is not None else None
+        if augments_on_device(self.augment_on, self.preprocess, device):
+            assert isinstance(train_tf, TrainTransform)  # preprocess=augment, or it is off
             side = canvas_side(
                 sides["train"], [self.image_sizes[path] for path, _ in self.samples("train")]
             )
@@ -491,32 +359,8 @@ class ImageFolderDataModule(L.LightningDataModule):
                 self.datasets[split] = InMemoryImageDataset(self.samples(split), images, tf)
             else:
                 self.datasets[split] = ImageListDataset(self.samples(split), tf)
-        if self.output_dir is not None:
-            self.write_manifest(self.output_dir)
         sizes = ", ".join(f"{split} {len(ds)}" for split, ds in self.datasets.items())
         log.info("Dataset '%s': %d classes; %s images.", self.name, self.num_classes, sizes)
-
-    def _augments_on_device(self) -> bool:
-        """``augment_on``: ``auto`` is the device when the attached trainer runs on a GPU.
-
-        Only ``preprocess=augment`` has augmentation to move; evaluation batches are always
-        prepared in the workers (the test report, the speed measurement and the W&B
-        predictions read them as they are).
-        """
-        if self.preprocess != "augment":
-            if self.augment_on == "device":
-                log.warning(
-                    "dataset.augment_on=device has no effect with dataset.preprocess=%s: there "
-                    "is no training augmentation to move; images are prepared in the workers.",
-                    self.preprocess,
-                )
-            return False
-        if self.augment_on == "cpu":
-            return False
-        if self.augment_on == "device":
-            return True
-        trainer = self.trainer  # None unless a Trainer uses this DataModule
-        return trainer is not None and trainer.strategy.root_device.type == "cuda"
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Training batches of ``(canvas, box)`` pairs become augmented, normalised images
@@ -527,71 +371,37 @@ class ImageFolderDataModule(L.LightningDataModule):
         return images, targets
 
     def cache_short_side(self, split: str) -> int:
-        """The short side a split's images are kept at in the RAM cache (never enlarged).
-
-        Evaluation images at the eval resize, which is all evaluation reads. Training images
-        large enough that the smallest random crop (``scale[0]`` of the area) still spans
-        ``input_size`` pixels: a crop of a quarter of the area from an image kept at the eval
-        resize was a patch half the input size, upsampled, so training saw blurrier images than
-        a loader reading the files, and accuracy paid for it on real photos (the accuracy
-        benchmark in benchmarks/accuracy.py).
-        """
-        if self.preprocess == "paper":
-            return self.input_size
-        eval_side = round(self.input_size / EVAL_CROP_RATIO)
-        if split != "train":
-            return eval_side
-        return max(eval_side, math.ceil(self.input_size / math.sqrt(self.augment["scale"][0])))
+        """The short side ``split``'s images are kept at in the RAM cache (never enlarged)."""
+        return cache_short_side(split, self.input_size, self.preprocess, self.scale[0])
 
     def _use_ram_cache(self, sides: dict[str, int]) -> bool:
         """``cache=auto``: on when the decoded images fit ``cache_budget_mb``.
 
         Every image counts at the size the decode check recorded, shrunk (never enlarged) to
-        its split's :meth:`cache_short_side`; so a folder of small photos trained at a large
-        input size is cached as the small photos it holds (a 4:3 image at the full side, the
-        assumption before sizes were known, overstated 100-px photos at 224 px elevenfold).
-        Off, every epoch decodes the files again: slower, the same pixels. On the 2-core CPU
-        here the cache makes the demo's input pipeline keep up with training
-        (benchmarks/pipeline.py).
+        its split's cache side; so a folder of small photos trained at a large input size is
+        cached as the small photos it holds. Off, every epoch decodes the files again: slower,
+        the same pixels.
         """
         if self.cache != "auto":
             return bool(self.cache)
-        estimate_mb = (
-            sum(
-                self._cached_bytes(path, side)
-                for split, side in sides.items()
-                for path, _ in self.samples(split)
-            )
-            / 2**20
-        )
+        counted = [
+            cached_bytes(self.image_sizes.get(path), side)
+            for split, side in sides.items()
+            for path, _ in self.samples(split)
+        ]
+        estimate_mb = sum(counted) / 2**20
         use = estimate_mb <= self.cache_budget_mb
         log.info(
             "RAM cache %s: %d images need about %.0f MiB (dataset.cache_budget_mb=%g).",
             "on" if use else "off",
-            sum(len(self.samples(split)) for split in sides),
+            len(counted),
             estimate_mb,
             self.cache_budget_mb,
         )
         return use
 
-    def _cached_bytes(self, path: Path, short_side: int) -> int:
-        """Bytes the RAM cache holds for ``path`` kept at ``short_side`` (never enlarged); a
-        4:3 image at that side if the decode check recorded no size."""
-        width, height = self.image_sizes.get(path, (0, 0))
-        if not width or not height:
-            width, height = round(short_side * 4 / 3), short_side
-        factor = min(1.0, short_side / min(width, height))
-        return 3 * round(width * factor) * round(height * factor)
-
     def has_split(self, split: str) -> bool:
         return bool(self.samples(split))
-
-    def _balanced_sampler(self) -> WeightedRandomSampler:
-        """Draw every class equally often in expectation (with replacement), seeded."""
-        counts = self.class_counts("train")
-        weights = [1.0 / counts[label] for _, label in self.samples("train")]
-        generator = torch.Generator().manual_seed(self.seed)
-        return WeightedRandomSampler(weights, len(weights), replacement=True, generator=generator)
 
     @property
     def workers(self) -> int:
@@ -602,10 +412,35 @@ class ImageFolderDataModule(L.LightningDataModule):
         trainer = self.trainer
         return default_num_workers(trainer.num_devices if trainer is not None else 1)
 
+    def _trained_batches(self) -> int:
+        """Batches of the current, unfinished epoch the attached trainer has trained on (0
+        without one, or once the epoch is over: the next one starts afresh)."""
+        trainer = self.trainer
+        if trainer is None:
+            return 0
+        current = trainer.fit_loop.epoch_loop.batch_progress.current
+        trained = current.processed  # type: ignore[attr-defined]  # a _ProcessedTracker
+        return trained if trained < trainer.num_training_batches else 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint: how far into its epoch the training loader is."""
+        if self._train_loader is None:
+            return {}
+        return {"train_loader": self._train_loader.position()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restored before the training loader is iterated: it resumes inside its epoch."""
+        self._train_position = state_dict.get("train_loader")
+
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        sampler = self._balanced_sampler() if shuffle and self.balance == "sampler" else None
+        sampler = None
+        if shuffle and self.balance == "sampler":
+            labels = [label for _, label in self.samples(split)]
+            sampler = balanced_sampler(labels, self.class_counts(split), self.seed)
         workers = self.workers
-        return DataLoader(
+        # Training continues exactly from a checkpoint written inside an epoch.
+        loader_class = partial(ResumableLoader, trained_batches=self._trained_batches)
+        loader = (loader_class if shuffle else DataLoader)(
             self.datasets[split],
             batch_size=self.batch_size if split == "train" else self.eval_batch_size,
             shuffle=shuffle and sampler is None,
@@ -615,6 +450,12 @@ class ImageFolderDataModule(L.LightningDataModule):
             pin_memory=torch.cuda.is_available(),
             drop_last=shuffle and len(self.datasets[split]) > self.batch_size,
         )
+        if isinstance(loader, ResumableLoader):
+            if self._train_position is not None:
+                loader.resume_from(self._train_position)
+                self._train_position = None
+            self._train_loader = loader
+        return loader
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

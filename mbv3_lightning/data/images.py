@@ -7,7 +7,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from PIL import Image, ImageOps
@@ -44,7 +44,7 @@ def is_image_file(path: Path) -> bool:
 
     A name that is not valid UTF-8 (copied from an old file system) reaches Python as
     surrogate escapes that no log, CSV or JSON can encode; it is skipped with a warning here,
-    where every scan (training, predict, data.check, export) lists its files.
+    where every scan (training, predict, check, export) lists its files.
     """
     if path.suffix.lower() not in IMAGE_EXTENSIONS:
         return False
@@ -58,15 +58,42 @@ def is_image_file(path: Path) -> bool:
     return True
 
 
-def load_rgb(path: str | Path) -> Image.Image:
-    """Open an image as 8-bit RGB, upright.
+class UnreadableImageError(OSError):
+    """An image file could not be read; the message names it and says why (one argument, so
+    a DataLoader worker can re-raise it in the training process)."""
+
+    @classmethod
+    def of(cls, path: object, cause: BaseException, hint: str = "") -> UnreadableImageError:
+        reason = f"{type(cause).__name__}: {cause}"
+        return cls(f"Cannot read image '{path}' ({reason}).{' ' + hint if hint else ''}")
+
+
+# A training image that fails to load passed the decode check of the dataset scan.
+CHANGED_SINCE_SCAN = (
+    "It was readable when the dataset was scanned, so it changed since: restore or remove it "
+    "and run again (a run with a last.ckpt resumes from it)."
+)
+
+
+def load_rgb(path: str | Path | IO[bytes]) -> Image.Image:
+    """Open an image as 8-bit RGB, upright; an :class:`UnreadableImageError` naming the file if
+    it cannot be read.
 
     Respects EXIF orientation (phone photos), and flattens transparency onto white rather
     than letting ``convert("RGB")`` expose whatever colour hides under transparent pixels.
     Greyscale, CMYK and palette images become RGB.
     """
-    with Image.open(path) as img:
-        img = ImageOps.exif_transpose(img)
+    try:
+        return _load_rgb(path)
+    except UnreadableImageError:
+        raise
+    except UNREADABLE_IMAGE_ERRORS as error:
+        raise UnreadableImageError.of(path, error) from error
+
+
+def _load_rgb(path: str | Path | IO[bytes]) -> Image.Image:
+    with Image.open(path) as opened:
+        img: Image.Image = ImageOps.exif_transpose(opened)
         if img.mode == "P" and "transparency" in img.info:
             img = img.convert("RGBA")
         if img.mode in ("RGBA", "LA", "PA"):
@@ -97,7 +124,7 @@ def decode_rgb(path: str | Path) -> torch.Tensor:
                 return decode_jpeg(data, mode=ImageReadMode.RGB, apply_exif_orientation=True)
         except RuntimeError:
             pass  # e.g. arithmetic coding or a 12-bit JPEG: PIL reads more variants
-    return TF.pil_to_tensor(load_rgb(path))
+    return TF.pil_to_tensor(_load_rgb(path))
 
 
 @dataclass(frozen=True)
@@ -139,7 +166,7 @@ class ImageListDataset(Dataset):
     """``(path, label)`` pairs read with :func:`decode_rgb` and passed through ``transform``."""
 
     def __init__(
-        self, samples: Sequence[tuple[Path, int]], transform: Callable[[Image.Image], Any]
+        self, samples: Sequence[tuple[Path, int]], transform: Callable[[torch.Tensor], Any]
     ) -> None:
         self.samples = list(samples)
         self.transform = transform
@@ -149,4 +176,8 @@ class ImageListDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
         path, label = self.samples[index]
-        return self.transform(decode_rgb(path)), label
+        try:
+            image = decode_rgb(path)
+        except UNREADABLE_IMAGE_ERRORS as error:
+            raise UnreadableImageError.of(path, error, CHANGED_SINCE_SCAN) from error
+        return self.transform(image), label

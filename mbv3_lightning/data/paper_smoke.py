@@ -1,8 +1,8 @@
-"""`python -m mbv3_lightning.data.paper_smoke [OUT_DIR]`: small copies of the paper's three
-datasets in their real Kaggle layouts, for `experiment=paper_mbv3_smoke`.
+"""Small stand-ins of the paper's three datasets in their real Kaggle layouts, written where
+``experiment=paper_mbv3_smoke`` looks for them (``dataset.stand_in=true``) when they are missing.
 
 The MobileNetV3 image-classification paper's datasets are Kaggle downloads of hundreds of
-megabytes; this writes stand-ins that the same DataModules read the same way:
+megabytes; these stand-ins are read by the same DataModules the same way:
 
 - ``fruits360/fruits-360/Training/<class>/`` and ``Test/<class>/``: a subset of the bundled
   Fruits-360 photos (``data/fruits360-mini``), re-laid as in the Kaggle archive;
@@ -13,13 +13,10 @@ megabytes; this writes stand-ins that the same DataModules read the same way:
 
 Monkey and bird images are generated JPEG files (a class-specific colour and shape on
 noise, 4:3 like photos), so the runs can learn something and every figure has data.
-``OUT_DIR`` defaults to ``$MBV3_DATA_DIR/paper_smoke`` (``data/paper_smoke``), where the
-study looks. Existing files are replaced; nothing else is touched.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import shutil
@@ -52,11 +49,6 @@ BIRDS = (
     "puffin", "toucan",
 )  # fmt: skip
 DEFAULTS = {"fruits_train": 12, "fruits_test": 5, "monkeys_train": 12, "monkeys_val": 4}
-
-
-def default_out_dir() -> Path:
-    """``$MBV3_DATA_DIR/paper_smoke``, else ``data/paper_smoke``: where the study looks."""
-    return Path(os.environ.get("MBV3_DATA_DIR", "data")) / "paper_smoke"
 
 
 def synthetic_photo(path: Path, class_index: int, n_classes: int, seed: int) -> None:
@@ -126,32 +118,35 @@ def write_birds(out: Path) -> int:
     return count
 
 
-def write_all(out_dir: Path, **sizes: int) -> dict[str, int]:
-    """Every dataset under ``out_dir``; returns the image count per dataset."""
-    sizes = {**DEFAULTS, **sizes}
-    written = {}
-    for name, write in (
-        ("fruits360", lambda d: write_fruits(d, sizes["fruits_train"], sizes["fruits_test"])),
-        ("monkeys10", lambda d: write_monkeys(d, sizes["monkeys_train"], sizes["monkeys_val"])),
-        ("birds", write_birds),
-    ):
-        target = out_dir / name
-        if target.exists():
-            shutil.rmtree(target)  # a copy of other sizes would mix with this one
-        written[name] = write(target)
-    return written
+WRITERS = {
+    "fruits360": lambda out: write_fruits(out, DEFAULTS["fruits_train"], DEFAULTS["fruits_test"]),
+    "monkeys10": lambda out: write_monkeys(out, DEFAULTS["monkeys_train"], DEFAULTS["monkeys_val"]),
+    "birds": write_birds,
+}
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out_dir", nargs="?", type=Path, default=None)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    out_dir = args.out_dir or default_out_dir()
-    counts = write_all(out_dir)
-    for name, count in counts.items():
-        log.info("%s: %d images in %s", name, count, out_dir / name)
-
-
-if __name__ == "__main__":
-    main()
+def write_stand_in(name: str, root: Path) -> int:
+    """The stand-in of dataset ``name`` at ``root`` (which must not exist yet); the number of
+    images. Written under a temporary name beside ``root`` and renamed into place, so parallel
+    sweep cells never read a half-written copy: one of them wins, the others use its copy."""
+    if name not in WRITERS:
+        raise ValueError(
+            f"No stand-in data for dataset '{name}'; there are stand-ins for {', '.join(WRITERS)}."
+        )
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = root.with_name(f".tmp-{os.getpid()}-{root.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        count = WRITERS[name](tmp)
+        try:
+            tmp.rename(root)
+        except OSError:
+            if not root.is_dir():
+                raise
+            log.info("Another job wrote the stand-in '%s' first; using it.", root)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.warning(
+        "Wrote the %s stand-in (%d generated or bundled images) in '%s'.", name, count, root
+    )
+    return count

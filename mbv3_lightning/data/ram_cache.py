@@ -9,6 +9,7 @@ run per item, so augmentation stays random.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -20,9 +21,46 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
-from mbv3_lightning.data.images import decode_rgb
+from mbv3_lightning.data.images import (
+    CHANGED_SINCE_SCAN,
+    UNREADABLE_IMAGE_ERRORS,
+    UnreadableImageError,
+    decode_rgb,
+)
+from mbv3_lightning.data.transforms import EVAL_CROP_RATIO
 
 log = logging.getLogger(__name__)
+
+# dataset.cache: auto (on when the decoded images fit cache_budget_mb) | true | false
+CACHE_CHOICES = ("auto", True, False)
+
+
+def cache_short_side(split: str, input_size: int, preprocess: str, min_crop_scale: float) -> int:
+    """The short side a split's images are kept at in the RAM cache (never enlarged).
+
+    Evaluation images at the eval resize, which is all evaluation reads. Training images large
+    enough that the smallest random crop (``min_crop_scale`` of the area) still spans
+    ``input_size`` pixels: a crop of a quarter of the area from an image kept at the eval
+    resize was a patch half the input size, upsampled, so training saw blurrier images than a
+    loader reading the files, and accuracy paid for it on real photos
+    (benchmarks/accuracy.py).
+    """
+    if preprocess == "paper":
+        return input_size
+    eval_side = round(input_size / EVAL_CROP_RATIO)
+    if split != "train":
+        return eval_side
+    return max(eval_side, math.ceil(input_size / math.sqrt(min_crop_scale)))
+
+
+def cached_bytes(size: tuple[int, int] | None, short_side: int) -> int:
+    """Bytes the RAM cache holds for an image of ``size`` (width, height) kept at
+    ``short_side`` (never enlarged); a 4:3 image at that side if its size is unknown."""
+    width, height = size or (0, 0)
+    if not width or not height:
+        width, height = round(short_side * 4 / 3), short_side
+    factor = min(1.0, short_side / min(width, height))
+    return 3 * round(width * factor) * round(height * factor)
 
 
 def decode_resized(path: Path, short_side: int) -> torch.Tensor:
@@ -32,7 +70,10 @@ def decode_resized(path: Path, short_side: int) -> torch.Tensor:
     view: torch's uint8 resize kernels are vectorised for that layout, and the training crop
     measured 10% faster on it than on a planar copy.
     """
-    image = decode_rgb(path)
+    try:
+        image = decode_rgb(path)
+    except UNREADABLE_IMAGE_ERRORS as error:
+        raise UnreadableImageError.of(path, error, CHANGED_SINCE_SCAN) from error
     if min(image.shape[-2:]) > short_side:
         image = TF.resize(image, short_side, antialias=True)  # keeps the interleaved layout
     return image

@@ -18,6 +18,10 @@ from torchvision.transforms.v2 import functional as TF
 # Eval resizes the short side to input_size / 0.875 and centre-crops, the ImageNet convention
 # (224 -> 256); torchvision's weights use the same ratio.
 EVAL_CROP_RATIO = 0.875
+# dataset.preprocess: augment = RandomResizedCrop + flip for training, resize + centre crop for
+# evaluation; paper = every image resized to the square input size and normalised, nothing else
+# (the MobileNetV3 image-classification paper, III.A).
+PREPROCESSING = ("augment", "paper")
 
 
 class Normalize:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from mbv3_lightning.deploy.extras import require
 from mbv3_lightning.deploy.predictor import ModelInfo
+from mbv3_lightning.extras import require_extra
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ MINIMUM_TARGET = "iOS17"
 
 def write_mlpackage(net: torch.nn.Module, info: ModelInfo, path: Path) -> None:
     """Convert the network (input ``images``, ``(1, 3, S, S)`` float) and save it at ``path``."""
-    require("coremltools", "format=coreml")
+    require_extra("mobile", "format=coreml", ("coremltools",))
     import coremltools as ct
 
     example = torch.zeros(1, 3, info.input_size, info.input_size)

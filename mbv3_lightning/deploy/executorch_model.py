@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from mbv3_lightning.deploy.extras import require
 from mbv3_lightning.deploy.predictor import ModelInfo, Predictor
+from mbv3_lightning.extras import require_extra
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def _lower(program: torch.export.ExportedProgram) -> bytes:
 
 def program_bytes(net: torch.nn.Module, info: ModelInfo) -> bytes:
     """The fp32 network as a ``.pte`` program whose ``forward`` takes ``(1, 3, S, S)``."""
-    require("executorch", "format=executorch")
+    require_extra("mobile", "format=executorch", ("executorch",))
     with torch.no_grad():
         return _lower(torch.export.export(net.eval(), _example(info)))
 
@@ -51,7 +51,7 @@ def int8_program_bytes(
 ) -> bytes:
     """The network quantised to int8 (PT2E, XNNPACK quantizer), calibrated on ``calibration``
     (preprocessed ``(3, S, S)`` images), as a ``.pte`` program."""
-    require("executorch", "format=executorch quantize=int8")
+    require_extra("mobile", "format=executorch quantize=int8", ("executorch",))
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
@@ -88,7 +88,7 @@ class ExecuTorchPredictor(Predictor):
     runtime = RUNTIME
 
     def __init__(self, model: bytes | Path, info: ModelInfo, source: Path) -> None:
-        require("executorch", f"Running '{source.name}'")
+        require_extra("mobile", f"Running '{source.name}'", ("executorch",))
         from executorch.runtime import Runtime
 
         super().__init__(info, source)

@@ -79,7 +79,7 @@ def onnx_bytes(net: torch.nn.Module, info: ModelInfo, opset: int) -> bytes:
         torch.onnx.export(
             net,
             (example,),
-            buffer,
+            buffer,  # type: ignore[arg-type]  # a file object works as well as a path
             dynamo=False,
             opset_version=opset,
             input_names=[INPUT_NAME],

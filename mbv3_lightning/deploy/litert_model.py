@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from mbv3_lightning.deploy.extras import require
 from mbv3_lightning.deploy.predictor import ModelInfo, Predictor
+from mbv3_lightning.extras import require_extra
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +26,7 @@ RUNTIME = "LiteRT"
 
 def tflite_bytes(net: torch.nn.Module, info: ModelInfo) -> bytes:
     """The fp32 network as a ``.tflite`` model whose input is ``(1, 3, S, S)``."""
-    require("litert_torch", "format=tflite")
-    require("ai_edge_litert", "format=tflite")
+    require_extra("tflite", "format=tflite")
     import litert_torch
 
     example = (torch.zeros(1, 3, info.input_size, info.input_size),)
@@ -51,7 +50,7 @@ class LiteRTPredictor(Predictor):
     def __init__(
         self, model: bytes | Path, info: ModelInfo, source: Path, threads: int | None = None
     ) -> None:
-        require("ai_edge_litert", f"Running '{source.name}'")
+        require_extra("tflite", f"Running '{source.name}'", ("ai_edge_litert",))
         from ai_edge_litert.interpreter import Interpreter
 
         super().__init__(info, source)

@@ -1,10 +1,11 @@
 """`mbv3 app ckpt_path=<ckpt|onnx|pt|pte|tflite> [port=8501] [top_k=5]`: a web page.
 
 Upload one or more images and see the top-k classes as a bar chart, with the model's name,
-classes and latency. Streamlit, as in the car-colour recipe: a page is one short script, uploads of
-several files and a cached model come built in, and it needs no front-end code.
+classes and latency. Streamlit, as in the car-colour MobileNetV3 recipe: a page is one short
+script, uploads of several files and a cached model come built in, and it needs no front-end
+code.
 
-``python -m mbv3_lightning.app`` (mbv3_lightning/cli/app.py) starts Streamlit on this file
+``mbv3 app`` (mbv3_lightning/cli/app.py) starts Streamlit on this file
 (offline: no usage statistics, no browser opened); Streamlit then runs it as the page script.
 Arguments are plain ``key=value`` pairs instead of a Hydra config: the page composes no
 model or dataset config, and Streamlit owns the process and its command line.
@@ -18,28 +19,27 @@ import time
 from pathlib import Path
 
 from mbv3_lightning.data.images import UNREADABLE_IMAGE_ERRORS
-from mbv3_lightning.deploy.extras import MissingExtraError
 from mbv3_lightning.deploy.predictor import Predictor, load_predictor, top_k
+from mbv3_lightning.extras import MissingExtraError
 
-DEFAULTS = {
-    "ckpt_path": None,
+DEFAULTS: dict[str, str] = {
+    "ckpt_path": "",
     "port": "8501",
     "address": "127.0.0.1",
     "top_k": "5",
-    # a plain state dict (the car-colour recipe's best.pth) also needs these two
+    # a plain state dict (the car-colour MobileNetV3 recipe's best.pth) also needs these two
     "classes": "",
     "arch": "",
     "input_size": "",
 }
 USAGE = (
-    "python -m mbv3_lightning.app ckpt_path=<ckpt|onnx|pt|pte|tflite> [port=8501] "
-    "[address=127.0.0.1] [top_k=5]; a state dict (best.pth) also needs "
-    "classes=<class_indices.json> arch=<architecture, e.g. mobilenet_v3_small> [input_size=224]"
+    "mbv3 app ckpt_path=<ckpt|onnx|pt|pte|tflite> [port=8501] [address=127.0.0.1] "
+    "[top_k=5]; a state dict (best.pth) also needs classes=<class_indices.json> "
+    "arch=<architecture, e.g. mobilenet_v3_small> [input_size=224]"
 )
 READABLE_FORMATS = "JPEG, PNG, BMP, GIF, WebP or TIFF"
 USAGE = (
-    "usage: python -m mbv3_lightning.app ckpt_path=<ckpt|onnx|pt|pte|tflite> [port=8501] "
-    "[address=127.0.0.1] [top_k=5]"
+    "usage: mbv3 app ckpt_path=<ckpt|onnx|pt|pte|tflite> [port=8501] [address=127.0.0.1] [top_k=5]"
 )
 # A few photos of the bundled demo set (see samples/README.md for their source and licence).
 SAMPLES_DIR = Path(__file__).with_name("samples")

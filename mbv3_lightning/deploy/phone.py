@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 
 from mbv3_lightning.deploy import executorch_model, litert_model
-from mbv3_lightning.deploy.extras import require
 from mbv3_lightning.deploy.predictor import ModelInfo, Predictor
 from mbv3_lightning.deploy.sidecar import read_sidecar
+from mbv3_lightning.extras import require_extra
 
 # format= value -> suffix of the file it writes (coreml: a folder, not runnable here).
 SUFFIXES = {
@@ -24,8 +24,11 @@ SUFFIXES = {
     "tflite": litert_model.SUFFIX,
     "coreml": ".mlpackage",
 }
-# Files this machine can run, by suffix, and the module that runs each.
-_RUNTIME_MODULES = {executorch_model.SUFFIX: "executorch", litert_model.SUFFIX: "ai_edge_litert"}
+# Files this machine can run, by suffix: the extra and the module of it that runs each.
+_RUNTIMES = {
+    executorch_model.SUFFIX: ("mobile", "executorch"),
+    litert_model.SUFFIX: ("tflite", "ai_edge_litert"),
+}
 
 
 def dense_copy(net: torch.nn.Module) -> torch.nn.Module:
@@ -73,5 +76,6 @@ def load_phone_predictor(path: Path) -> Predictor:
     """A ``.pte`` or ``.tflite`` export, with the metadata its sidecar carries."""
     suffix = path.suffix.lower()
     # The install line first: without the runtime nothing else about the file matters.
-    require(_RUNTIME_MODULES[suffix], f"Running '{path.name}'")
+    extra, module = _RUNTIMES[suffix]
+    require_extra(extra, f"Running '{path.name}'", (module,))
     return model_predictor(path, suffix, read_sidecar(path), path)

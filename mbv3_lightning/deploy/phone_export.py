@@ -18,21 +18,21 @@ import torch
 from omegaconf import DictConfig
 
 from mbv3_lightning.deploy import coreml_model, executorch_model
-from mbv3_lightning.deploy.extras import require
 from mbv3_lightning.deploy.phone import SUFFIXES, build_model, dense_copy, model_predictor
 from mbv3_lightning.deploy.predictor import ModelInfo, Predictor
 from mbv3_lightning.deploy.runtime_check import RuntimeReport, accuracy, benchmark, check_parity
 from mbv3_lightning.deploy.sidecar import write_sidecars
+from mbv3_lightning.extras import require_extra
 from mbv3_lightning.runs.manifest import Samples
 from mbv3_lightning.runs.run_dir import write_atomic
 
 log = logging.getLogger(__name__)
 
-# The modules each format needs to build and check its file.
+# The extra each format needs to build and check its file, and the modules of it used.
 _NEEDS = {
-    "executorch": ("executorch",),
-    "tflite": ("litert_torch", "ai_edge_litert"),
-    "coreml": ("coremltools",),
+    "executorch": ("mobile", ("executorch",)),
+    "tflite": ("tflite", ("litert_torch", "ai_edge_litert")),
+    "coreml": ("mobile", ("coremltools",)),
 }
 
 
@@ -53,8 +53,8 @@ class PhoneExport:
 def require_format(fmt: str, quantize: str | None = None) -> None:
     """Stop with the install line if the extra that builds ``fmt`` is missing."""
     task = f"format={fmt}" + (f" quantize={quantize}" if quantize else "")
-    for module in _NEEDS[fmt]:
-        require(module, task)
+    extra, modules = _NEEDS[fmt]
+    require_extra(extra, task, modules)
 
 
 def export_phone(

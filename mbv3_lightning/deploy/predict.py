@@ -1,4 +1,4 @@
-"""`python -m mbv3_lightning.predict ckpt_path=<ckpt|onnx|pt> inputs=<file|folder|glob> top_k=5`.
+"""`mbv3 predict ckpt_path=<ckpt|onnx|pt> inputs=<file|folder|glob> top_k=5`.
 
 Classifies images with a trained model: a table on stdout and ``predictions.csv`` in the
 run directory. Unreadable files are reported and skipped, never silently dropped.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import glob
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,7 +77,7 @@ def predict_paths(
     """Top-``k`` predictions for every path, in input order; unreadable files carry an error."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-    batches = _batches(paths, batch_size)
+    batches: Iterable[Sequence[Path]] = _batches(paths, batch_size)
     if show_progress:
         total = -(-len(paths) // batch_size)
         batches = track(batches, total=total, description="Predicting", transient=True)

@@ -1,5 +1,5 @@
 """One "predictor" for every model file: a Lightning checkpoint, an ONNX or a TorchScript export,
-or a plain state dict (the car-colour recipe's ``best.pth``) with a class file and the
+or a plain state dict (the car-colour MobileNetV3 recipe's ``best.pth``) with a class file and the
 architecture's name.
 
 predict, export and the web page all go through :func:`load_predictor`, so an image is
@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from mbv3_lightning.data.transforms import eval_transform
+from mbv3_lightning.extras import require_extra
 from mbv3_lightning.models.hparams import build_net, checked_hparams
 from mbv3_lightning.models.registry import get_spec
 from mbv3_lightning.models.safe_load import load_checkpoint
@@ -58,7 +59,7 @@ class ModelInfo:
         if missing:
             raise ValueError(
                 f"'{source}' lacks the metadata {', '.join(missing)}, so its classes and "
-                "preprocessing are unknown. Export it with `python -m mbv3_lightning.export`."
+                "preprocessing are unknown. Export it with `mbv3 export`."
             )
         present = [name for name in cls.__dataclass_fields__ if name in metadata]
         try:
@@ -170,6 +171,7 @@ class OnnxPredictor(Predictor):
     def __init__(
         self, model: str | Path | bytes, info: ModelInfo, source: Path, threads: int | None = None
     ) -> None:
+        require_extra("export", f"The ONNX model {source}")
         import onnxruntime as ort
 
         super().__init__(info, source)
@@ -231,6 +233,7 @@ def load_checkpoint_network(ckpt_path: Path) -> tuple[torch.nn.Module, ModelInfo
 
 def onnx_model_info(path: Path) -> ModelInfo:
     """The :class:`ModelInfo` stored in an ONNX file's ``metadata_props``."""
+    require_extra("export", f"The ONNX model {path}")
     import onnx
 
     try:
@@ -238,7 +241,7 @@ def onnx_model_info(path: Path) -> ModelInfo:
     except Exception as error:  # protobuf's DecodeError and friends name no file
         raise ValueError(
             f"'{path}' is not a readable ONNX model ({type(error).__name__}: {error}). Export "
-            "one with `python -m mbv3_lightning.export ckpt_path=<ckpt> format=onnx`."
+            "one with `mbv3 export ckpt_path=<ckpt> format=onnx`."
         ) from None
     return ModelInfo.from_metadata({p.key: p.value for p in model.metadata_props}, path)
 
@@ -259,7 +262,7 @@ def is_exported_file(path: str | Path) -> bool:
 
 
 def read_class_file(path: str | Path) -> list[str]:
-    """Class names in index order from a ``class_indices.json``: the car-colour recipe's
+    """Class names in index order from a ``class_indices.json``: the car-colour MobileNetV3 recipe's
     ``{"0": "black", "1": "blue", ...}``, or this project's file (which holds that map too,
     and ``names``)."""
     path = Path(path)

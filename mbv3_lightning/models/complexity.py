@@ -92,10 +92,12 @@ def layer_breakdown(net: nn.Module, input_size: int) -> dict[str, dict[str, floa
 
     def count(module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
         kind = layer_kind(module)
+        assert kind is not None  # hooks are only on the layers layer_kind selects
         if isinstance(module, nn.Conv2d):
             kernel_area = module.kernel_size[0] * module.kernel_size[1]
             macs = output.numel() * (module.in_channels // module.groups) * kernel_area
         else:
+            assert isinstance(module, nn.Linear)
             macs = output.numel() * module.in_features
         totals[kind]["macs"] += macs
         totals[kind]["params"] += sum(p.numel() for p in module.parameters(recurse=False))

@@ -1,10 +1,9 @@
 """Freezing: ``none``, everything but the ``classifier``, everything but its ``last_layer``, or
 N leading feature blocks.
 
-``classifier`` is the car-colour recipe's ``freeze_layers``: every Linear layer of the head
-trains (MobileNetV3-Small: both, 601,098 of 1,528,106 parameters at 10 classes);
-``last_layer`` trains only the final, replaced Linear. ``backbone`` is the old name of
-``last_layer`` and means the same.
+``classifier`` is the car-colour MobileNetV3 recipe's ``freeze_layers``: every Linear layer of
+the head trains (MobileNetV3-Small: both, 601,098 of 1,528,106 parameters at 10 classes);
+``last_layer`` trains only the final, replaced Linear.
 
 Frozen parameters stop receiving gradients; their BatchNorm layers must also stop updating
 running statistics, which :func:`hold_frozen_batchnorm` does after every ``train()`` call.
@@ -34,20 +33,19 @@ def _heads(net: nn.Module, spec: ModelSpec) -> list[nn.Module]:
     return present
 
 
-FREEZE_WORDS = ("none", "classifier", "last_layer", "backbone")
+FREEZE_WORDS = ("none", "classifier", "last_layer")
 FREEZE_CHOICES = (
     "none | classifier (train every Linear layer of the head) | last_layer (train only the "
-    "final Linear; old name: backbone) | a number of leading feature blocks (0, 1, 2, ...)"
+    "final Linear) | a number of leading feature blocks (0, 1, 2, ...)"
 )
 
 
 def parse_freeze(freeze: str | int | None) -> str | int:
-    """A freeze word or a number of blocks, from config (Hydra gives ints for digits);
-    ``backbone`` comes back as ``last_layer``."""
+    """A freeze word or a number of blocks, from config (Hydra gives ints for digits)."""
     if freeze is None:
         return "none"
     if isinstance(freeze, str) and freeze in FREEZE_WORDS:
-        return "last_layer" if freeze == "backbone" else freeze
+        return freeze
     if isinstance(freeze, int) and not isinstance(freeze, bool) and freeze >= 0:
         return freeze
     if isinstance(freeze, str) and freeze.isdigit():
@@ -81,21 +79,22 @@ def freeze(net: nn.Module, spec: ModelSpec, setting: str | int | None) -> int:
     replaced final Linear(s) (the paper's "last layer replaced", without fine-tuning); ``N``
     freezes the first N of the registry's feature blocks.
     """
-    setting = parse_freeze(setting)
-    if setting == "none":
+    parsed = parse_freeze(setting)
+    if parsed == "none":
         return 0
-    if setting in ("classifier", "last_layer"):
-        trained = classifier_layers(net, spec) if setting == "classifier" else _heads(net, spec)
+    if parsed in ("classifier", "last_layer"):
+        trained = classifier_layers(net, spec) if parsed == "classifier" else _heads(net, spec)
         keep = {id(p) for layer in trained for p in layer.parameters()}
         frozen = [p for p in net.parameters() if id(p) not in keep]
     else:
+        assert isinstance(parsed, int)  # parse_freeze gives a word or a count
         blocks = feature_blocks(net, spec)
-        if setting > len(blocks):
+        if parsed > len(blocks):
             raise ValueError(
-                f"model.freeze={setting} but {spec.name} has only {len(blocks)} feature blocks; "
+                f"model.freeze={parsed} but {spec.name} has only {len(blocks)} feature blocks; "
                 f"use 0..{len(blocks)} or model.freeze=classifier."
             )
-        frozen = [p for block in blocks[:setting] for p in block.parameters()]
+        frozen = [p for block in blocks[:parsed] for p in block.parameters()]
     for parameter in frozen:
         parameter.requires_grad_(False)
     return sum(p.numel() for p in frozen)

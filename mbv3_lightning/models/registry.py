@@ -194,10 +194,11 @@ def build_network(
     num_classes: int,
     pretrained: bool = False,
     weights_path: str | Path | None = None,
-    bn_momentum: float | None = None,
+    bn_momentum: float | None = 0.1,
     **arch_kwargs: object,
 ) -> nn.Module:
-    """The ``_target_`` of ``model.net``: :func:`create_model` with every argument by name.
+    """The ``_target_`` of ``model.net``: :func:`create_model` with every argument by name
+    (its defaults are ``conf/model_base.yaml``'s).
 
     The config node holds ``arch`` and the builder's keyword arguments (``width_mult``,
     ``dropout``, ``size``, ...); ``num_classes`` comes from the dataset when it is built.

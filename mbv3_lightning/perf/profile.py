@@ -1,21 +1,19 @@
-"""`python -m mbv3_lightning.profile model=<arch>`: an architecture's efficiency in one table.
+"""`mbv3 profile model=<arch>`: an architecture's efficiency in one table.
 
 Parameters (total, trainable, used at inference), MACs and FLOPs (ptflops; FLOPs = 2 x MACs),
 state-dict size on disk and batch-1 CPU latency (median and p95). With `-m model=a,b,c` each
-job saves its row and :class:`CombinedProfileTable` writes one table for the whole sweep.
+job saves its row and the command's ``CombinedProfileTable`` writes one table for the sweep.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +72,12 @@ def cpu_latency_ms(net: Any, input_size: int, *, warmup: int, runs: int) -> dict
 
 
 def profile_model(cfg: DictConfig) -> dict[str, Any]:
-    """Build ``cfg.model`` as training would (pretrained, freeze, ...) and measure it."""
+    """Build ``cfg.model``'s network as training would (pretrained, freeze, ...) and measure it."""
     import torch
-    from hydra.utils import instantiate
 
     from mbv3_lightning.models.complexity import complexity, inference_parameters, layer_breakdown
+    from mbv3_lightning.models.freeze import freeze
+    from mbv3_lightning.models.hparams import build_net
     from mbv3_lightning.models.registry import count_parameters, get_spec
 
     settings = cfg.profile
@@ -86,14 +85,10 @@ def profile_model(cfg: DictConfig) -> dict[str, Any]:
         torch.set_num_threads(int(settings.threads))
     spec = get_spec(cfg.model.net.arch)
     input_size = int(settings.input_size or cfg.model.get("input_size") or spec.input_size)
-    classifier = instantiate(
-        cfg.model,
-        num_classes=int(cfg.num_classes),
-        input_size=input_size,
-        _recursive_=False,
-        _convert_="all",
-    )
-    net = classifier.net.eval()
+    net_node = cast(dict[str, Any], OmegaConf.to_container(cfg.model.net, resolve=True))
+    net = build_net(net_node, int(cfg.num_classes))
+    freeze(net, spec, cfg.model.get("freeze"))
+    net.eval()
     counts = complexity(net, input_size)
     row: dict[str, Any] = {
         "model": model_label(cfg.model),
@@ -186,15 +181,3 @@ def save_tables(rows: list[dict[str, Any]], output_dir: Path) -> None:
             table.add_row(*line.values())
         console.print(table)
     log.info("Profile tables saved in %s", output_dir)
-
-
-class CombinedProfileTable(Callback):
-    """After `-m model=a,b,c`: one table of every job's row in the sweep directory."""
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = Path(config.hydra.sweep.dir)
-        job_files = sorted(sweep_dir.glob(f"*/{PROFILE_FILE}"), key=lambda p: int(p.parent.name))
-        if not job_files:
-            log.warning("No %s found under %s; nothing to combine.", PROFILE_FILE, sweep_dir)
-            return
-        save_tables([json.loads(p.read_text()) for p in job_files], sweep_dir)

@@ -40,3 +40,11 @@ def git_commit() -> str | None:
     if result.returncode != 0:
         return None
     return result.stdout.strip() or None
+
+
+def process_rank() -> int:
+    """This process's rank in a distributed run (0 alone): Lightning's, read from the
+    launcher's environment (RANK, LOCAL_RANK, SLURM_PROCID) when it is imported."""
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    return int(getattr(rank_zero_only, "rank", 0))

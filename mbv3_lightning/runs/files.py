@@ -11,6 +11,7 @@ import csv
 import json
 import logging
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,23 @@ def read_curves(metrics_csv: Path) -> list[dict[str, Any]]:
             entry["lr"] = pending_lr
             pending_lr = None
     return [{"epoch": epoch, **by_epoch[epoch]} for epoch in sorted(by_epoch)]
+
+
+def last_epoch_metrics(metrics_csv: Path) -> dict[str, float]:
+    """The values the training loop logged last (the last epoch's train and val scores,
+    ``val/acc_best``, the learning rate), the later row winning: the fit metrics of a run whose
+    training had finished before this process started (a resume after the last checkpoint)."""
+    if not metrics_csv.is_file():
+        return {}
+    with metrics_csv.open(newline="") as f:
+        rows = [
+            {k: float(v) for k, v in row.items() if k not in ("epoch", "step") and v}
+            for row in csv.DictReader(f)
+        ]
+    values: dict[str, float] = {}
+    for row in rows:
+        values.update({k: v for k, v in row.items() if not k.startswith("test/")})
+    return values
 
 
 def best_epoch(curves: Sequence[dict[str, Any]]) -> int | None:
@@ -136,8 +154,18 @@ def write_epoch_files(
         subtitle = f"{title}, {stage} split, best epoch {best}"
         write_atomic(
             run_dir.confusion_png_of(stage),
-            lambda p, c=confusion, t=subtitle: plot_confusion(c, list(class_names), p, t),
+            partial(plot_confusion, confusion, list(class_names), subtitle=subtitle),
         )
+
+
+def write_split_files(
+    run_dir: RunDir | Path, manifest: dict[str, Any], class_indices: dict[str, Any]
+) -> None:
+    """``split_manifest.json`` (the exact file lists of the run's splits) and
+    ``class_indices.json``: written when the run starts, so it can be audited and resumed."""
+    run_dir = RunDir(Path(run_dir))
+    write_atomic(run_dir.split_manifest, json.dumps(manifest, indent=1))
+    write_atomic(run_dir.class_indices, json.dumps(class_indices, indent=1))
 
 
 def write_run_files(

@@ -6,8 +6,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from mbv3_lightning.data.image_folder import scan_class_folders
 from mbv3_lightning.data.images import is_image_file
+from mbv3_lightning.data.splits import scan_class_folders
 from mbv3_lightning.runs.run_dir import RunDir
 
 Samples = list[tuple[Path, int]]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -262,19 +262,6 @@ class RunRecord:
         except (FileNotFoundError, json.JSONDecodeError):
             return None
 
-    # ---- read-only dict view, for callers that index metrics.json's keys directly
-    def __getitem__(self, key: str) -> Any:
-        return self.to_json()[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.to_json().get(key, default)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.to_json()
-
-    def keys(self) -> Iterator[str]:
-        return iter(self.to_json())
-
 
 def build_run_record(
     *,
@@ -326,7 +313,11 @@ def build_run_record(
         metrics={k: float(v) for k, v in metrics.items()},
         per_class=list(per_class),
         config=config,
-        cost=Cost(**parameter_counts, **(cost or {})),
+        cost=Cost(
+            params_total=parameter_counts["params_total"],
+            params_trainable=parameter_counts["params_trainable"],
+            **(cost or {}),
+        ),
         timings=Timings(
             epochs=epochs,
             best_epoch=best_epoch,

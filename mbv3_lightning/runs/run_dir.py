@@ -10,27 +10,51 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 
-def write_atomic(path: Path, content: str | bytes | Callable[[Path], None]) -> None:
+class RunFileWriteError(OSError):
+    """A file could not be written into a run folder; the previous version, if any, is intact."""
+
+
+def _free_space(folder: Path) -> str:
+    try:
+        return f"{shutil.disk_usage(folder).free / 2**20:,.1f} MiB free"
+    except OSError:
+        return "free space unknown"
+
+
+def write_atomic(path: Path, content: str | bytes | memoryview | Callable[[Path], None]) -> None:
     """Write ``content`` (text, bytes, or a function that writes the file it is given) to
-    ``path`` through a temporary file and a rename, so no reader sees a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ``path`` through a temporary file in the same folder, flushed to disk and renamed, so no
+    reader sees a partial file and a failed write (a full disk, a file-size limit) leaves the
+    previous file as it was. A failure is a :class:`RunFileWriteError` naming the file, its
+    folder and the free space there."""
     # The process id keeps concurrent writers apart; the name stays last, so a writer that
     # picks its format from the extension (matplotlib's .png) still sees it.
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     try:
-        if isinstance(content, str):
-            tmp.write_text(content)
-        elif isinstance(content, bytes):
-            tmp.write_bytes(content)
-        else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if callable(content):
             content(tmp)
+        else:
+            with open(tmp, "wb") as file:
+                file.write(content.encode() if isinstance(content, str) else content)
+        with open(tmp, "rb+") as file:  # on disk before the rename makes it the file
+            os.fsync(file.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise RunFileWriteError(
+            error.errno,
+            f"Could not write '{path}': {reason}. '{path.parent}' has {_free_space(path.parent)}; "
+            f"the previous '{path.name}', if any, is unchanged. Free some space or choose "
+            "another output folder (hydra.run.dir=...)",
+        ) from error
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -209,15 +233,19 @@ def check_run_target(output_dir: str | Path, ckpt_path: str | Path | None) -> No
     A new run needs a folder without run files; a resumed one its checkpoint's own unfinished
     folder, or a folder without run files.
     """
-    target = RunDir(output_dir)
+    target = RunDir(Path(output_dir))
     existing = target.run_files()
     if not existing:
         return
     if ckpt_path is None:
+        resume = (
+            f"Resume it with `ckpt_path={target.last_ckpt}` (without hydra.run.dir), or pick"
+            if target.last_ckpt.is_file() and not target.holds_finished_run()
+            else "Pick"
+        )
         raise FileExistsError(
-            f"Run directory '{target.path}' already holds a run ({', '.join(existing)}). Resume "
-            f"it with `ckpt_path={target.last_ckpt}` (without hydra.run.dir), or pick a new "
-            "directory with `hydra.run.dir=...`."
+            f"Run directory '{target.path}' already holds a run ({', '.join(existing)}). "
+            f"{resume} a new directory with `hydra.run.dir=...`."
         )
     source = checkpoint_run_dir(ckpt_path)
     same = source is not None and source.resolve() == target.path.resolve()
@@ -234,3 +262,16 @@ def check_run_target(output_dir: str | Path, ckpt_path: str | Path | None) -> No
         "there would mix two runs. Leave out hydra.run.dir (a resume continues in the "
         "checkpoint's own folder) or pass `hydra.run.dir=<new folder>`."
     )
+
+
+def write_job_config(run_dir: RunDir, config: Any, hydra_config: Any | None) -> None:
+    """``.hydra/config.yaml``, ``hydra.yaml`` and ``overrides.yaml``: the record Hydra keeps of
+    a job, written by the job itself once its folder is locked and checked (training sets
+    ``hydra.output_subdir: null``), so a refused or second writer leaves the folder as it was.
+    ``hydra_config``: Hydra's runtime config (``HydraConfig.get()``), None outside Hydra."""
+    from omegaconf import OmegaConf
+
+    write_atomic(run_dir.hydra_dir / "config.yaml", OmegaConf.to_yaml(config))
+    if hydra_config is not None:
+        write_atomic(run_dir.hydra_dir / "hydra.yaml", OmegaConf.to_yaml({"hydra": hydra_config}))
+        write_atomic(run_dir.overrides_yaml, OmegaConf.to_yaml(hydra_config.overrides.task))

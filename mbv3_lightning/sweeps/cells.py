@@ -14,20 +14,21 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import sys
 import time
 import traceback
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from mbv3_lightning.runs.lock import RunLockedError, exclusive_update, lock_holder, run_lock
+from mbv3_lightning.runs.pruned import RunPruned
 from mbv3_lightning.runs.resume import plan_resume
 from mbv3_lightning.runs.run_dir import RunDir, write_atomic, write_json_atomic
+from mbv3_lightning.runs.status import RunInterrupted, RunStatus, now_iso, read_status
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +37,6 @@ TRACEBACK_FILE = RunDir(Path()).traceback_txt.name
 SWEEP_FILE = "sweep.json"  # in the sweep directory, above the cells' run directories
 
 T = TypeVar("T")
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -55,69 +52,126 @@ def run_cell(
     job_num: int,
     overrides: list[str],
     resume: bool,
-    train: Callable[[], T],
+    train: Callable[[RunStatus], T],
+    sweep_dir: Path | None = None,
 ) -> T | None:
     """Run one multirun cell, recording it in ``status.json``.
 
-    A failure is logged, written to ``traceback.txt`` and ``status.json``, and swallowed
-    (returns ``None``) so the remaining cells run on; :class:`SweepTracker` reports it at the end.
+    The cell is locked for its whole run: a cell another process holds (two
+    ``sweep.resume=true`` processes on one sweep) is left to it untouched, and this process
+    goes on with the next one. A failure is logged, written to ``traceback.txt`` and
+    ``status.json``, and swallowed (returns ``None``) so the remaining cells run on;
+    :class:`SweepTracker` reports it at the end. An interruption (a signal) is recorded in the
+    cell and in ``sweep.json`` and stops the sweep. A search trial stopped by its study's pruner
+    is recorded as "pruned" (``pruned_epoch`` counted from 1) and returns ``None`` too.
     """
+    try:
+        with run_lock(run_dir):
+            return _run_locked_cell(run_dir, job_num, overrides, resume, train, sweep_dir)
+    except RunLockedError as held:
+        _drop_file_logs_into(run_dir)  # this process writes nothing into the other's cell
+        holder = held.holder
+        log.warning(
+            "Cell %d (%s) is being run by pid %s on %s; leaving it to that process.",
+            job_num,
+            " ".join(overrides),
+            holder.get("pid", "?"),
+            holder.get("host", "?"),
+        )
+        return None
+
+
+def _drop_file_logs_into(run_dir: Path) -> None:
+    """Detach the log files Hydra opened for this job inside ``run_dir``."""
+    root = logging.getLogger()
+    inside = Path(run_dir).resolve()
+    for handler in list(root.handlers):
+        filename = getattr(handler, "baseFilename", None)
+        if filename and inside in Path(filename).resolve().parents:
+            root.removeHandler(handler)
+            handler.close()
+
+
+def _run_locked_cell(
+    run_dir: Path,
+    job_num: int,
+    overrides: list[str],
+    resume: bool,
+    train: Callable[[RunStatus], T],
+    sweep_dir: Path | None,
+) -> T | None:
     files = RunDir(run_dir)
-    previous = _read_json(files.status_json) or {}
+    previous = read_status(run_dir) or {}
     _check_same_cell(run_dir, previous, overrides)
     attempt = int(previous.get("attempt", 0)) + 1
     if files.traceback_txt.is_file():  # keep the earlier failure next to its attempt
         os.replace(files.traceback_txt, files.earlier_traceback(attempt - 1))
     plan = plan_resume(run_dir, resume)
-    status: dict[str, Any] = {
-        "job": job_num,
-        "overrides": overrides,
-        "status": "running",
-        "action": plan.action,
-        "resumed_from": str(plan.ckpt_path) if plan.ckpt_path else None,
-        "attempt": attempt,
-        "started_at": _now(),
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "history": [*previous.get("history", []), *([_brief(previous)] if previous else [])],
-    }
-    write_json_atomic(files.status_json, status)
-    started = time.perf_counter()
+    status = RunStatus(
+        run_dir,
+        job=job_num,
+        overrides=overrides,
+        action=plan.action,
+        resumed_from=str(plan.ckpt_path) if plan.ckpt_path else None,
+        attempt=attempt,
+        history=[*previous.get("history", []), *([_brief(previous)] if previous else [])],
+    )
+    status.start()
     try:
-        result = train()
+        result = train(status)
+    except RunPruned as stop:  # a search's pruner ended it: a normal end, not a failure
+        log.info("Cell %d %s.", job_num, stop)
+        status.end_after_error("pruned", pruned_epoch=stop.epoch + 1, reason=str(stop))
+        return None
+    except RunInterrupted:
+        status.end_after_error("interrupted")
+        if sweep_dir is not None:
+            _update_sweep(sweep_dir, status="interrupted")
+        raise
     except Exception as err:
         log.exception("Cell %d (%s) failed.", job_num, " ".join(overrides))
         write_atomic(files.traceback_txt, "".join(traceback.format_exception(err)))
-        status.update(status="failed", error=f"{type(err).__name__}: {err}")
-        result = None
-    else:
-        status["status"] = "skipped" if plan.action == "skip" else "completed"
-    status.update(ended_at=_now(), duration_s=round(time.perf_counter() - started, 2))
-    write_json_atomic(files.status_json, status)
+        status.end_after_error("failed", error=f"{type(err).__name__}: {err}")
+        return None
+    if status.status == "running":
+        status.end("skipped" if plan.action == "skip" else "completed")
     return result
 
 
 def _check_same_cell(run_dir: Path, previous: dict[str, Any], overrides: list[str]) -> None:
     """Refuse to skip or continue a cell that was run with other overrides.
 
-    A grid's cells are checked against ``sweep.json`` up front; a search sweeper (Optuna)
-    decides each trial's parameters as it goes, so a resumed study must propose the same
-    trials again (a seeded sampler does) and this catches the case where it does not.
+    A grid's cells are checked against ``sweep.json`` up front; a search (Optuna) decides each
+    trial's parameters as it goes and keeps them in its study, so this catches a trial folder
+    left from another study (its storage deleted, the folder kept).
     """
     before = [o for o in previous.get("overrides", []) if not _is_sweep_setting(o)]
     now = [o for o in overrides if not _is_sweep_setting(o)]
     if before and sorted(before) != sorted(now):
         raise RuntimeError(
             f"'{run_dir}' holds a cell run with {' '.join(before)}, not {' '.join(now)}. "
-            "A search sweeper must propose the same trials when resumed: give its sampler a "
-            "seed (hydra.sweeper.sampler.seed=...), or start a new sweep directory."
+            "Its folder belongs to another grid or study: start a new sweep directory "
+            "(hydra.sweep.dir=...)."
         )
+
+
+# Which process ran an attempt (host, pid) is kept: two writers on one sweep show up here.
+_HISTORY_KEYS = (
+    "attempt",
+    "status",
+    "action",
+    "error",
+    "started_at",
+    "ended_at",
+    "duration_s",
+    "host",
+    "pid",
+)
 
 
 def _brief(status: dict[str, Any]) -> dict[str, Any]:
     """One earlier attempt, as kept in a cell's history."""
-    keys = ("attempt", "status", "action", "error", "started_at", "ended_at", "duration_s")
-    return {k: status[k] for k in keys if k in status}
+    return {k: status[k] for k in _HISTORY_KEYS if k in status}
 
 
 def _is_sweep_setting(override: str) -> bool:
@@ -137,7 +191,7 @@ def expand_grid(config: DictConfig) -> list[list[str]] | None:
         return None
     params = config.hydra.sweeper.get("params") or {}
     arguments = [f"{k}={v}" for k, v in params.items()]
-    arguments += list(OmegaConf.to_container(config.hydra.overrides.task))
+    arguments += [str(o) for o in config.hydra.overrides.task]
     overrides = OverridesParser.create().parse_overrides(arguments)
     batches = BasicSweeper.split_arguments(overrides, None)
     return [[o for o in cell if not _is_sweep_setting(o)] for cell in batches[0]]
@@ -148,9 +202,26 @@ def collect_cells(sweep_dir: Path) -> dict[int, dict[str, Any]]:
     cells = {}
     for path in sorted(sweep_dir.glob("**/" + STATUS_FILE)):
         status = _read_json(path)
-        if status is not None and "job" in status:
-            cells[int(status["job"])] = {**status, "dir": str(path.parent.relative_to(sweep_dir))}
+        if status is None or "job" not in status:
+            continue
+        cell = {**status, "dir": str(path.parent.relative_to(sweep_dir))}
+        holder = lock_holder(path.parent) if status.get("status") == "running" else None
+        if holder is not None:
+            cell["held_by"] = holder  # running now, in this or another process
+        cells[int(status["job"])] = cell
     return cells
+
+
+def _update_sweep(folder: Path, /, **fields: Any) -> dict[str, Any]:
+    """Rewrite ``sweep.json`` with ``fields`` and every cell's current state, one process at a
+    time (several processes may work on one sweep); returns the record written."""
+    path = folder / SWEEP_FILE
+    with exclusive_update(path):
+        record = _read_json(path) or {"grid": None}
+        record.update(fields)
+        record["cells"] = _cell_rows(record.get("grid"), collect_cells(folder))
+        write_json_atomic(path, record)
+    return record
 
 
 def _cell_rows(grid: list[list[str]] | None, cells: dict[int, dict[str, Any]]) -> list[dict]:
@@ -179,7 +250,9 @@ class SweepTracker(Callback):
         if OmegaConf.select(config, "sweep.dry_run", default=False):
             raise SystemExit(_dry_run_listing(sweep_dir, grid))
         existing = _read_json(sweep_dir / SWEEP_FILE)
-        if existing is not None and not resume:
+        # A search (grid None) continues the study its folder holds; its sweeper checks that
+        # the command runs the same study.
+        if existing is not None and not resume and grid is not None:
             raise SystemExit(
                 f"Sweep directory '{sweep_dir}' already holds a sweep ({SWEEP_FILE}). Add "
                 "`sweep.resume=true` to resume it (finished cells are skipped), or choose a new "
@@ -188,37 +261,50 @@ class SweepTracker(Callback):
         if existing is not None and grid is not None and existing.get("grid") != grid:
             raise SystemExit(_grid_mismatch_message(sweep_dir, existing.get("grid") or [], grid))
         self._started = time.perf_counter()
-        record = {
-            "sweep_dir": str(sweep_dir.resolve()),
-            "command": [sys.executable, *sys.argv],
-            "status": "running",
-            "started_at": _now(),
-            "attempt": int((existing or {}).get("attempt", 0)) + 1,
-            "grid": grid,
-            "cells": _cell_rows(grid, collect_cells(sweep_dir)),
-        }
-        write_json_atomic(sweep_dir / SWEEP_FILE, record)
-        n = "?" if grid is None else len(grid)
-        log.info("Sweep of %s cells in %s (attempt %d).", n, sweep_dir, record["attempt"])
+        record = _update_sweep(
+            sweep_dir,
+            sweep_dir=str(sweep_dir.resolve()),
+            command=[sys.executable, *sys.argv],
+            status="running",
+            started_at=now_iso(),
+            attempt=int((existing or {}).get("attempt", 0)) + 1,
+            grid=grid,
+        )
+        if grid is not None:
+            log.info(
+                "Sweep of %d cells in %s (attempt %d).", len(grid), sweep_dir, record["attempt"]
+            )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        record = _read_json(sweep_dir / SWEEP_FILE) or {"grid": None}
-        rows = _cell_rows(record.get("grid"), collect_cells(sweep_dir))
-        failed = [row for row in rows if row["status"] not in ("completed", "skipped")]
-        record.update(
-            status="failed" if failed else "completed",
-            ended_at=_now(),
-            duration_s=round(time.perf_counter() - (self._started or time.perf_counter()), 2),
-            cells=rows,
-        )
-        write_json_atomic(sweep_dir / SWEEP_FILE, record)
-        counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", "skipped")}
+        record = _update_sweep(sweep_dir)
+        rows = record["cells"]
+        # Cells another process holds are still running there; it reports on them.
+        elsewhere = [row for row in rows if row["status"] == "running" and "held_by" in row]
+        search = record.get("grid") is None
+        failed = [
+            row
+            for row in rows
+            if row["status"] not in ("completed", "skipped", "pruned")
+            and row not in elsewhere
+            # a search's running trial without a holder was lost with its process; the study
+            # takes it up again on the next run
+            and not (search and row["status"] == "running")
+        ]
+        status = "failed" if failed else "running" if elsewhere else "completed"
+        duration = round(time.perf_counter() - (self._started or time.perf_counter()), 2)
+        _update_sweep(sweep_dir, status=status, ended_at=now_iso(), duration_s=duration)
+        counts = {
+            s: sum(r["status"] == s for r in rows) for s in ("completed", "skipped", "pruned")
+        }
         log.info(
-            "Sweep finished: %d completed, %d skipped, %d failed (%s).",
+            "Sweep finished here: %d completed, %d skipped, %d pruned, %d failed, %d still "
+            "running in other processes (%s).",
             counts["completed"],
             counts["skipped"],
+            counts["pruned"],
             len(failed),
+            len(elsewhere),
             sweep_dir / SWEEP_FILE,
         )
         if failed:
@@ -231,11 +317,17 @@ class SweepTracker(Callback):
                 )
                 for r in failed
             ]
+            advice = (
+                "\nThe study counts failed trials as finished: fix the cause, then raise "
+                "hydra.sweeper.n_trials to run more, or start a new study."
+                if search
+                else "\nFix the cause and rerun the same command with `sweep.resume=true "
+                f"hydra.sweep.dir={sweep_dir}`: finished cells are skipped."
+            )
             raise SystemExit(
                 f"{len(failed)} of {len(rows)} cells did not complete:\n"
                 + "\n".join(lines)
-                + "\nFix the cause and rerun the same command with `sweep.resume=true "
-                f"hydra.sweep.dir={sweep_dir}`: finished cells are skipped."
+                + advice
             )
 
 

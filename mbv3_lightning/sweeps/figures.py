@@ -213,9 +213,9 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 def cost_axis(groups: list[Group]) -> tuple[str, str]:
     """Test latency if the runs measured it; otherwise parameters, stated on the axis."""
-    if any(c.metric(LATENCY_KEY) is not None for g in groups for c in g.cells):
+    if any(c.value(LATENCY_KEY) is not None for g in groups for c in g.cells):
         return LATENCY_KEY, "test time per image (ms, batch 1, median)"
-    return "params_total", "parameters (test latency not recorded by these runs)"
+    return "params", "parameters (test latency not recorded by these runs)"
 
 
 def plot_test_time(dataset: str, groups: list[Group], path: Path) -> Path | None:
@@ -249,7 +249,7 @@ def plot_pareto(per_dataset: dict[str, list[Group]], path: Path) -> Path | None:
     fig, axes = plt.subplots(
         1, len(panels), figsize=(5.5 * len(panels), 4.8), squeeze=False, layout="constrained"
     )
-    scale = 1e6 if cost_key == "params_total" else 1.0
+    scale = 1e6 if cost_key == "params" else 1.0
     # one colour per variant across panels, so the shared legend names each once
     variants = list(dict.fromkeys(name for pts in panels.values() for *_, name in pts))
     handles: dict[str, object] = {}
@@ -274,7 +274,7 @@ def plot_pareto(per_dataset: dict[str, list[Group]], path: Path) -> Path | None:
             [xy[i][0] for i in front], [xy[i][1] for i in front], "--", color="black", lw=1
         )
         handles["Pareto front"] = front_line
-        unit = " (M)" if cost_key == "params_total" else ""
+        unit = " (M)" if cost_key == "params" else ""
         ax.set(title=dataset_name(dataset), xlabel=cost_label + unit, ylabel="test accuracy")
         ax.grid(alpha=0.3)
     fig.suptitle("Accuracy vs cost (filled = on the Pareto front)")

@@ -25,7 +25,7 @@ from PIL import Image
 from mbv3_lightning.runs.run_dir import RunDir
 from mbv3_lightning.sweeps import figures
 from mbv3_lightning.sweeps.figures import dataset_name, display_name, save_figure
-from mbv3_lightning.sweeps.results import Cell, Group
+from mbv3_lightning.sweeps.results import Cell, Group, partial_notes
 from mbv3_lightning.sweeps.tables import Column, Table, recipe_lines
 
 log = logging.getLogger(__name__)
@@ -103,19 +103,18 @@ def study_recipe(cells: list[Cell]) -> list[str]:
     common = sorted(set.intersection(*override_sets)) if override_sets else []
     grid = sorted(cells[0].swept_keys)
     command = "python -m mbv3_lightning -m " + " ".join(common) if common else "n/a"
-    seeds = sorted({s for c in finished if (s := (c.summary or {}).get("seed")) is not None})
-    first = finished[0].summary or {}
+    records = [c.record for c in finished if c.record is not None]
+    seeds = sorted({r.identity.seed for r in records if r.identity.seed is not None})
     devices = Counter(
-        f"{(c.summary or {}).get('device')} ({(c.summary or {}).get('torch_threads')} threads)"
-        for c in finished
+        f"{r.environment.device} ({r.environment.torch_threads} threads)" for r in records
     )
-    config = first.get("config") or {}
+    config = records[0].config or {}
     training = _training_line(config, finished)
     lines = recipe_lines(
         command,
         common,
         seeds,
-        {k: str(v) for k, v in (first.get("versions") or {}).items()},
+        {k: str(v) for k, v in records[0].environment.versions.items()},
         ", ".join(f"{d} x{n}" if len(devices) > 1 else d for d, n in devices.items()),
     )
     return [*lines, f"grid: {', '.join(grid) or 'none'}", f"training: {training}"]
@@ -132,7 +131,7 @@ def _training_line(config: dict[str, Any], finished: list[Cell]) -> str:
     )
     epochs: dict[str, set[Any]] = {}
     for cell in finished:
-        cfg = (cell.summary or {}).get("config") or {}
+        cfg = (cell.record.config if cell.record else None) or {}
         epochs.setdefault(cell.dataset, set()).add((cfg.get("trainer") or {}).get("max_epochs"))
     per_dataset = "; ".join(
         f"{d} {'/'.join(map(str, sorted(e, key=str)))}" for d, e in epochs.items()
@@ -173,8 +172,9 @@ def table_iii(models: Sequence[str], recipe: list[str]) -> Table:
     )
     for model in _model_order(models):
         spec = get_spec(model)
-        kwargs = {"aux_logits": False} if model == "inception_v3" else {}
-        cost = complexity(create_model(model, 1000, **kwargs), spec.input_size)
+        # InceptionV3 without its auxiliary head: what inference runs
+        net = create_model(model, 1000, aux_logits=False) if model == "inception_v3" else None
+        cost = complexity(net or create_model(model, 1000), spec.input_size)
         table.rows.append(
             [
                 display_name(model),
@@ -202,6 +202,10 @@ def table_iii(models: Sequence[str], recipe: list[str]) -> Table:
             "states 224 px for it, so this is a likely explanation, not a confirmed one."
         )
     return table
+
+
+# The per-run values Tables IV and VI average over seeds, by column title.
+AVERAGED = {"train time": "train_time_s", "best val acc": "val/acc_best", "test acc": "test/acc"}
 
 
 def _minutes(stat: tuple[float, float] | None) -> tuple[float, float] | None:
@@ -234,6 +238,7 @@ def table_iv(groups: list[Group], recipe: list[str]) -> Table:
                 group.stat("test/acc"),
             ]
         )
+    table.notes += partial_notes(groups, AVERAGED, display_name)
     return table
 
 
@@ -316,6 +321,7 @@ def table_vi(groups: list[Group], recipe: list[str]) -> Table:
                 group.stat("test/acc"),
             ]
         )
+    table.notes += partial_notes(groups, AVERAGED, display_name)
     return table
 
 

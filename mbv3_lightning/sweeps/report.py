@@ -1,4 +1,4 @@
-"""`python -m mbv3_lightning.report <sweep_dir>`: paper-style tables and figures for a sweep.
+"""`mbv3 report <sweep_dir>`: paper-style tables and figures for a sweep.
 
 Writes ``report.md``, ``results.csv`` (one row per cell) and figures (300-dpi PNG + PDF) into
 ``<sweep_dir>/report``: per dataset a summary table (mean +/- std over seeds), overlaid
@@ -17,10 +17,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from mbv3_lightning.extras import require_extra
 from mbv3_lightning.sweeps import figures
 from mbv3_lightning.sweeps.paper import PAPER_DATASETS, write_paper_report
 from mbv3_lightning.sweeps.results import Cell, Group, group_cells, load_cells
+from mbv3_lightning.sweeps.search import SEARCH_FILE
 from mbv3_lightning.sweeps.tables import csv_number
+from mbv3_lightning.tracking.results import log_report
 
 log = logging.getLogger(__name__)
 
@@ -34,24 +37,26 @@ def _fmt(stat: tuple[float, float] | None, digits: int, scale: float = 1.0) -> s
     return f"{mean:.{digits}f} ± {std:.{digits}f}" if std > 0 else f"{mean:.{digits}f}"
 
 
-def _first(group: Group, *keys: str) -> tuple[float, float] | None:
-    """The first of ``keys`` the runs recorded (newer runs name some values differently)."""
-    return next((s for k in keys if (s := group.stat(k)) is not None), None)
+def _cell(group: Group, key: str, digits: int, scale: float = 1.0) -> str:
+    """mean ± std of ``key`` over the group's seeds, marked ``(2 of 3 seeds)`` when some of
+    its runs lack it."""
+    partial = group.partial(key)
+    return _fmt(group.stat(key), digits, scale) + (f" ({partial})" if partial else "")
 
 
 # (column title, how to read it from a group): the paper's Tables III/IV/VI in one.
 COLUMNS: list[tuple[str, Callable[[Group], str]]] = [
     ("model", lambda g: g.variant),
-    ("params (M)", lambda g: _fmt(_first(g, "params", "params_total"), 2, 1e6)),
-    ("FLOPs (M)", lambda g: _fmt(g.stat("flops"), 1, 1e6)),
-    ("train time (s)", lambda g: _fmt(g.stat("train_time_s"), 1)),
-    ("best val acc", lambda g: _fmt(g.stat("val/acc_best"), 4)),
-    ("test acc", lambda g: _fmt(g.stat("test/acc"), 4)),
-    ("test ms/image", lambda g: _fmt(g.stat("test_ms_per_image"), 2)),
-    ("AUROC", lambda g: _fmt(g.stat("test/auroc"), 4)),
+    ("params (M)", lambda g: _cell(g, "params", 2, 1e6)),
+    ("FLOPs (M)", lambda g: _cell(g, "flops", 1, 1e6)),
+    ("train time (s)", lambda g: _cell(g, "train_time_s", 1)),
+    ("best val acc", lambda g: _cell(g, "val/acc_best", 4)),
+    ("test acc", lambda g: _cell(g, "test/acc", 4)),
+    ("test ms/image", lambda g: _cell(g, "test_ms_per_image", 2)),
+    ("AUROC", lambda g: _cell(g, "test/auroc", 4)),
     ("seeds", lambda g: f"{len(g.cells)}" + (f" ({g.missing} missing)" if g.missing else "")),
     # the paper's test time: the whole test set's prediction time / its images
-    ("test set ms/image", lambda g: _fmt(g.stat("test_set_ms_per_image"), 2)),
+    ("test set ms/image", lambda g: _cell(g, "test_set_ms_per_image", 2)),
 ]
 
 CSV_FIELDS = [
@@ -95,12 +100,11 @@ def _markdown_table(header: Sequence[str], rows: list[list[str]]) -> list[str]:
 
 
 def _csv_row(cell: Cell) -> dict[str, Any]:
-    summary = cell.summary or {}
     row: dict[str, Any] = {
         "dataset": cell.dataset,
         "variant": cell.variant,
         "model": cell.model,
-        "seed": summary.get("seed"),
+        "seed": cell.record.identity.seed if cell.record else None,
         "job": cell.job,
         "status": cell.status,
         "run_dir": str(cell.run_dir),
@@ -108,9 +112,7 @@ def _csv_row(cell: Cell) -> dict[str, Any]:
     }
     for key in CSV_FIELDS:
         if key not in row:
-            value = cell.metric(key)
-            if key == "params" and value is None:
-                value = cell.metric("params_total")
+            value = cell.value(key)
             if key in _INTEGER_FIELDS and value is not None and float(value).is_integer():
                 value = int(value)
             row[key] = csv_number(value, 1.0)
@@ -126,46 +128,11 @@ def write_results_csv(cells: list[Cell], path: Path) -> Path:
     return path
 
 
-# What Hydra's Optuna sweeper writes into the sweep directory when the study ends.
-OPTUNA_RESULTS = "optimization_results.yaml"
-OBJECTIVE = "val/acc_best"  # what the training command returns to the sweeper
-
-
-def search_section(sweep_dir: Path, cells: list[Cell]) -> list[str]:
-    """Markdown for a hyper-parameter search (``hydra/sweeper=optuna``): every trial with its
-    parameters and objective, best first, and the best parameters the sweeper reported.
-    Empty for a grid sweep."""
-    results_file = sweep_dir / OPTUNA_RESULTS
-    if not results_file.is_file():
-        return []
-    from omegaconf import OmegaConf
-
-    results = OmegaConf.to_container(OmegaConf.load(results_file))
-    trials = sorted(
-        cells, key=lambda c: -(c.metric(OBJECTIVE) if c.metric(OBJECTIVE) is not None else -1)
-    )
-    rows = [
-        [
-            str(c.job),
-            " ".join(c.overrides),
-            NA if c.metric(OBJECTIVE) is None else f"{c.metric(OBJECTIVE):.4f}",
-            c.status,
-        ]
-        for c in trials
-    ]
-    best = ", ".join(f"`{k}={v}`" for k, v in (results.get("best_params") or {}).items())
-    return [
-        "",
-        f"## Hyper-parameter search (Optuna): {len(cells)} trials",
-        "",
-        f"Best {OBJECTIVE}: **{results.get('best_value')}** with {best}.",
-        "",
-        *_markdown_table(["job", "parameters", OBJECTIVE, "status"], rows),
-    ]
-
-
-def write_report(sweep_dir: Path, out_dir: Path | None = None) -> dict[str, Any]:
-    """Build the whole report for ``sweep_dir``; returns what was written, for callers and W&B."""
+def write_report(
+    sweep_dir: Path, out_dir: Path | None = None, storage: str | None = None
+) -> dict[str, Any]:
+    """Build the whole report for ``sweep_dir``; returns what was written, for callers and W&B.
+    ``storage``: the database URL of a search whose study is not kept in its folder."""
     cells = load_cells(sweep_dir)
     out_dir = out_dir or sweep_dir / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -176,7 +143,8 @@ def write_report(sweep_dir: Path, out_dir: Path | None = None) -> dict[str, Any]
         "",
         f"{len(cells)} cells, {done} with results, {len(cells) - done} without; "
         f"generated {datetime.now().isoformat(timespec='seconds')}. "
-        "Values are mean ± std over seeds; n/a = not recorded by these runs.",
+        "Values are mean ± std over seeds; n/a = not recorded by these runs; (2 of 3 seeds) = "
+        "a mean over the runs that recorded the value.",
     ]
     figure_paths: dict[str, Path] = {}
     tables: dict[str, list[list[str]]] = {}
@@ -208,7 +176,13 @@ def write_report(sweep_dir: Path, out_dir: Path | None = None) -> dict[str, Any]
         paper = write_paper_report(cells, per_dataset, out_dir / "paper")
         lines += ["", *paper["markdown"]]
         figure_paths.update({f"paper/{k}": v for k, v in paper["figures"].items()})
-    lines += search_section(sweep_dir, cells)
+    if (sweep_dir / SEARCH_FILE).is_file():
+        require_extra("search", "The report of an Optuna search")
+        from mbv3_lightning.sweeps.search.report import search_section
+
+        search_lines, search_figures = search_section(sweep_dir, out_dir, storage)
+        lines += search_lines
+        figure_paths.update(search_figures)
     missing = [c for c in cells if not c.complete]
     if missing:
         lines += ["", "## Cells without results", ""]
@@ -243,27 +217,14 @@ def log_to_wandb(sweep_dir: Path, written: dict[str, Any], project: str) -> str:
 
     Returns the group the run was logged in.
     """
-    import wandb
-
-    from mbv3_lightning.runs.wandb_mode import wandb_offline
-
-    summaries = [c.summary for c in written["cells"] if c.summary]
-    task = (summaries[0].get("config") or {}).get("task_name", "train") if summaries else "train"
-    # the group training/run.py gives the sweep's jobs
-    group = f"{task}-{sweep_dir.parent.name}-{sweep_dir.name}"
-    run = wandb.init(
+    records = [c.record for c in written["cells"] if c.record is not None]
+    task = (records[0].config or {}).get("task_name", "train") if records else "train"
+    return log_report(
         project=project,
-        group=group,
-        job_type="report",
+        # the group training/run.py gives the sweep's jobs
+        group=f"{task}-{sweep_dir.parent.name}-{sweep_dir.name}",
         name=f"report-{sweep_dir.name}",
-        dir=str(written["report_md"].parent),
-        mode="offline" if wandb_offline() else "online",
+        folder=written["report_md"].parent,
+        results_csv=written["results_csv"],
+        figures=written["figures"],
     )
-    try:
-        with written["results_csv"].open(newline="") as f:
-            rows = list(csv.reader(f))
-        run.log({"results": wandb.Table(columns=rows[0], data=rows[1:])})
-        run.log({name: wandb.Image(str(path)) for name, path in written["figures"].items()})
-        return run.group
-    finally:
-        run.finish()

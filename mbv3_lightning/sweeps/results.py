@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,27 @@ from omegaconf import OmegaConf
 from mbv3_lightning.runs.files import read_run_curves
 from mbv3_lightning.runs.record import RunRecord
 from mbv3_lightning.runs.run_dir import RunDir
+
+
+def _median(speed: dict[str, float] | None) -> float | None:
+    return None if not speed else speed.get("median")
+
+
+# The numbers a report reads from a run's record by name, each from its typed field; any other
+# name is one of the record's metrics (``test/acc``, ``val/acc_best``, ...).
+FIELDS: dict[str, Callable[[RunRecord], Any]] = {
+    "params": lambda r: r.cost.params,
+    "params_trainable": lambda r: r.cost.params_trainable,
+    "macs": lambda r: r.cost.macs,
+    "flops": lambda r: r.cost.flops,
+    "train_time_s": lambda r: r.timings.train_time_s,
+    "epochs": lambda r: r.timings.epochs,
+    "best_epoch": lambda r: r.timings.best_epoch,
+    "input_size": lambda r: r.data.input_size,
+    "test_ms_per_image": lambda r: _median(r.cost.test_ms_per_image),
+    "test_images_per_s": lambda r: r.cost.test_images_per_s,
+    "test_set_ms_per_image": lambda r: r.cost.test_set_ms_per_image,
+}
 
 # Swept keys that say *where* or *which repeat*, not *which variant*: they never name a row.
 _NOT_VARIANT_KEYS = ("model", "dataset", "seed", "experiment", "sweep.")
@@ -40,30 +61,25 @@ class Cell:
     shared: dict[str, str] = field(default_factory=dict)
 
     @property
-    def summary(self) -> dict[str, Any] | None:
-        """The cell's ``metrics.json`` (in today's key names), if it finished."""
-        return None if self.record is None else self.record.to_json()
-
-    @property
     def complete(self) -> bool:
         return self.record is not None
 
-    def metric(self, key: str) -> float | None:
-        """A value from ``metrics.json``: a top-level key, else one of its ``metrics``."""
-        if self.summary is None:
+    def value(self, key: str) -> float | None:
+        """One number of the cell's record by name (:data:`FIELDS`, else its ``metrics``);
+        None if the cell has no record or the record lacks it."""
+        if self.record is None:
             return None
-        value = self.summary.get(key, self.summary.get("metrics", {}).get(key))
-        if isinstance(value, dict):  # e.g. test_ms_per_image: {median, p95}
-            value = value.get("median")
+        read = FIELDS.get(key)
+        value = read(self.record) if read is not None else self.record.metrics.get(key)
         return float(value) if isinstance(value, int | float) else None
 
     @property
     def dataset(self) -> str:
         # Every user folder is named "image_folder": its root's name tells them apart.
         root = _override_value(self.overrides, "dataset.root")
-        if self.summary is not None:
-            name = str(self.summary.get("dataset"))
-            root = root or (self.summary.get("config") or {}).get("dataset", {}).get("root")
+        if self.record is not None:
+            name = self.record.dataset
+            root = root or (self.record.config or {}).get("dataset", {}).get("root")
             return Path(root).name if root and name == "image_folder" else name
         if root:
             return Path(root).name
@@ -71,8 +87,8 @@ class Cell:
 
     @property
     def model(self) -> str:
-        if self.summary is not None:
-            return str(self.summary.get("model"))
+        if self.record is not None:
+            return self.record.model
         return _override_value(self.overrides, "model") or self.shared.get("model", "unknown")
 
     @property
@@ -185,13 +201,38 @@ class Group:
     cells: list[Cell]
     missing: int = 0
 
+    def _values(self, key: str) -> list[float]:
+        return [v for c in self.cells if (v := c.value(key)) is not None and math.isfinite(v)]
+
     def stat(self, key: str) -> tuple[float, float] | None:
-        """Mean and sample standard deviation over seeds (std 0 for one seed); None if absent."""
-        values = [v for c in self.cells if (v := c.metric(key)) is not None and math.isfinite(v)]
+        """Mean and sample standard deviation over seeds (std 0 for one seed); None if absent.
+        Over the seeds that recorded ``key``: see :meth:`partial` for a mean of fewer."""
+        values = self._values(key)
         if not values:
             return None
         std = statistics.stdev(values) if len(values) > 1 else 0.0
         return statistics.fmean(values), std
+
+    def partial(self, key: str) -> str | None:
+        """``"2 of 3 seeds"`` when only some of the group's runs recorded ``key`` (so its mean
+        is over fewer seeds than the group has), else None."""
+        have = len(self._values(key))
+        return f"{have} of {len(self.cells)} seeds" if 0 < have < len(self.cells) else None
+
+
+def partial_notes(
+    groups: Iterable[Group], columns: dict[str, str], name: Callable[[str], str]
+) -> list[str]:
+    """One note per group and column averaged over fewer seeds than the group has."""
+    notes = []
+    for group in groups:
+        for title, key in columns.items():
+            if (partial := group.partial(key)) is not None:
+                notes.append(
+                    f"{name(group.variant)}: {title} is the mean of {partial} (the other runs "
+                    "did not record it)."
+                )
+    return notes
 
 
 def group_cells(cells: list[Cell]) -> dict[str, list[Group]]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import random
+import time
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+from mbv3_lightning.data.random_state import capture_rng, restore_rng
 
 
 class NonFiniteLossError(RuntimeError):
@@ -93,24 +94,10 @@ class RngStateCheckpoint(Callback):
     """
 
     def state_dict(self) -> dict[str, Any]:
-        # Tensors and plain numbers only, so checkpoints still load with `weights_only=True`.
-        _, keys, pos, has_gauss, gauss = np.random.get_state()
-        states: dict[str, Any] = {
-            "python": random.getstate(),
-            "numpy": (torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
-            "torch": torch.get_rng_state(),
-        }
-        if torch.cuda.is_available():
-            states["cuda"] = torch.cuda.get_rng_state_all()
-        return states
+        return capture_rng()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        random.setstate(state_dict["python"])
-        keys, pos, has_gauss, gauss = state_dict["numpy"]
-        np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-        torch.set_rng_state(state_dict["torch"])
-        if "cuda" in state_dict and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state_dict["cuda"])
+        restore_rng(state_dict)
 
 
 class LastCheckpoint(ModelCheckpoint):
@@ -155,3 +142,31 @@ class LastCheckpoint(ModelCheckpoint):
         if self._should_skip_saving_checkpoint(trainer):
             return
         self._save_none_monitor_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+class TrainTime(Callback):
+    """Training time summed over the attempts of a resumed run.
+
+    Every checkpoint records the seconds trained so far; a run resumed from it starts counting
+    from there (``before``), so a preempted and resumed run reports its whole training time.
+    Time spent after an attempt's last checkpoint (lost to a ``kill -9``) is not counted.
+    """
+
+    def __init__(self) -> None:
+        self.before = 0.0
+        self._started: float | None = None
+
+    @property
+    def state_key(self) -> str:
+        return "TrainTime"
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self._started = time.perf_counter()
+
+    def state_dict(self) -> dict[str, Any]:
+        running = time.perf_counter() - self._started if self._started is not None else 0.0
+        return {"seconds": self.before + running}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.before = float(state_dict["seconds"])

@@ -71,7 +71,7 @@ class CompactProgressBar(RichProgressBar):
         shown: dict[str, Any] = {}
         for key, short in PROGRESS_METRICS.items():
             if key in metrics:
-                value = float(metrics[key])
+                value = float(metrics[key])  # type: ignore[arg-type]  # a logged scalar
                 # accuracy to 0.1 %, loss to 3 significant digits (2.08, 0.0412)
                 shown[short] = f"{value:.3f}" if key.endswith("acc") else f"{value:.3g}"
         return shown

@@ -21,25 +21,24 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import get_class, instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from mbv3_lightning.models.safe_load import load_checkpoint
-from mbv3_lightning.perf.test_speed import model_cost
-from mbv3_lightning.runs.files import best_epoch, read_curves, write_run_files
+from mbv3_lightning.perf.inference_time import model_cost
+from mbv3_lightning.runs.files import best_epoch, read_curves, write_run_files, write_split_files
 from mbv3_lightning.runs.record import RunRecord, build_run_record
 from mbv3_lightning.runs.run_dir import RunDir
-from mbv3_lightning.runs.wandb_mode import wandb_offline
-from mbv3_lightning.runs.wandb_results import log_run_results
-from mbv3_lightning.training.console import silence_library_noise
-from mbv3_lightning.training.loggers import (
+from mbv3_lightning.tracking.logger import (
     WANDB_GROUP_KEY,
     ProjectWandbLogger,
     finish_wandb,
     wandb_run_id_from_checkpoint,
 )
+from mbv3_lightning.tracking.results import log_run_results
+from mbv3_lightning.training.console import silence_library_noise
 from mbv3_lightning.training.module import ImageClassifier
 from mbv3_lightning.training.predictions import sample_predictions
-from mbv3_lightning.training.run import record_context
+from mbv3_lightning.training.run import plain_config, record_context
 
 log = logging.getLogger(__name__)
 
@@ -76,21 +75,19 @@ def _check_same_classes(trained: list[str], found: list[str], root: Any) -> None
     )
 
 
-def _wandb_logger(
-    cfg: DictConfig, model: Any, dataset: str, output_dir: Path
-) -> ProjectWandbLogger:
-    """A W&B run of job type ``evaluate`` for ``wandb.enabled=true`` (offline unless logged
-    in), named like the training run it scores and in its group (stored in the checkpoint),
-    so the two sit side by side."""
-
-    group = cfg.wandb.group or wandb_run_id_from_checkpoint(cfg.ckpt_path, WANDB_GROUP_KEY)
-    return ProjectWandbLogger(
-        project=cfg.wandb.project,
-        name=f"{model.arch}-{dataset}-s{cfg.seed}-evaluate",
+def _wandb_logger(cfg: DictConfig, model: Any, dataset: str) -> ProjectWandbLogger | None:
+    """With ``logger=wandb``: the training runs' W&B logger (``conf/logger/wandb.yaml``) as a
+    run of job type ``evaluate``, named like the training run it scores and in its group
+    (stored in the checkpoint), so the two sit side by side."""
+    node = (cfg.get("logger") or {}).get("wandb")
+    if not node:
+        return None
+    group = node.get("group") or wandb_run_id_from_checkpoint(cfg.ckpt_path, WANDB_GROUP_KEY)
+    return instantiate(
+        node,
+        name=node.get("name") or f"{model.arch}-{dataset}-s{cfg.seed}-evaluate",
         group=group or "evaluate",
         job_type="evaluate",
-        save_dir=str(output_dir),
-        offline=wandb_offline(),
     )
 
 
@@ -98,13 +95,13 @@ def evaluate(cfg: DictConfig, exported: ExportedNetwork | None = None) -> RunRec
     """Test ``cfg.ckpt_path`` on ``cfg.dataset``'s test split; returns the record saved as
     metrics.json. ``exported``: the file at ``cfg.ckpt_path`` is an export, run by this.
 
-    With ``wandb.enabled=true`` the W&B run is finished in every case, also when it raises.
+    With ``logger=wandb`` the W&B run is finished in every case, also when it raises.
     """
     failed = True
     try:
-        summary = _evaluate(cfg, exported)
+        record = _evaluate(cfg, exported)
         failed = False
-        return summary
+        return record
     finally:
         finish_wandb(failed)
 
@@ -116,6 +113,8 @@ def _classifier_around(model_class: type, exported: ExportedNetwork) -> ImageCla
         num_classes=len(exported.class_names),
         class_names=list(exported.class_names),
         input_size=exported.input_size,
+        optimizer=None,  # scored only, never trained
+        scheduler=None,
     )
     model.net = exported.network
     model.mean, model.std = exported.mean, exported.std
@@ -158,7 +157,6 @@ def _evaluate(cfg: DictConfig, exported: ExportedNetwork | None) -> RunRecord:
         input_size=model.input_size,
         mean=model.mean,
         std=model.std,
-        output_dir=output_dir,
     )
     _check_same_classes(list(model.class_names), list(datamodule.class_names), datamodule.root)
     if not datamodule.has_split("test"):
@@ -166,17 +164,16 @@ def _evaluate(cfg: DictConfig, exported: ExportedNetwork | None) -> RunRecord:
             f"Dataset '{datamodule.name}' at '{datamodule.root}' has no test split "
             "(a `test/<class>/` folder); nothing to evaluate."
         )
-    wandb_logger = (
-        _wandb_logger(cfg, model, datamodule.name, output_dir) if cfg.wandb.enabled else None
-    )
+    write_split_files(output_dir, datamodule.manifest(), datamodule.class_indices())
+    wandb_logger = _wandb_logger(cfg, model, datamodule.name)
     if wandb_logger is not None:
-        wandb_logger.log_config(OmegaConf.to_container(cfg, resolve=True), output_dir)
+        wandb_logger.log_config(plain_config(cfg), output_dir)
     # An exported file runs on the CPU whatever the machine has: batches stay there.
     on_cpu = {"accelerator": "cpu"} if exported is not None else {}
     trainer: L.Trainer = instantiate(
         cfg.trainer, logger=wandb_logger or False, enable_checkpointing=False, **on_cpu
     )
-    # verbose=False: Lightning's table prints raw float32 values; the summary rounds them.
+    # verbose=False: Lightning's table prints raw float32 values; the result table rounds them.
     results = trainer.test(model, datamodule=datamodule, verbose=False)
     report = model.test_report
     # The curves of the run that produced the checkpoint (<run dir>/checkpoints/<name>.ckpt).

@@ -27,7 +27,6 @@ from mbv3_lightning.runs.record import EvaluationReport
 
 __all__ = [
     "EpochOutputs",
-    "EvaluationReport",
     "build_report",
     "curve_corners",
     "per_class_epoch_rows",
@@ -83,9 +82,30 @@ class EpochOutputs:
         value = loss.detach()
         if value.dtype not in (torch.float32, torch.float64):
             value = value.to(torch.float32)
+        if self.loss_sum is not None and self.loss_sum.device != value.device:
+            # outputs restored from a checkpoint (on the CPU), before the first new step
+            self.probs = [p.to(value.device) for p in self.probs]
+            self.targets = [t.to(value.device) for t in self.targets]
+            self.loss_sum = self.loss_sum.to(value.device)
         weighted = value * len(targets)
         self.loss_sum = weighted if self.loss_sum is None else self.loss_sum + weighted
         self.images += len(targets)
+
+    def state(self) -> dict[str, Any]:
+        """What was kept so far, as tensors: saved in a checkpoint written inside an epoch, so
+        the resumed epoch's metrics count the batches trained before it too."""
+        return {
+            "probs": [p.cpu() for p in self.probs],
+            "targets": [t.cpu() for t in self.targets],
+            "images": self.images,
+            "loss_sum": None if self.loss_sum is None else self.loss_sum.cpu(),
+        }
+
+    def load(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state`; the next :meth:`add` moves it to its steps' device."""
+        self.probs, self.targets = list(state["probs"]), list(state["targets"])
+        self.images = int(state["images"])
+        self.loss_sum = state["loss_sum"]
 
     def mean_loss(self) -> torch.Tensor | None:
         """The loss averaged over the epoch's images; None when the epoch had no step."""
@@ -110,7 +130,7 @@ def stage_metrics(num_classes: int, stage: str) -> MetricCollection:
     """Scalars logged per epoch: top-1 accuracy (micro: the share of correct images), top-5
     accuracy (> 5 classes), macro one-vs-rest AUROC, and for val/test the macro means of
     precision, recall, specificity and F1."""
-    metrics: dict[str, Metric] = {
+    metrics: dict[str, Metric | MetricCollection] = {
         "acc": MulticlassAccuracy(num_classes=num_classes, average="micro"),
         "auroc": MulticlassAUROC(num_classes=num_classes, average="macro"),
     }

@@ -9,41 +9,26 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch.optim import Optimizer
-from torchmetrics import MaxMetric, MetricCollection
+from torchmetrics import MaxMetric, Metric, MetricCollection
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from mbv3_lightning.models.freeze import freeze as freeze_net
 from mbv3_lightning.models.freeze import hold_frozen_batchnorm
 from mbv3_lightning.models.hparams import build_net, checked_hparams
+from mbv3_lightning.models.memory_format import CHANNELS_LAST_CHOICES, batch_memory_format
 from mbv3_lightning.models.registry import count_parameters, get_spec
 from mbv3_lightning.models.safe_load import load_checkpoint
+from mbv3_lightning.runs.record import EvaluationReport
 from mbv3_lightning.training.metrics import (
     EpochOutputs,
-    EvaluationReport,
     build_report,
     per_class_from_confusion,
     report_metrics,
     stage_metrics,
 )
 from mbv3_lightning.training.optim import make_optimizer, make_scheduler, node_factory
-
-# channels_last=auto: NHWC batches where they trained faster. On the CPU every registry model
-# trained and evaluated faster in channels_last, batch 1 included (benchmarks/memory_format.py,
-# numbers in benchmarks/results/). On an H200 with bf16-mixed, mobilenet_v3_small trained at
-# 0.89x of contiguous at batch 32; `python -m benchmarks.run --device cuda` measures it again.
-CHANNELS_LAST_BY_DEVICE = {"cpu": True, "cuda": False}
-
-
-def batch_memory_format(setting: bool | str, device: str | torch.device) -> torch.memory_format:
-    """The layout a run on ``device`` trains and evaluates in under the ``channels_last``
-    setting (``true``, ``false`` or ``auto``: per device, see ``CHANNELS_LAST_BY_DEVICE``)."""
-    channels_last = setting
-    if setting == "auto":
-        channels_last = CHANNELS_LAST_BY_DEVICE.get(torch.device(device).type, True)
-    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 def _plain(node: Any) -> Any:
@@ -58,11 +43,20 @@ class ImageClassifier(L.LightningModule):
 
     ``net`` is the ``model.net`` config node (``arch`` plus the registry builder's keyword
     arguments); ``optimizer`` and ``scheduler`` are ``_partial_`` nodes (or factories) that
-    :meth:`configure_optimizers` completes. All three are saved, as plain data, in the
+    :meth:`configure_optimizers` completes, given explicitly (``None``: no optimiser, a model
+    that only predicts; no schedule). The other defaults are the config's (a test compares
+    them with ``conf/``). All three are saved, as plain data, in the
     checkpoint's hyper-parameters together with the classes, input size and the image
     preparation (``preprocess``, the dataset's: predict and exports prepare images as
     evaluation did), so a checkpoint rebuilds from them alone (:meth:`load_from_checkpoint`).
     """
+
+    # buffers and submodules set in __init__ (register_buffer hides the types from a checker)
+    class_weights: torch.Tensor | None
+    net: torch.nn.Module
+    train_confusion: MulticlassConfusionMatrix
+    val_confusion: MulticlassConfusionMatrix
+    test_report_metrics: MetricCollection
 
     def __init__(
         self,
@@ -71,13 +65,13 @@ class ImageClassifier(L.LightningModule):
         *,
         class_names: list[str] | None = None,
         input_size: int | None = None,
-        label_smoothing: float = 0.0,
+        optimizer: Mapping[str, Any] | Callable[..., Optimizer] | None,
+        scheduler: Mapping[str, Any] | Callable[..., Any] | None,
+        label_smoothing: float = 0.1,
         freeze: str | int | None = "none",
         class_weights: list[float] | None = None,
         channels_last: bool | str = "auto",
         preprocess: str = "augment",
-        optimizer: Mapping[str, Any] | Callable[..., Optimizer] | None = None,
-        scheduler: Mapping[str, Any] | Callable[..., Any] | None = None,
     ) -> None:
         super().__init__()
         net, optimizer, scheduler = _plain(net), _plain(optimizer), _plain(scheduler)
@@ -88,7 +82,9 @@ class ImageClassifier(L.LightningModule):
             raise ValueError(f"Got {len(class_names)} class names for {num_classes} classes.")
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}.")
-        if channels_last not in (True, False, "auto"):
+        if not any(
+            channels_last == c and type(channels_last) is type(c) for c in CHANNELS_LAST_CHOICES
+        ):
             raise ValueError(f"channels_last must be true, false or auto, got {channels_last!r}.")
         # Factories passed in code (not config) are no data to save; their nodes are None then.
         factories = (("optimizer", optimizer), ("scheduler", scheduler))
@@ -102,11 +98,7 @@ class ImageClassifier(L.LightningModule):
         # in setup(); the CPU's choice until then.
         self.memory_format = batch_memory_format(channels_last, "cpu")
         freeze_net(self.net, spec, freeze)
-        self.optimizer_cfg = optimizer or {
-            "_target_": "torch.optim.AdamW",
-            "_partial_": True,
-            "lr": 1e-3,
-        }
+        self.optimizer_cfg = optimizer
         self.scheduler_cfg = scheduler
         # One collection per stage (attributes, not a ModuleDict: "train" is a Module method).
         self.train_metrics = stage_metrics(num_classes, "train")
@@ -139,7 +131,7 @@ class ImageClassifier(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         device = self.trainer.strategy.root_device
-        self.memory_format = batch_memory_format(self.hparams.channels_last, device)
+        self.memory_format = batch_memory_format(self.hparams["channels_last"], device)
         self.net.to(memory_format=self.memory_format)
 
     def train(self, mode: bool = True) -> ImageClassifier:
@@ -160,9 +152,16 @@ class ImageClassifier(L.LightningModule):
         hparams = checkpoint["hyper_parameters"]
         hparams["net"] = {**hparams["net"], "pretrained": False, "weights_path": None}
         checkpoint["epoch_confusions"] = list(self.epoch_confusions)
+        # Inside an epoch (a preemption or step checkpoint): the training outputs so far, so
+        # the resumed epoch's scores count every batch. Empty at an epoch's end.
+        if self.epoch_outputs["train"].images:
+            checkpoint["train_epoch_outputs"] = self.epoch_outputs["train"].state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.epoch_confusions = list(checkpoint.get("epoch_confusions", []))
+        outputs = checkpoint.get("train_epoch_outputs")
+        if outputs is not None:
+            self.epoch_outputs["train"].load(outputs)
 
     @classmethod
     def load_from_checkpoint(  # type: ignore[override]
@@ -184,7 +183,7 @@ class ImageClassifier(L.LightningModule):
 
         Architectures that train differently (e.g. an auxiliary head) override only this.
         """
-        smoothing = self.hparams.label_smoothing if stage == "train" else 0.0
+        smoothing = self.hparams["label_smoothing"] if stage == "train" else 0.0
         weight = self.class_weights if stage == "train" else None
         loss = F.cross_entropy(outputs, targets, weight=weight, label_smoothing=smoothing)
         return loss, outputs
@@ -219,12 +218,12 @@ class ImageClassifier(L.LightningModule):
         if loss is not None:
             # batch_size=1: already the epoch's mean, logged once, kept as it is
             self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=1)
-        extra = {
-            "train": (self.train_confusion,),
-            "val": (self.val_confusion,),
-            "test": (self.test_report_metrics,),
-        }[stage]
-        outputs.update(self._metrics(stage), *extra)
+        extras: dict[str, Metric | MetricCollection] = {
+            "train": self.train_confusion,
+            "val": self.val_confusion,
+            "test": self.test_report_metrics,
+        }
+        outputs.update(self._metrics(stage), extras[stage])
         outputs.reset()
         values = self._metrics(stage).compute()
         self._metrics(stage).reset()
@@ -233,8 +232,7 @@ class ImageClassifier(L.LightningModule):
 
     def _log_per_class(self, stage: str) -> None:
         """This epoch's per-class scores from the stage's confusion matrix: the macro means
-        for train (val has torchmetrics' own), the matrix kept for the run's files, and every
-        class's scores on W&B."""
+        for train (val has torchmetrics' own), and the matrix kept for the run's files."""
         metric = getattr(self, f"{stage}_confusion")
         confusion = metric.compute().long().cpu()
         metric.reset()
@@ -248,16 +246,6 @@ class ImageClassifier(L.LightningModule):
         self.epoch_confusions.append(
             {"epoch": self.current_epoch, "stage": stage, "confusion": confusion.tolist()}
         )
-        per_class = {
-            f"{stage}_class/{row['class']}/{key}": row[key]
-            for row in rows
-            for key in ("precision", "recall", "specificity", "f1")
-        }
-        for logger in self.loggers:
-            if isinstance(logger, WandbLogger) and self.trainer.is_global_zero:
-                logger.log_metrics(
-                    {**per_class, "epoch": self.current_epoch}, step=self.global_step
-                )
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch_metrics("train")
@@ -285,6 +273,12 @@ class ImageClassifier(L.LightningModule):
         """The optimiser partial called with the trainable parameters (fused where possible)
         and the schedule partial with the optimiser and this run's step counts; stepped every
         batch unless the scheduler node says ``interval: epoch``."""
+        if self.optimizer_cfg is None:
+            raise ValueError(
+                "This ImageClassifier was built without an optimizer (optimizer=None), so it "
+                "cannot train; pass a conf/optimizer/ node or a factory such as "
+                "functools.partial(torch.optim.AdamW, lr=0.003)."
+            )
         trainable = [p for p in self.parameters() if p.requires_grad]
         optimizer = make_optimizer(node_factory(self.optimizer_cfg), trainable)
         if self.scheduler_cfg is None:

@@ -15,7 +15,7 @@ import inspect
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.optim import Optimizer
@@ -43,7 +43,7 @@ def node_factory(node: Mapping[str, Any] | Callable[..., Any]) -> Callable[..., 
     from omegaconf import DictConfig, OmegaConf
 
     if isinstance(node, DictConfig):
-        node = OmegaConf.to_container(node, resolve=True)
+        node = cast(dict[str, Any], OmegaConf.to_container(node, resolve=True))
     values = {k: v for k, v in node.items() if k not in ("_target_", "_partial_")}
     nested = [k for k, v in values.items() if isinstance(v, Mapping)]
     if nested:
@@ -89,7 +89,8 @@ def make_optimizer(
 def cosine_factor(step: int, total_steps: int, warmup_steps: int, lrf: float) -> float:
     """LR multiplier: linear warm-up from ``lrf`` to 1, then cosine from 1 down to ``lrf``.
 
-    ``lrf`` keeps the meaning it has in the car-colour recipe: the final LR is ``lr * lrf``.
+    ``lrf`` keeps the meaning it has in the car-colour MobileNetV3 recipe: the final LR is
+    ``lr * lrf``.
     """
     if warmup_steps > 0 and step < warmup_steps:
         return lrf + (1.0 - lrf) * step / warmup_steps
@@ -108,7 +109,7 @@ class OneCycleSchedule(OneCycleLR):
     end: both keep their last value, and a warning says so once.
     """
 
-    def get_lr(self) -> list[float]:
+    def get_lr(self) -> list[float | torch.Tensor]:
         step = self.last_epoch
         if step < self.total_steps:
             return super().get_lr()
@@ -135,7 +136,7 @@ def cosine_schedule(
     total_steps: int,
     steps_per_epoch: int,
     lrf: float = 0.01,
-    warmup_epochs: float = 0.0,
+    warmup_epochs: float = 1.0,
 ) -> LambdaLR:
     """Per-step cosine from ``optimizer.lr`` down to ``lr * lrf`` after a linear warm-up of
     ``warmup_epochs`` (``conf/scheduler/cosine.yaml``); the module supplies the step counts."""

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mbv3_lightning.runs.wandb_results import MAX_PREDICTION_ROWS, Prediction
+from mbv3_lightning.tracking.results import MAX_PREDICTION_ROWS, Prediction
 
 
 @torch.inference_mode()

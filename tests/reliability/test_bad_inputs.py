@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from mbv3_lightning.cli.config_check import ConfigError, check_config
-from mbv3_lightning.data.images import UNREADABLE_IMAGE_ERRORS, load_rgb
+from mbv3_lightning.data.images import UNREADABLE_IMAGE_ERRORS, UnreadableImageError, load_rgb
 from mbv3_lightning.deploy.predictor import load_predictor
 from mbv3_lightning.training.run import build_components
 from tests.conftest import FAST_OVERRIDES, make_image_folder, run_module
@@ -42,15 +42,17 @@ def write_bomb_png(path: Path, side: int = 14000) -> Path:
 def test_the_bomb_is_a_bomb(tmp_path):
     bomb = write_bomb_png(tmp_path / "bomb.png")
     assert bomb.stat().st_size < 100_000
-    with pytest.raises(Image.DecompressionBombError):
+    with pytest.raises(UnreadableImageError, match="DecompressionBombError") as error:
         load_rgb(bomb)
+    assert str(bomb) in str(error.value)
+    assert isinstance(error.value.__cause__, Image.DecompressionBombError)
 
 
 def test_predict_skips_a_decompression_bomb_and_writes_every_row(trained_checkpoint, tmp_path):
     inputs = make_image_folder(tmp_path / "photos", splits={"": 2})
     bomb = write_bomb_png(inputs / "bomb.png")
     result = run_module(
-        "mbv3_lightning.predict",
+        "mbv3_lightning.cli.predict",
         f"ckpt_path={trained_checkpoint}",
         f"inputs={inputs}",
         f"hydra.run.dir={tmp_path / 'out'}",
@@ -100,7 +102,7 @@ def test_data_check_finishes_with_a_name_that_is_not_utf8(tmp_path):
         [
             sys.executable,
             "-m",
-            "mbv3_lightning.data.check",
+            "mbv3_lightning.cli.check",
             "dataset=image_folder",
             f"dataset.root={root}",
         ],

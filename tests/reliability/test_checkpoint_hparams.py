@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import torch
 
+from mbv3_lightning.cli.config import compose_config
 from mbv3_lightning.cli.review import main as review_main
-from mbv3_lightning.config import compose_config
 from mbv3_lightning.deploy.export import export
 from mbv3_lightning.deploy.page import check_model
 from mbv3_lightning.deploy.predictor import load_predictor
@@ -192,7 +192,7 @@ def test_weights_path_reads_tensors_only(trained_checkpoint, tiny_dataset, compo
         ]
     )
     record = run(cfg)
-    assert record["metrics"]["test/acc"] >= 0.0
+    assert record.metrics["test/acc"] >= 0.0
     assert not marker.exists()
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mbv3_lightning.config import compose_config
+from mbv3_lightning.cli.config import compose_config
 from mbv3_lightning.deploy.export import export
 from mbv3_lightning.deploy.page import check_model
 from mbv3_lightning.deploy.predictor import load_predictor

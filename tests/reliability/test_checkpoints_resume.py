@@ -42,7 +42,7 @@ def _epoch(ckpt: Path) -> int:
 
 def test_last_ckpt_holds_the_last_epoch_when_the_best_is_epoch_0(compose_cfg, tiny_dataset):
     cfg = compose_cfg(_overrides(tiny_dataset, *BEST_AT_EPOCH_0))
-    summary = run(cfg)
+    record = run(cfg)
     out = Path(cfg.paths.output_dir)
     curves = read_curves(out / "metrics.csv")
     accuracies = [row["val/acc"] for row in curves]
@@ -50,7 +50,9 @@ def test_last_ckpt_holds_the_last_epoch_when_the_best_is_epoch_0(compose_cfg, ti
     assert max(accuracies) == accuracies[0], f"the config must peak at epoch 0: {accuracies}"
     assert _epoch(out / "checkpoints" / "last.ckpt") == 2
     assert _epoch(out / "checkpoints" / "best.ckpt") == 0
-    assert summary["best_ckpt"] == str(out / "checkpoints" / "best.ckpt")
+    assert record.identity.best_ckpt == str(out / "checkpoints" / "best.ckpt")
+    # one definition of the best epoch: the checkpoint's, the record's and the curves'
+    assert record.timings.best_epoch == 0 and record.metrics["val/acc_best"] == accuracies[0]
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
 
 

@@ -103,8 +103,8 @@ def test_a_huge_but_legal_image_is_scanned_and_trained_on(compose_cfg, tmp_path)
     Image.new("RGB", (side, side), (220, 40, 40)).save(huge, quality=50)
     out = tmp_path / "run"
     cfg = compose_cfg(_dataset_overrides(root, "model.input_size=32", "trainer.max_epochs=1"), out)
-    summary = run(cfg)
-    assert summary["epochs"] == 1 and summary["skipped_images"] == 0
+    record = run(cfg)
+    assert record.timings.epochs == 1 and record.data.skipped_images == 0
     manifest = json.loads((out / "split_manifest.json").read_text())
     used = {path for split in manifest["splits"].values() for path, _ in split}
     assert "train/apple/huge.jpg" in used

@@ -1,0 +1,3 @@
+"""Weights & Biases, in one place: whether it runs online (:mod:`.mode`), the Lightning logger
+and the run's identity across resumes (:mod:`.logger`), and what a scored run logs once
+(:mod:`.results`). Training, evaluation and the sweep report all go through here."""
