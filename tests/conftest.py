@@ -27,7 +27,14 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 
 
 # Distinct colours make the tiny classes learnable, so accuracy assertions mean something.
-CLASS_COLOURS = [(220, 40, 40), (40, 200, 60), (50, 70, 230), (230, 210, 40), (160, 60, 200)]
+CLASS_COLOURS = [
+    (220, 40, 40),
+    (40, 200, 60),
+    (50, 70, 230),
+    (230, 210, 40),
+    (160, 60, 200),
+    (40, 210, 220),
+]
 
 # Overrides that keep test runs small and quiet on a 2-core CPU.
 FAST_OVERRIDES = [

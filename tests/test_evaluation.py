@@ -165,6 +165,9 @@ def test_run_writes_every_metric_and_figure_then_evaluate_rescores_it(compose_cf
     assert logged["job_type"] == "evaluate" and logged["group"] == "evaluate"
     assert logged["name"] == "mobilenet_v3_small-image_folder-s42-evaluate"
     assert {"test/acc", "test/auroc", "test_ms_per_image/median"} <= logged["summary"]
+    # the evaluated data beside the config: every test image the per-class table counts
+    scored = sum(row["support"] for row in evaluated["per_class"])
+    assert logged["config_values"]["data"]["test_images"] == scored
     # W&B stores a chart's data as <key>_table
     charts = {"test/roc_table", "test/confusion_matrix_table"}
     assert {"test/per_class", *charts, "figures/roc", "figures/confusion"} <= logged["history"]

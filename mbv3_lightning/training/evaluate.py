@@ -29,6 +29,7 @@ from mbv3_lightning.tracking.logger import (
     wandb_run_id_from_checkpoint,
 )
 from mbv3_lightning.tracking.results import log_run_results
+from mbv3_lightning.tracking.run_config import dataset_facts
 from mbv3_lightning.training.console import silence_library_noise
 from mbv3_lightning.training.module import ImageClassifier
 from mbv3_lightning.training.predictions import sample_predictions
@@ -128,7 +129,7 @@ def _evaluate(cfg: DictConfig) -> RunRecord:
     write_split_files(output_dir, datamodule.manifest(), datamodule.class_indices())
     wandb_logger = _wandb_logger(cfg, model, datamodule.name)
     if wandb_logger is not None:
-        wandb_logger.log_config(plain_config(cfg), output_dir)
+        wandb_logger.log_config(plain_config(cfg), dataset_facts(datamodule))
     trainer: L.Trainer = instantiate(
         cfg.trainer, logger=wandb_logger or False, enable_checkpointing=False
     )
