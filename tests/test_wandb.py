@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from mbv3_lightning.tracking.logger import WANDB_RUN_ID_KEY
+from mbv3_lightning.tracking.run_config import absolute_paths
 from mbv3_lightning.training.run import run
 
 from .conftest import FAST_OVERRIDES, make_image_folder, run_module
@@ -354,3 +355,23 @@ def test_dashboard_best_summaries_test_scores_predictions_and_model_artifact(
     config = info["config_values"]
     assert config["model"]["net"]["arch"] == "mobilenet_v3_small"
     assert "input_size" not in config and "net" not in config
+
+
+def test_config_paths_are_made_absolute_and_other_strings_kept(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = {
+        "ckpt_path": "outputs/run/checkpoints/last.ckpt",
+        "dataset": {"root": "../photos", "name": "photos", "classes": ["a/b"]},
+        "callbacks": {"best": {"dirpath": "/abs/checkpoints", "monitor": "val/acc"}},
+        "inputs_path": ["a.jpg", "/b.jpg"],
+        "logger": {"csv": {"save_dir": "", "name": ""}},
+        "model": {"net": {"weights_path": None}},
+    }
+    assert absolute_paths(config) == {
+        "ckpt_path": str(tmp_path / "outputs/run/checkpoints/last.ckpt"),
+        "dataset": {"root": str(tmp_path.parent / "photos"), "name": "photos", "classes": ["a/b"]},
+        "callbacks": {"best": {"dirpath": "/abs/checkpoints", "monitor": "val/acc"}},
+        "inputs_path": [str(tmp_path / "a.jpg"), "/b.jpg"],
+        "logger": {"csv": {"save_dir": "", "name": ""}},
+        "model": {"net": {"weights_path": None}},
+    }
