@@ -172,7 +172,7 @@ def project_run(overrides: list[str], output_dir: Path) -> dict[str, Any]:
     return {
         "curve": curve,
         "wall_s": wall_s,
-        "train_s": record["train_time_s"],
+        "train_s": record.timings.train_time_s,
         "val_images": [path for path, _ in manifest["splits"]["val"]],
         "protocol": manifest["protocol"],
     }

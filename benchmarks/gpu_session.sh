@@ -12,7 +12,7 @@
 # An offline machine installs the wheels in .whl/ (made beforehand on a machine with PyPI by
 # `bash benchmarks/gpu_wheels.sh`, and carried along: the device tool's `carry: [".whl"]`,
 # with `timeout_s: 600`); with network it uses
-# `pip install -c requirements/constraints-keep-torch.txt -e ".[dev]"`.
+# `pip install -c requirements/constraints-keep-torch.txt -e ".[all,dev]"`.
 #
 # $OUT gets: session.log (everything printed), the results files this session wrote
 # (benchmarks/results/<date>-<host>.json and .md), and gpu-session.tar.gz with the same plus
@@ -79,7 +79,7 @@ install() {
         export PYTHONPATH="$PYTHONPATH:/tmp/site"
         echo "PYTHONPATH=$PYTHONPATH" >"$LOGS/pythonpath"
     else
-        $PY -m pip install -c requirements/constraints-keep-torch.txt -e ".[dev]" || return 1
+        $PY -m pip install -c requirements/constraints-keep-torch.txt -e ".[all,dev]" || return 1
     fi
     if ! $PY -c "import torchvision" 2>/dev/null; then
         # torchvision 0.(N+15) pairs with torch 2.N; --no-deps keeps the machine's torch

@@ -28,7 +28,7 @@ fi
 python_tag=$("$work/venv/bin/python" -c 'import platform; print(platform.python_version(), platform.system(), platform.machine())')
 header="# Written by requirements/refresh.sh on $(date -u +%Y-%m-%d) after the README's test command
 # passed with exactly these versions (Python, OS, machine: $python_tag).
-# Install through it: pip install -c requirements/constraints.txt -e \".[dev]\""
+# Install through it: pip install -c requirements/constraints.txt -e \".[all,dev]\""
 frozen=$("$work/venv/bin/python" -m pip freeze --exclude-editable)
 printf '%s\n%s\n' "$header" "$frozen" > requirements/constraints.txt
 # The same pins without PyTorch and the CUDA libraries it brings, for a machine whose own torch

@@ -235,6 +235,7 @@ def test_architecture_knobs_are_checked_per_architecture(compose_cfg):
         check_config(compose_cfg(ok))
 
 
+@pytest.mark.slow
 def test_the_cli_stops_on_a_typo_before_anything_runs(tmp_path):
     result = run_module(
         "mbv3_lightning",
@@ -265,6 +266,7 @@ def test_the_cli_stops_on_a_typo_before_anything_runs(tmp_path):
     assert not (tmp_path / "sweep").exists()
 
 
+@pytest.mark.slow
 def test_base_configs_are_no_group_choices(tmp_path):
     result = run_module("mbv3_lightning", "--help", cwd=tmp_path, timeout=120)
     assert result.returncode == 0

@@ -111,7 +111,7 @@ def test_the_bar_of_a_two_digit_epoch_fits_80_columns(monkeypatch, capsys):
     assert max(len(line) for line in lines) <= 80
 
 
-@pytest.mark.parametrize("bar", ["default", "null"])
+@pytest.mark.parametrize("bar", [pytest.param("default", marks=pytest.mark.slow), "null"])
 def test_no_progress_bar_callback_means_no_bar(bar, compose_cfg, tiny_dataset, capsys):
     """Sweeps and studies set `callbacks.progress_bar=null` for a quiet log; Lightning then
     added its default bar, with every metric on it, wrapped over many lines."""

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
 from PIL import Image
 
 from .conftest import make_image_folder, run_module
 
 
+@pytest.mark.slow
 def test_check_reports_leakage_duplicates_counts_and_broken_files(tmp_path):
     root = make_image_folder(
         tmp_path / "data", classes=("apple", "banana"), splits={"train": 6, "val": 2, "test": 2}

@@ -154,7 +154,14 @@ def _overrides(case: Case, root: Path, *extra: str) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.config for case in CASES])
+# The generic image folder in the default suite; each Kaggle layout in the slow one.
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(c, id=c.config, marks=() if c.config == "image_folder" else pytest.mark.slow)
+        for c in CASES
+    ],
+)
 def test_dataset_in_its_kaggle_layout(case, compose_cfg, tmp_path):
     root = case.build(tmp_path / case.config)
     cfg = compose_cfg(_overrides(case, root, "debug=fast"))
@@ -358,6 +365,7 @@ MONKEY_COUNTS = {
 }
 
 
+@pytest.mark.slow
 def test_monkeys10_follows_the_papers_protocol_on_a_full_size_copy(compose_cfg, tmp_path):
     """1,097 training/ + 272 validation/ images: 0.7 of training/ trains, the rest validates,
     validation/ is the test set, and the test split gets its ROC files."""

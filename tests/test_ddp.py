@@ -6,6 +6,8 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from .conftest import FAST_OVERRIDES, assert_scored_every_test_image, make_image_folder, run_module
 
 DDP_ON_CPU = ["trainer=ddp_cpu", "trainer.devices=2"]
@@ -15,6 +17,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return run_module("mbv3_lightning", *args, cwd=cwd)
 
 
+@pytest.mark.slow
 def test_ddp_with_two_cpu_processes(tmp_path):
     data = make_image_folder(tmp_path / "data", splits={"train": 8, "test": 4})
     out = tmp_path / "run"
@@ -39,6 +42,7 @@ def test_ddp_with_two_cpu_processes(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "run"]  # no stray run dirs
 
 
+@pytest.mark.slow
 def test_ddp_inside_a_multirun_runs_each_cell_once(tmp_path):
     """Plain `ddp` would re-run the whole `-m` command in its second process."""
     data = make_image_folder(tmp_path / "data", splits={"train": 8, "test": 4})

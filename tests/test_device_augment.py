@@ -179,6 +179,7 @@ def _fit(compose_cfg, root: Path, tmp_path: Path, *extra: str):
     return datamodule, model, probe.images
 
 
+@pytest.mark.slow
 def test_fit_with_augment_on_device_trains_on_augmented_normalised_images(
     compose_cfg, tmp_path, caplog
 ):
@@ -200,6 +201,7 @@ def test_fit_with_augment_on_device_trains_on_augmented_normalised_images(
     assert eval_images.dtype == torch.float32
 
 
+@pytest.mark.slow
 def test_auto_keeps_augmentation_in_the_workers_on_a_cpu_trainer(compose_cfg, tmp_path):
     root = make_image_folder(tmp_path / "data", splits={"train": 12, "val": 4})
     datamodule, model, _ = _fit(compose_cfg, root, tmp_path)

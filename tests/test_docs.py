@@ -76,10 +76,11 @@ PAGES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 MARKER = re.compile(r"^\s*<!--\s*docs-test:\s*(\S+)\s*(.*?)\s*-->\s*$")
 COMMENT = re.compile(r"^\s*<!--.*-->\s*$")
 FENCE = re.compile(r"^(\s*)```(\S*)\s*$")
-SEPARATORS = ("&&", "||", ";", "|")
+# "&" (run in the background) after "&&": each is one command either way
+SEPARATORS = ("&&", "||", ";", "|", "&")
 # Programs that are never run end to end, and why.
 NOT_RUN = {"pip": "pip installs packages: the tests run in the environment it made"}
-SHELL_BUILTINS = {".", "source", "export", "cd"}
+SHELL_BUILTINS = {".", "source", "export", "cd", "wait"}
 # Command paths that no longer exist; the pages must not show them.
 RETIRED = re.compile(
     r"python -m mbv3_lightning\.(predict|evaluate|export|profile|report|review|app)\b"
@@ -625,7 +626,9 @@ def run_stand_ins(tmp_path_factory: pytest.TempPathFactory) -> StandIns:
     return StandIns(base / "run", base / "sweep", base / "export", weights, classes, folder)
 
 
-SLOW_BLOCKS = [b for b in BASH if block_commands(b)]
+# docs/search.md runs as one sequence in tests/test_docs_search.py (its commands build on
+# each other's study), so it is left out here.
+SLOW_BLOCKS = [b for b in BASH if block_commands(b) and b.page != "docs/search.md"]
 
 
 @pytest.mark.slow

@@ -81,6 +81,7 @@ def _assert_same_per_class(actual: list[dict], expected: list[dict]) -> None:
                 assert got[field] == value, (got["class"], field)
 
 
+@pytest.mark.slow
 def test_run_writes_every_metric_and_figure_then_evaluate_rescores_it(compose_cfg, tmp_path):
     root = tmp_path / "six"
     for c, (name, colour) in enumerate(COLOURS.items()):

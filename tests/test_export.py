@@ -73,6 +73,7 @@ def test_int8_model_is_smaller_and_reports_its_accuracy_change(onnx_int8_export)
     assert load_predictor(int8_path).info.class_names == CLASSES  # metadata carried over
 
 
+@pytest.mark.slow
 def test_torchscript_export_with_sidecar(trained_checkpoint, tmp_path):
     report = export(export_config(trained_checkpoint, tmp_path, "format=torchscript"))
     assert _rows(report)["TorchScript"]["max_softmax_diff"] <= 1e-4
@@ -83,6 +84,7 @@ def test_torchscript_export_with_sidecar(trained_checkpoint, tmp_path):
     assert predictor.info.class_names == CLASSES and predictor.info.input_size == 32
 
 
+@pytest.mark.slow
 def test_failed_parity_writes_no_model(trained_checkpoint, tmp_path):
     cfg = export_config(trained_checkpoint, tmp_path, "parity_tolerance=1e-15")
     with pytest.raises(ParityError, match="above parity_tolerance"):

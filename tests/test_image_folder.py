@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -22,14 +21,13 @@ def _datamodule(root: Path, **kwargs) -> ImageFolderDataModule:
     return ImageFolderDataModule(root, num_workers=0, input_size=32, batch_size=4, **kwargs)
 
 
-def test_split_is_stratified_and_seeded(tiny_dataset, tmp_path):
-    first = _datamodule(tiny_dataset, seed=7, output_dir=tmp_path / "a")
-    second = _datamodule(tiny_dataset, seed=7, output_dir=tmp_path / "b")
+def test_split_is_stratified_and_seeded(tiny_dataset):
+    first = _datamodule(tiny_dataset, seed=7)
+    second = _datamodule(tiny_dataset, seed=7)
     other = _datamodule(tiny_dataset, seed=8)
     first.setup()
     second.setup()
-    manifest_a = json.loads((tmp_path / "a" / "split_manifest.json").read_text())
-    manifest_b = json.loads((tmp_path / "b" / "split_manifest.json").read_text())
+    manifest_a, manifest_b = first.manifest(), second.manifest()
     assert manifest_a["splits"] == manifest_b["splits"]
     assert other.manifest()["splits"]["val"] != manifest_a["splits"]["val"]
     # 10 train images per class, val_fraction 0.3 -> 3 per class in val, 7 in train
@@ -39,7 +37,7 @@ def test_split_is_stratified_and_seeded(tiny_dataset, tmp_path):
     assert len(manifest_a["splits"]["test"]) == 12
     train_files = {path for path, _ in manifest_a["splits"]["train"]}
     assert not train_files & {path for path, _ in manifest_a["splits"]["val"]}
-    indices = json.loads((tmp_path / "a" / "class_indices.json").read_text())
+    indices = first.class_indices()
     assert indices["class_to_idx"] == {"apple": 0, "banana": 1, "cherry": 2}
 
 

@@ -6,6 +6,8 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from .conftest import FAST_OVERRIDES, assert_scored_every_test_image, make_image_folder, run_module
 
 
@@ -17,6 +19,7 @@ def _cell_overrides(root: str) -> list[str]:
     return ["debug=fast", "dataset=image_folder", f"dataset.root={root}", "model.input_size=32"]
 
 
+@pytest.mark.slow
 def test_submitit_local_runs_a_job(tmp_path):
     data = make_image_folder(tmp_path / "data", splits={"train": 6, "test": 2})
     sweep = tmp_path / "sweep"
@@ -37,6 +40,7 @@ def test_submitit_local_runs_a_job(tmp_path):
     assert status["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_joblib_runs_cells_in_parallel_and_records_failures(tmp_path):
     data = make_image_folder(tmp_path / "data", splits={"train": 6, "test": 2})
     sweep = tmp_path / "sweep"

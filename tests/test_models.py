@@ -186,7 +186,9 @@ def test_weights_path_loads_a_local_state_dict_strictly(tmp_path):
 
 
 def test_inception_training_loss_adds_the_aux_loss_with_weight_0_4():
-    model = InceptionV3Classifier({"arch": "inception_v3"}, 3)
+    model = InceptionV3Classifier(
+        {"arch": "inception_v3"}, 3, optimizer=None, scheduler=None, label_smoothing=0.0
+    )
     targets = torch.tensor([0, 2])
     torch.manual_seed(0)
     logits, aux = torch.randn(2, 3), torch.randn(2, 3)
@@ -208,7 +210,14 @@ def test_inception_aux_head_below_299_px_is_a_clear_error():
 E2E_INPUT = {"alexnet": ["model.input_size=64"], "inception_v3": ["model.input_size=75"]}
 
 
-@pytest.mark.parametrize("name", list_models())
+# MobileNetV3-Small (the demo's) in the default suite; the others in the slow one.
+@pytest.mark.parametrize(
+    "name",
+    [
+        n if n == "mobilenet_v3_small" else pytest.param(n, marks=pytest.mark.slow)
+        for n in list_models()
+    ],
+)
 def test_each_architecture_trains_end_to_end(name, compose_cfg, tiny_dataset):
     """The real app path (Hydra config -> run) with debug=fast for every registry entry."""
     extra = E2E_INPUT.get(name, ["model.input_size=32"])

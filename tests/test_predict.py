@@ -103,6 +103,7 @@ def test_cli_prints_a_table_and_writes_csv_into_its_run_dir(trained_checkpoint, 
     assert not list(images.rglob("predictions.csv"))  # nothing written next to the inputs
 
 
+@pytest.mark.slow
 def test_the_recipes_best_pth_and_class_file_predict_like_the_checkpoint(
     trained_checkpoint, tmp_path
 ):

@@ -19,6 +19,7 @@ def _profile(tmp_path, *overrides: str) -> subprocess.CompletedProcess:
     return run_module("mbv3_lightning.cli.profile", *overrides, cwd=tmp_path, timeout=600)
 
 
+@pytest.mark.slow
 def test_multirun_profiles_every_model_into_one_table(tmp_path):
     sweep = tmp_path / "sweep"
     result = _profile(
@@ -49,6 +50,7 @@ def test_multirun_profiles_every_model_into_one_table(tmp_path):
     assert job["runs"] == 50 and job["macs"] * 2 == job["flops"]
 
 
+@pytest.mark.slow
 def test_per_layer_breakdown_and_freeze_in_a_single_run(tmp_path):
     out = tmp_path / "run"
     result = _profile(

@@ -115,6 +115,7 @@ def test_pareto_front_keeps_only_undominated_points():
     assert pareto_front(points) == [2, 0, 3]
 
 
+@pytest.mark.slow
 def test_report_on_a_real_run_directory_and_the_cli(
     compose_cfg, tiny_dataset, tmp_path, capsys, monkeypatch
 ):
@@ -152,6 +153,7 @@ def test_report_errors_name_the_problem(tmp_path):
         main([str(tmp_path / "empty"), "report.colour=red"])
 
 
+@pytest.mark.slow
 def test_report_logs_table_and_figures_to_wandb_offline(partial_sweep, capsys):
     main([str(partial_sweep), "report.wandb=true"])
     # the jobs' group (training/run.py): task name, then the sweep's date and time folders

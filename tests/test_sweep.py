@@ -48,6 +48,7 @@ def _fingerprint(run_dir: Path) -> dict[str, tuple[float, str]]:
     }
 
 
+@pytest.mark.slow
 def test_failing_cell_is_recorded_and_the_others_complete(tmp_path):
     good = make_image_folder(tmp_path / "good", splits={"train": 6, "test": 2})
     missing = tmp_path / "not_there"

@@ -50,6 +50,7 @@ def test_training_learns_the_colours(trained_checkpoint):
     assert record.timings.best_epoch is not None and record.timings.epochs == 6
 
 
+@pytest.mark.slow
 def test_resume_continues_from_last_checkpoint(compose_cfg, tiny_dataset, tmp_path):
     out = tmp_path / "run"
     first = compose_cfg(_overrides(tiny_dataset, "debug=limit", "model.input_size=32"), out)
@@ -78,6 +79,7 @@ def test_resume_continues_from_last_checkpoint(compose_cfg, tiny_dataset, tmp_pa
     assert epochs == {"0", "1", "2"}
 
 
+@pytest.mark.slow
 def test_wandb_offline_run_is_written_and_finished(compose_cfg, tiny_dataset, tmp_path):
     import wandb
 
@@ -133,6 +135,7 @@ def test_optimizers_are_fused_on_cpu_and_step_like_the_reference_loop(settings):
         torch.testing.assert_close(fused, reference, atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_multirun_grid_gives_every_job_its_own_directory(tmp_path):
     roots = [
         make_image_folder(tmp_path / name, classes=classes, splits={"train": 6, "test": 2})
@@ -189,6 +192,7 @@ def test_compiled_network_trains_and_checkpoints_plain_keys(compose_cfg, tiny_da
     assert not any("_orig_mod" in key for key in state)
 
 
+@pytest.mark.slow
 def test_the_sanity_check_scores_nothing_and_warns_of_nothing(compose_cfg, tmp_path, recwarn):
     """Its two batches of a class-sorted validation split hold one class: AUROC over the
     classes they lack warned "No positive samples", about scores nobody reads."""

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from mbv3_lightning.cli.config_check import ConfigError
 from mbv3_lightning.data.images import UnreadableImageError
 from mbv3_lightning.data.split_manifest import SplitManifestError
+from mbv3_lightning.extras import MissingExtraError
 from mbv3_lightning.models.safe_load import UnsafeCheckpointError
 from mbv3_lightning.runs.lock import RunLockedError
 from mbv3_lightning.runs.resume import ResumeMismatchError
@@ -35,6 +36,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     SplitManifestError,
 )
 ENVIRONMENT_ERRORS: tuple[type[BaseException], ...] = (
+    MissingExtraError,
     UnreadableImageError,
     RunFileWriteError,
     RunLockedError,

@@ -20,6 +20,8 @@ from typing import NoReturn
 
 from omegaconf import DictConfig, OmegaConf
 
+from mbv3_lightning.extras import MissingExtraError, require_extra
+
 
 @dataclass(frozen=True)
 class Command:
@@ -27,6 +29,7 @@ class Command:
     usage: str  # arguments after `mbv3 <command>`
     summary: str
     config: str | None = None  # conf/<config>.yaml for Hydra commands
+    extra: str | None = None  # the pyproject extra it needs (mbv3_lightning.extras)
 
 
 # One line per command; a command whose module is not installed is left out of the listing.
@@ -54,6 +57,7 @@ COMMANDS: dict[str, Command] = {
         "ckpt_path=<ckpt> [format=onnx|torchscript] [quantize=int8]",
         "export a checkpoint for deployment",
         "export",
+        extra="export",
     ),
     "profile": Command(
         "mbv3_lightning.cli.profile",
@@ -77,11 +81,13 @@ COMMANDS: dict[str, Command] = {
         "[key=value ...]",
         "review a run's predictions",
         "review",
+        extra="review",
     ),
     "app": Command(
         "mbv3_lightning.cli.app",
         "ckpt_path=<ckpt|onnx|pt> [port=8501] [address=127.0.0.1] [top_k=5]",
         "a web page that classifies uploaded images",
+        extra="app",
     ),
 }
 
@@ -238,6 +244,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     if any(a in HELP_FLAGS for a in rest):
         print(command_help(name))
         raise SystemExit(0)
+    if command.extra is not None:
+        try:
+            require_extra(command.extra, f"mbv3 {name}")
+        except MissingExtraError as error:
+            # the environment lacks a package: exit 1, as for other environment errors
+            print(error, file=sys.stderr)
+            raise SystemExit(1) from None
     # Hydra's own flags (--cfg, -m, --multirun, ...) go straight through: a sweep's cells are
     # checked by the ConfigCheck callback before the first one starts.
     if command.config is not None and not any(a.startswith("-") for a in rest):

@@ -48,7 +48,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     sweep_dir, cfg = _parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        written = write_report(sweep_dir, Path(cfg.report.out) if cfg.report.out else None)
+        written = write_report(
+            sweep_dir, Path(cfg.report.out) if cfg.report.out else None, cfg.report.storage
+        )
     except FileNotFoundError as err:
         raise SystemExit(str(err)) from None
     console = Console()

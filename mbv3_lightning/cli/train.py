@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -12,6 +13,9 @@ from omegaconf import DictConfig
 
 from mbv3_lightning.cli.config import CONFIG_NAME, config_dir, register_resolvers
 from mbv3_lightning.cli.errors import reports_errors
+
+if TYPE_CHECKING:
+    from lightning.pytorch.callbacks import Callback
 
 register_resolvers()
 
@@ -37,17 +41,38 @@ def main(cfg: DictConfig) -> float | None:
             job_num=hydra_cfg.job.num,
             overrides=list(hydra_cfg.overrides.task),
             resume=bool(cfg.sweep.resume),
-            train=lambda status: run(cfg, status),
+            train=lambda status: run(cfg, status, _search_trial_callbacks(hydra_cfg)),
             sweep_dir=Path(hydra_cfg.sweep.dir),
         )
         if record is None:
             # A failed cell: NaN tells a search sweeper (Optuna) "failed trial" and lets the
             # study go on; the basic sweeper ignores return values.
             return float("nan")
+        if _is_search_trial(hydra_cfg):
+            # The study prints one line per trial; each trial's table is in its folder.
+            return record.metrics.get("val/acc_best")
     else:
         record = run(cfg)
     print_result_table(record)
     return record.metrics.get("val/acc_best")
+
+
+def _is_search_trial(hydra_cfg: Any) -> bool:
+    """Whether this job is a trial of `hydra/sweeper=optuna` (not a cell of a grid)."""
+    from mbv3_lightning.sweeps.search import SWEEPER_TARGET  # a constant: imports no Optuna
+
+    return hydra_cfg.sweeper.get("_target_") == SWEEPER_TARGET
+
+
+def _search_trial_callbacks(hydra_cfg: Any) -> list[Callback]:
+    """A trial of `hydra/sweeper=optuna` reports to its study each epoch, for the pruner."""
+    if not _is_search_trial(hydra_cfg):
+        return []  # a grid: no study to report to (and no need to load Optuna)
+    from mbv3_lightning.sweeps.search.trial import trial_reporter
+    from mbv3_lightning.training.pruning import TrialPruning
+
+    reporter = trial_reporter(hydra_cfg)
+    return [] if reporter is None else [TrialPruning(reporter.report, reporter.monitor)]
 
 
 if __name__ == "__main__":

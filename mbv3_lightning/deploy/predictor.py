@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from mbv3_lightning.data.transforms import eval_transform
+from mbv3_lightning.extras import require_extra
 from mbv3_lightning.models.hparams import build_net, checked_hparams
 from mbv3_lightning.models.registry import get_spec
 from mbv3_lightning.models.safe_load import load_checkpoint
@@ -168,6 +169,7 @@ class OnnxPredictor(Predictor):
     def __init__(
         self, model: str | Path | bytes, info: ModelInfo, source: Path, threads: int | None = None
     ) -> None:
+        require_extra("export", f"The ONNX model {source}")
         import onnxruntime as ort
 
         super().__init__(info, source)
@@ -229,6 +231,7 @@ def load_checkpoint_network(ckpt_path: Path) -> tuple[torch.nn.Module, ModelInfo
 
 def onnx_model_info(path: Path) -> ModelInfo:
     """The :class:`ModelInfo` stored in an ONNX file's ``metadata_props``."""
+    require_extra("export", f"The ONNX model {path}")
     import onnx
 
     try:

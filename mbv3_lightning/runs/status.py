@@ -1,8 +1,9 @@
 """``status.json``: what a training run (or sweep cell) is doing, readable while it runs.
 
 ``running`` while it trains, then ``completed``, ``skipped`` (a sweep cell that had finished),
-``failed`` (with the error) or ``interrupted`` (stopped by a signal, resumable from its
-``last.ckpt``). A sweep cell's record also holds its job number, overrides and earlier attempts.
+``failed`` (with the error), ``interrupted`` (stopped by a signal, resumable from its
+``last.ckpt``) or ``pruned`` (a search trial its study's pruner stopped, a normal end). A sweep
+cell's record also holds its job number, overrides and earlier attempts.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from mbv3_lightning.runs.run_dir import RunDir, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-STATES = ("running", "completed", "skipped", "failed", "interrupted")
+STATES = ("running", "completed", "skipped", "failed", "interrupted", "pruned")
 
 # Exit status of a run stopped by a signal: 128 + SIGTERM's number, as a shell reports it.
 INTERRUPTED_EXIT_CODE = 128 + signal.SIGTERM

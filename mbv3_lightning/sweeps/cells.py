@@ -25,6 +25,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from mbv3_lightning.runs.lock import RunLockedError, exclusive_update, lock_holder, run_lock
+from mbv3_lightning.runs.pruned import RunPruned
 from mbv3_lightning.runs.resume import plan_resume
 from mbv3_lightning.runs.run_dir import RunDir, write_atomic, write_json_atomic
 from mbv3_lightning.runs.status import RunInterrupted, RunStatus, now_iso, read_status
@@ -61,7 +62,8 @@ def run_cell(
     goes on with the next one. A failure is logged, written to ``traceback.txt`` and
     ``status.json``, and swallowed (returns ``None``) so the remaining cells run on;
     :class:`SweepTracker` reports it at the end. An interruption (a signal) is recorded in the
-    cell and in ``sweep.json`` and stops the sweep.
+    cell and in ``sweep.json`` and stops the sweep. A search trial stopped by its study's pruner
+    is recorded as "pruned" (``pruned_epoch`` counted from 1) and returns ``None`` too.
     """
     try:
         with run_lock(run_dir):
@@ -117,6 +119,10 @@ def _run_locked_cell(
     status.start()
     try:
         result = train(status)
+    except RunPruned as stop:  # a search's pruner ended it: a normal end, not a failure
+        log.info("Cell %d %s.", job_num, stop)
+        status.end_after_error("pruned", pruned_epoch=stop.epoch + 1, reason=str(stop))
+        return None
     except RunInterrupted:
         status.end_after_error("interrupted")
         if sweep_dir is not None:
@@ -135,17 +141,17 @@ def _run_locked_cell(
 def _check_same_cell(run_dir: Path, previous: dict[str, Any], overrides: list[str]) -> None:
     """Refuse to skip or continue a cell that was run with other overrides.
 
-    A grid's cells are checked against ``sweep.json`` up front; a search sweeper (Optuna)
-    decides each trial's parameters as it goes, so a resumed study must propose the same
-    trials again (a seeded sampler does) and this catches the case where it does not.
+    A grid's cells are checked against ``sweep.json`` up front; a search (Optuna) decides each
+    trial's parameters as it goes and keeps them in its study, so this catches a trial folder
+    left from another study (its storage deleted, the folder kept).
     """
     before = [o for o in previous.get("overrides", []) if not _is_sweep_setting(o)]
     now = [o for o in overrides if not _is_sweep_setting(o)]
     if before and sorted(before) != sorted(now):
         raise RuntimeError(
             f"'{run_dir}' holds a cell run with {' '.join(before)}, not {' '.join(now)}. "
-            "A search sweeper must propose the same trials when resumed: give its sampler a "
-            "seed (hydra.sweeper.sampler.seed=...), or start a new sweep directory."
+            "Its folder belongs to another grid or study: start a new sweep directory "
+            "(hydra.sweep.dir=...)."
         )
 
 
@@ -244,7 +250,9 @@ class SweepTracker(Callback):
         if OmegaConf.select(config, "sweep.dry_run", default=False):
             raise SystemExit(_dry_run_listing(sweep_dir, grid))
         existing = _read_json(sweep_dir / SWEEP_FILE)
-        if existing is not None and not resume:
+        # A search (grid None) continues the study its folder holds; its sweeper checks that
+        # the command runs the same study.
+        if existing is not None and not resume and grid is not None:
             raise SystemExit(
                 f"Sweep directory '{sweep_dir}' already holds a sweep ({SWEEP_FILE}). Add "
                 "`sweep.resume=true` to resume it (finished cells are skipped), or choose a new "
@@ -273,20 +281,28 @@ class SweepTracker(Callback):
         rows = record["cells"]
         # Cells another process holds are still running there; it reports on them.
         elsewhere = [row for row in rows if row["status"] == "running" and "held_by" in row]
+        search = record.get("grid") is None
         failed = [
             row
             for row in rows
-            if row["status"] not in ("completed", "skipped") and row not in elsewhere
+            if row["status"] not in ("completed", "skipped", "pruned")
+            and row not in elsewhere
+            # a search's running trial without a holder was lost with its process; the study
+            # takes it up again on the next run
+            and not (search and row["status"] == "running")
         ]
         status = "failed" if failed else "running" if elsewhere else "completed"
         duration = round(time.perf_counter() - (self._started or time.perf_counter()), 2)
         _update_sweep(sweep_dir, status=status, ended_at=now_iso(), duration_s=duration)
-        counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", "skipped")}
+        counts = {
+            s: sum(r["status"] == s for r in rows) for s in ("completed", "skipped", "pruned")
+        }
         log.info(
-            "Sweep finished here: %d completed, %d skipped, %d failed, %d still running in "
-            "other processes (%s).",
+            "Sweep finished here: %d completed, %d skipped, %d pruned, %d failed, %d still "
+            "running in other processes (%s).",
             counts["completed"],
             counts["skipped"],
+            counts["pruned"],
             len(failed),
             len(elsewhere),
             sweep_dir / SWEEP_FILE,
@@ -301,11 +317,17 @@ class SweepTracker(Callback):
                 )
                 for r in failed
             ]
+            advice = (
+                "\nThe study counts failed trials as finished: fix the cause, then raise "
+                "hydra.sweeper.n_trials to run more, or start a new study."
+                if search
+                else "\nFix the cause and rerun the same command with `sweep.resume=true "
+                f"hydra.sweep.dir={sweep_dir}`: finished cells are skipped."
+            )
             raise SystemExit(
                 f"{len(failed)} of {len(rows)} cells did not complete:\n"
                 + "\n".join(lines)
-                + "\nFix the cause and rerun the same command with `sweep.resume=true "
-                f"hydra.sweep.dir={sweep_dir}`: finished cells are skipped."
+                + advice
             )
 
 

@@ -17,9 +17,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from mbv3_lightning.extras import require_extra
 from mbv3_lightning.sweeps import figures
 from mbv3_lightning.sweeps.paper import PAPER_DATASETS, write_paper_report
 from mbv3_lightning.sweeps.results import Cell, Group, group_cells, load_cells
+from mbv3_lightning.sweeps.search import SEARCH_FILE
 from mbv3_lightning.sweeps.tables import csv_number
 from mbv3_lightning.tracking.results import log_report
 
@@ -126,50 +128,11 @@ def write_results_csv(cells: list[Cell], path: Path) -> Path:
     return path
 
 
-# What Hydra's Optuna sweeper writes into the sweep directory when the study ends.
-OPTUNA_RESULTS = "optimization_results.yaml"
-OBJECTIVE = "val/acc_best"  # what the training command returns to the sweeper
-
-
-def search_section(sweep_dir: Path, cells: list[Cell]) -> list[str]:
-    """Markdown for a hyper-parameter search (``hydra/sweeper=optuna``): every trial with its
-    parameters and objective, best first, and the best parameters the sweeper reported.
-    Empty for a grid sweep."""
-    results_file = sweep_dir / OPTUNA_RESULTS
-    if not results_file.is_file():
-        return []
-    from omegaconf import OmegaConf
-
-    results = OmegaConf.to_container(OmegaConf.load(results_file))
-    assert isinstance(results, dict)
-
-    def objective(cell: Cell) -> float:
-        value = cell.value(OBJECTIVE)
-        return -1.0 if value is None else value
-
-    trials = sorted(cells, key=lambda c: -objective(c))
-    rows = [
-        [
-            str(c.job),
-            " ".join(c.overrides),
-            NA if c.value(OBJECTIVE) is None else f"{c.value(OBJECTIVE):.4f}",
-            c.status,
-        ]
-        for c in trials
-    ]
-    best = ", ".join(f"`{k}={v}`" for k, v in (results.get("best_params") or {}).items())
-    return [
-        "",
-        f"## Hyper-parameter search (Optuna): {len(cells)} trials",
-        "",
-        f"Best {OBJECTIVE}: **{results.get('best_value')}** with {best}.",
-        "",
-        *_markdown_table(["job", "parameters", OBJECTIVE, "status"], rows),
-    ]
-
-
-def write_report(sweep_dir: Path, out_dir: Path | None = None) -> dict[str, Any]:
-    """Build the whole report for ``sweep_dir``; returns what was written, for callers and W&B."""
+def write_report(
+    sweep_dir: Path, out_dir: Path | None = None, storage: str | None = None
+) -> dict[str, Any]:
+    """Build the whole report for ``sweep_dir``; returns what was written, for callers and W&B.
+    ``storage``: the database URL of a search whose study is not kept in its folder."""
     cells = load_cells(sweep_dir)
     out_dir = out_dir or sweep_dir / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -213,7 +176,13 @@ def write_report(sweep_dir: Path, out_dir: Path | None = None) -> dict[str, Any]
         paper = write_paper_report(cells, per_dataset, out_dir / "paper")
         lines += ["", *paper["markdown"]]
         figure_paths.update({f"paper/{k}": v for k, v in paper["figures"].items()})
-    lines += search_section(sweep_dir, cells)
+    if (sweep_dir / SEARCH_FILE).is_file():
+        require_extra("search", "The report of an Optuna search")
+        from mbv3_lightning.sweeps.search.report import search_section
+
+        search_lines, search_figures = search_section(sweep_dir, out_dir, storage)
+        lines += search_lines
+        figure_paths.update(search_figures)
     missing = [c for c in cells if not c.complete]
     if missing:
         lines += ["", "## Cells without results", ""]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, cast
@@ -33,6 +34,7 @@ from mbv3_lightning.runs.files import (
     write_split_files,
 )
 from mbv3_lightning.runs.lock import run_lock
+from mbv3_lightning.runs.pruned import RunPruned
 from mbv3_lightning.runs.record import RunRecord, build_run_record
 from mbv3_lightning.runs.resume import check_resume, load_completed_record, plan_resume
 from mbv3_lightning.runs.run_dir import RunDir, check_run_target, write_job_config
@@ -183,7 +185,9 @@ def _hydra_runtime() -> Any | None:
     return HydraConfig.get() if HydraConfig.initialized() else None
 
 
-def _train_and_test(cfg: DictConfig, status: RunStatus) -> RunRecord:
+def _train_and_test(
+    cfg: DictConfig, status: RunStatus, extra_callbacks: Sequence[Callback] = ()
+) -> RunRecord:
     started = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
     check_run_target(output_dir, cfg.get("ckpt_path"))
@@ -196,6 +200,7 @@ def _train_and_test(cfg: DictConfig, status: RunStatus) -> RunRecord:
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule, model, callbacks, loggers = build_components(cfg)
+    callbacks += extra_callbacks
     if saved is not None:
         check_resume(Path(cfg.ckpt_path), saved, dict(model.hparams))
     # Checked: from here on the run writes into its folder.
@@ -341,7 +346,9 @@ def _train_and_test(cfg: DictConfig, status: RunStatus) -> RunRecord:
     return record
 
 
-def run(cfg: DictConfig, status: RunStatus | None = None) -> RunRecord:
+def run(
+    cfg: DictConfig, status: RunStatus | None = None, extra_callbacks: Sequence[Callback] = ()
+) -> RunRecord:
     """Train (and test) one configuration; returns the record also saved as metrics.json.
 
     The run holds its folder's writer lock throughout (a second writer is refused with the
@@ -350,6 +357,8 @@ def run(cfg: DictConfig, status: RunStatus | None = None) -> RunRecord:
     skipped and a checkpointed one continues from ``last.ckpt``, as does a cell interrupted
     by a signal. A signal stops the run with :class:`RunInterrupted` after saving
     ``last.ckpt``. The W&B run is finished in every case, also when it raises.
+    ``extra_callbacks`` join the configured ones (a search trial's pruning callback); a trial
+    its study's pruner stops ends as ``pruned`` and raises :class:`RunPruned`.
     """
     output_dir = Path(cfg.paths.output_dir)
     # A distributed run's other processes (Lightning's ddp starts them with this command)
@@ -367,8 +376,12 @@ def run(cfg: DictConfig, status: RunStatus | None = None) -> RunRecord:
                 cfg.ckpt_path = str(plan.ckpt_path)
         failed = True
         try:
-            record = _train_and_test(cfg, status)
+            record = _train_and_test(cfg, status, extra_callbacks)
             failed = False
+        except RunPruned as stop:
+            failed = False  # stopped by the search's pruner: a normal end
+            status.end("pruned", pruned_epoch=stop.epoch + 1, reason=str(stop))
+            raise
         except RunInterrupted as stop:
             status.end_after_error("interrupted", signal=stop.signal_name, where=stop.where)
             raise
