@@ -12,13 +12,15 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.util
+import platform
 import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NoReturn
 
 from omegaconf import DictConfig, OmegaConf
+
+from mbv3_lightning.cli.exit_status import usage_error
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,17 @@ COMMANDS: dict[str, Command] = {
 }
 
 HELP_FLAGS = ("-h", "--help")
+VERSION_FLAGS = ("-V", "--version")
+# The line before the folders Hydra lists when a config is missing.
+SEARCH_PATH = "\nConfig search path:"
+# What `mbv3 --version` reports (package: module): this package and the three that decide how
+# a run behaves.
+VERSIONED = {
+    "mbv3-lightning": "mbv3_lightning",
+    "torch": "torch",
+    "lightning": "lightning",
+    "hydra-core": "hydra",
+}
 
 
 def available() -> dict[str, Command]:
@@ -100,7 +113,24 @@ def overview() -> str:
     width = max(len(n) for n in commands)
     lines = ["usage: mbv3 <command> [overrides ...]", "", "commands:"]
     lines += [f"  {name:<{width}}  {c.summary}" for name, c in commands.items()]
-    lines += ["", "`mbv3 <command> --help` lists a command's options."]
+    lines += [
+        "",
+        "`mbv3 <command> --help` lists a command's options; `mbv3 --version` the versions.",
+    ]
+    return "\n".join(lines)
+
+
+def versions() -> str:
+    """``mbv3 --version``: one line per package, as imported (torch's says its CUDA build,
+    e.g. ``2.5.1+cu124``, which the installed metadata may leave out)."""
+    lines = []
+    for package, module in VERSIONED.items():
+        try:
+            version = importlib.import_module(module).__version__
+        except ImportError:
+            version = "not installed"
+        lines.append(f"{package} {version}")
+    lines.append(f"python {platform.python_version()}")
     return "\n".join(lines)
 
 
@@ -137,6 +167,25 @@ def suggest(key: str, known: Sequence[str]) -> str | None:
     return leaves[close[0]] if close else None
 
 
+def _unknown_choice(name: str, error: Exception) -> str | None:
+    """``model=mobilenet_v3_larg``: the group's choices and the nearest one, without Hydra's
+    config search path; None for any other error."""
+    from hydra.errors import MissingConfigException
+
+    if not isinstance(error, MissingConfigException) or not error.options:
+        return None
+    group, _, value = str(error.missing_cfg_file).rpartition("/")
+    close = difflib.get_close_matches(value, list(error.options), n=1, cutoff=0.6)
+    did_you_mean = f"; did you mean {close[0]}?" if close else ""
+    # named by a config file (experiment/x.yaml), not on the command line
+    parent = re.match(r"In '([^']+/[^']+)'", str(error))
+    where = f" (named in {parent.group(1)}.yaml)" if parent else ""
+    return (
+        f"mbv3 {name}: {group}={value} is not a choice of '{group}'{where}{did_you_mean} "
+        f"Choices: {', '.join(sorted(error.options))}"
+    )
+
+
 def check_overrides(name: str, overrides: Sequence[str]) -> str | None:
     """Compose ``name``'s config with ``overrides``; a message for the user if that fails or
     leaves a required value (``???``) unset, else None."""
@@ -162,7 +211,8 @@ def check_overrides(name: str, overrides: Sequence[str]) -> str | None:
                 f"mbv3 {name}: '{key}' is not a key of the {command.config} config"
                 f"{did_you_mean} (a new key needs a leading '+': +{key}=...)"
             )
-        return f"mbv3 {name}: {text.strip()}"
+        # Hydra appends the folders it searched, which say nothing about the user's mistake.
+        return _unknown_choice(name, err) or f"mbv3 {name}: {text.split(SEARCH_PATH)[0].strip()}"
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         return f"mbv3 {name}: missing required value(s): {', '.join(missing)}"
@@ -185,13 +235,26 @@ def _group_options(config: str, groups: Sequence[str]) -> dict[str, list[str]]:
         GlobalHydra.instance().clear()
 
 
+# A reST role (:func:`pkg.f`, :mod:`~pkg.mod`) and an inline literal (``x``) in a docstring
+_ROLE = re.compile(r":[a-z]+:`(~?)([^`]+)`")
+
+
+def plain_text(doc: str) -> str:
+    """A docstring as help text: roles become the name they point at and double-backtick
+    literals single-backtick ones, as in the rest of the help."""
+    text = _ROLE.sub(
+        lambda m: f"`{m.group(2).rsplit('.', 1)[-1] if m.group(1) else m.group(2)}`", doc
+    )
+    return text.replace("``", "`")
+
+
 def command_help(name: str) -> str:
     """Usage plus the command's own options (its composed config, or its module's text)."""
     command = COMMANDS[name]
     lines = [usage(name), "", command.summary + "."]
     if command.config is None:
         doc = importlib.import_module(command.module).__doc__ or ""
-        lines += ["", doc.split("\n\n", 1)[-1].strip()]
+        lines += ["", plain_text(doc.split("\n\n", 1)[-1].strip())]
         return "\n".join(lines)
     from hydra.core.hydra_config import HydraConfig
 
@@ -213,28 +276,25 @@ def command_help(name: str) -> str:
     return "\n".join(lines)
 
 
-def _usage_error(message: str) -> NoReturn:
-    """A usage error: the message on stderr and exit status 2, as argparse does."""
-    print(message, file=sys.stderr)
-    raise SystemExit(2)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """``mbv3 <command> [overrides]``: check the overrides, then run the command's entry."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:
-        _usage_error(overview())
+        usage_error(overview())
     if args[0] in HELP_FLAGS:
         print(overview())
+        raise SystemExit(0)
+    if args[0] in VERSION_FLAGS:
+        print(versions())
         raise SystemExit(0)
     name, rest = args[0], args[1:]
     if name not in COMMANDS:
         close = difflib.get_close_matches(name, list(available()), n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
-        _usage_error(f"mbv3: unknown command '{name}'.{hint}\n\n{overview()}")
+        usage_error(f"mbv3: unknown command '{name}'.{hint}\n\n{overview()}")
     command = COMMANDS[name]
     if importlib.util.find_spec(command.module) is None:
-        _usage_error(f"mbv3: '{name}' is not part of this installation.\n\n{overview()}")
+        usage_error(f"mbv3: '{name}' is not part of this installation.\n\n{overview()}")
     if any(a in HELP_FLAGS for a in rest):
         print(command_help(name))
         raise SystemExit(0)
@@ -243,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if command.config is not None and not any(a.startswith("-") for a in rest):
         problem = check_overrides(name, rest)
         if problem:
-            _usage_error(f"{problem}\n{usage(name)}")
+            usage_error(f"{problem}\n{usage(name)}")
     sys.argv = [f"mbv3 {name}", *rest]
     importlib.import_module(command.module).main()
 
