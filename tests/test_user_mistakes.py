@@ -104,14 +104,14 @@ def test_an_unknown_group_value_lists_the_choices_and_the_nearest(workdir, monke
     code, _, err = _mbv3(["train", "model=mobilenet_v3_larg"], monkeypatch, capsys)
     assert code == 2 and "Traceback" not in err
     first = err.splitlines()[0]
-    assert first.startswith("mbv3 train: model=mobilenet_v3_larg is not a choice of 'model'")
-    assert "did you mean mobilenet_v3_large?" in first
+    assert first.startswith("mbv3 train: model=mobilenet_v3_larg is not a choice of 'model'.")
+    assert "Did you mean mobilenet_v3_large?" in first
     assert "Choices: alexnet, inception_v3, " in first and "shufflenet_v2" in first
     assert "Config search path" not in err and "file://" not in err
     _, _, err = _mbv3(["profile", "model=mobilenetv2"], monkeypatch, capsys)
-    assert "did you mean mobilenet_v2?" in err
+    assert "Did you mean mobilenet_v2?" in err
     _, _, err = _mbv3(["train", "experiment=nothing_like_it"], monkeypatch, capsys)
-    assert "did you mean" not in err and "Choices: car_colours, demo_grid" in err
+    assert "Did you mean" not in err and "'experiment'. Choices: car_colours, demo_grid" in err
 
 
 # reST roles (:func:`x`, :class:`x`, :mod:`x`, :meth:`x`) and inline literals (``x``)
@@ -153,3 +153,12 @@ def test_version_names_the_package_torch_lightning_and_hydra(flag, monkeypatch, 
         f"hydra-core {hydra.__version__}",
     ]
     assert lines[4].startswith("python 3.")
+
+
+def test_an_unknown_choice_in_a_grid_stops_the_sweep_before_any_cell(workdir, monkeypatch, capsys):
+    args = ["train", "-m", "model=mobilenet_v2,mobilenet_v3_larg", "sweep.dry_run=true"]
+    code, _, err = _mbv3(args, monkeypatch, capsys)
+    assert code == 2 and "Traceback" not in err and "Config search path" not in err
+    assert "(cell 1: model=mobilenet_v3_larg): model=mobilenet_v3_larg is not a choice" in err
+    assert "Did you mean mobilenet_v3_large?" in err
+    assert not (workdir / "outputs").exists()

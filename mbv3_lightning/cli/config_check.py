@@ -307,7 +307,9 @@ def _cell_configs(config: DictConfig) -> list[tuple[str, DictConfig]]:
     """The composed config of every cell of a basic-sweeper grid (empty for other sweepers)."""
     from hydra import compose
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
 
+    from mbv3_lightning.cli.config import composition_problem
     from mbv3_lightning.sweeps.cells import expand_grid
 
     grid = expand_grid(config)
@@ -316,8 +318,12 @@ def _cell_configs(config: DictConfig) -> list[tuple[str, DictConfig]]:
     name = config.hydra.job.config_name
     cells = []
     for number, overrides in enumerate(grid):
-        cell = compose(config_name=name, overrides=list(overrides))
-        cells.append((f" (cell {number}: {' '.join(overrides)})", cell))
+        where = f" (cell {number}: {' '.join(overrides)})"
+        try:
+            cell = compose(config_name=name, overrides=list(overrides))
+        except HydraException as error:  # Hydra would only warn, and run the other cells
+            raise ConfigError(f"mbv3 {name}{where}: {composition_problem(error)}") from None
+        cells.append((where, cell))
     return cells
 
 

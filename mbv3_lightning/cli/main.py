@@ -89,8 +89,6 @@ COMMANDS: dict[str, Command] = {
 
 HELP_FLAGS = ("-h", "--help")
 VERSION_FLAGS = ("-V", "--version")
-# The line before the folders Hydra lists when a config is missing.
-SEARCH_PATH = "\nConfig search path:"
 # What `mbv3 --version` reports (package: module): this package and the three that decide how
 # a run behaves.
 VERSIONED = {
@@ -167,30 +165,13 @@ def suggest(key: str, known: Sequence[str]) -> str | None:
     return leaves[close[0]] if close else None
 
 
-def _unknown_choice(name: str, error: Exception) -> str | None:
-    """``model=mobilenet_v3_larg``: the group's choices and the nearest one, without Hydra's
-    config search path; None for any other error."""
-    from hydra.errors import MissingConfigException
-
-    if not isinstance(error, MissingConfigException) or not error.options:
-        return None
-    group, _, value = str(error.missing_cfg_file).rpartition("/")
-    close = difflib.get_close_matches(value, list(error.options), n=1, cutoff=0.6)
-    did_you_mean = f"; did you mean {close[0]}?" if close else ""
-    # named by a config file (experiment/x.yaml), not on the command line
-    parent = re.match(r"In '([^']+/[^']+)'", str(error))
-    where = f" (named in {parent.group(1)}.yaml)" if parent else ""
-    return (
-        f"mbv3 {name}: {group}={value} is not a choice of '{group}'{where}{did_you_mean} "
-        f"Choices: {', '.join(sorted(error.options))}"
-    )
-
-
 def check_overrides(name: str, overrides: Sequence[str]) -> str | None:
     """Compose ``name``'s config with ``overrides``; a message for the user if that fails or
     leaves a required value (``???``) unset, else None."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
+
+    from mbv3_lightning.cli.config import composition_problem
 
     command = COMMANDS[name]
     if command.config is None:
@@ -211,8 +192,7 @@ def check_overrides(name: str, overrides: Sequence[str]) -> str | None:
                 f"mbv3 {name}: '{key}' is not a key of the {command.config} config"
                 f"{did_you_mean} (a new key needs a leading '+': +{key}=...)"
             )
-        # Hydra appends the folders it searched, which say nothing about the user's mistake.
-        return _unknown_choice(name, err) or f"mbv3 {name}: {text.split(SEARCH_PATH)[0].strip()}"
+        return f"mbv3 {name}: {composition_problem(err)}"
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         return f"mbv3 {name}: missing required value(s): {', '.join(missing)}"
