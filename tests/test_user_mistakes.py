@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mbv3_lightning.cli.main import available, main, plain_text
+from mbv3_lightning.cli.path_check import file_problem, folder_problem, images_problem
 
 from .conftest import write_image
 
@@ -36,12 +37,11 @@ def workdir(tmp_path: Path, monkeypatch) -> Path:
 
 
 IMAGE_FOLDER = ["dataset=image_folder", "dataset.root=no_such_folder"]
-# (command line, the key and the value its one line must name)
+# (command line, the key and the value its one line must name): every command, every kind of
+# path it reads (the kinds of wrong are test_what_is_wrong_with_a_path's)
 WRONG_PATHS = [
     (["predict", "ckpt_path=nope.ckpt", "inputs=photo.jpg"], "ckpt_path='nope.ckpt'"),
     (["predict", "ckpt_path=model.ckpt", "inputs=photos/"], "inputs='photos/'"),
-    (["predict", "ckpt_path=model.ckpt", "inputs=photos/*.png"], "inputs='photos/*.png'"),
-    (["predict", "ckpt_path=.", "inputs=photo.jpg"], "ckpt_path='.'"),
     (
         [
             "predict",
@@ -53,7 +53,6 @@ WRONG_PATHS = [
         "classes='nope.json'",
     ),
     (["export", "ckpt_path=nope.ckpt"], "ckpt_path='nope.ckpt'"),
-    (["export", "ckpt_path=model.ckpt", "images=nowhere/"], "images='nowhere/'"),
     (["export", "ckpt_path=model.ckpt", "test_dir=photo.jpg"], "test_dir='photo.jpg'"),
     (["evaluate", "ckpt_path=nope.ckpt"], "ckpt_path='nope.ckpt'"),
     (["evaluate", "ckpt_path=model.ckpt", *IMAGE_FOLDER], "dataset.root='no_such_folder'"),
@@ -62,7 +61,6 @@ WRONG_PATHS = [
     (["train", "ckpt_path=nope.ckpt"], "ckpt_path='nope.ckpt'"),
     (["train", "model.net.weights_path=nope.pth"], "model.net.weights_path='nope.pth'"),
     (["check", *IMAGE_FOLDER], "dataset.root='no_such_folder'"),
-    (["check", "dataset=fruits360", "dataset.root=photo.jpg"], "dataset.root='photo.jpg'"),
     (["app", "ckpt_path=nope.ckpt"], "ckpt_path='nope.ckpt'"),
 ]
 
@@ -76,6 +74,26 @@ def test_a_wrong_path_is_one_line_and_exit_2(args, named, workdir, monkeypatch, 
     assert lines[0].startswith(f"mbv3 {args[0]}: {named}"), lines[0]
     assert "Traceback" not in err + out and "Error executing job" not in err
     assert sorted(p.name for p in workdir.iterdir()) == ["model.ckpt", "photo.jpg"]  # no outputs/
+
+
+def test_what_is_wrong_with_a_path(workdir):
+    (workdir / "empty").mkdir()
+    hint = "give X"
+    assert file_problem("k", "model.ckpt", hint) is None
+    assert (
+        file_problem("k", "empty", hint)
+        == f"k='empty' (in {workdir}) is a folder, not a file; give X"
+    )
+    assert folder_problem("k", "empty", hint) is None
+    assert folder_problem("k", str(workdir / "photo.jpg"), hint) == (
+        f"k='{workdir / 'photo.jpg'}' is a file, not a folder; give X"
+    )
+    for found in ("photo.jpg", ".", "*.jpg", str(workdir / "**" / "*.jpg")):
+        assert images_problem("inputs", found) is None, found
+    assert "'empty' (in " in images_problem("inputs", "empty")
+    assert "matched no image files" in images_problem("inputs", "empty")
+    assert "matched no image files" in images_problem("inputs", "*.png")
+    assert "does not exist" in images_problem("inputs", "photos/")
 
 
 def test_a_relative_path_names_the_folder_it_was_looked_for_in(workdir, monkeypatch, capsys):
