@@ -65,7 +65,7 @@ def test_demo_console_is_the_progress_bar_and_the_summary(tmp_path):
     # the last of debug=limit's 2 epochs, counted from 1: batches, elapsed<left, speed, the
     # training scores, and the validation scores on the line below
     (at,) = [i for i, line in enumerate(lines) if line.startswith("Epoch 2/2 ")]
-    assert re.search(r" 2/2 \d+:\d\d<\d+:\d\d [\d.]+ img/s loss: \S+ acc: \S+", lines[at])
+    assert re.search(r" (\d+)/\1 \d+:\d\d<\d+:\d\d [\d.]+ img/s loss: \S+ acc: \S+", lines[at])
     assert re.search(r"^ +val_loss: \S+ val_acc: \S+", lines[at + 1])
     assert not log_lines(result.stdout)
     assert "test accuracy" in result.stdout and "MACs" in result.stdout  # the final summary

@@ -27,8 +27,10 @@ def test_a_cell_is_named_by_the_overrides_its_sweep_chose():
     # the experiment's grid (model x seed) and `seed=1,2` typed on the command line alike
     cell = ["model=mobilenet_v3_large", "seed=1", "experiment=demo_grid", "trainer.max_epochs=2"]
     assert distinct_overrides(cell, COMMAND) == "model=mobilenet_v3_large seed=1"
-    typed = ["model=mobilenet_v3_small", "seed=2"]
-    assert distinct_overrides(typed, ["-m", "model=mobilenet_v3_small", "seed=1,2"]) == "seed=2"
+    # the cell holds the overrides as Hydra's sweeper rewrites them (`true` -> `True`)
+    typed = ["model=mobilenet_v3_small", "seed=2", "trainer.deterministic=True"]
+    command = ["-m", "model=mobilenet_v3_small", "seed=1,2", "trainer.deterministic=true"]
+    assert distinct_overrides(typed, command) == "seed=2"
     assert distinct_overrides(cell, None) == " ".join(cell)
     assert position(2, 4) == "cell 3/4" and position(2, None) == "cell 3"
 

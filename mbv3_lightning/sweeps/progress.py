@@ -18,6 +18,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import OverrideParseException
+
 from mbv3_lightning.runs.clock import clock
 
 log = logging.getLogger(__name__)
@@ -27,12 +30,24 @@ log = logging.getLogger(__name__)
 _DONE = ("completed", "skipped")
 
 
+def _canonical(override: str) -> str | None:
+    """An override as Hydra's sweepers write a cell's (``x=true`` -> ``x=True``); None for a
+    sweep (``seed=1,2``) or what is no override (the program, ``-m``)."""
+    try:
+        (parsed,) = OverridesParser.create().parse_overrides([override])
+    except OverrideParseException:
+        return None
+    if parsed.is_sweep_override():
+        return None
+    return f"{parsed.get_key_element()}={parsed.get_value_element_as_str()}"
+
+
 def distinct_overrides(overrides: Sequence[str], command: Sequence[str] | None) -> str:
-    """The cell's overrides that are not on the sweep's command line as they are: the swept
-    values (``seed=1`` of ``seed=1,2``, an experiment's grid, a search's proposals), which tell
-    this cell apart from the others."""
-    given = set(command or ())
-    return " ".join([o for o in overrides if o not in given] or overrides)
+    """The cell's overrides that are not on the sweep's command line: the swept values
+    (``seed=1`` of ``seed=1,2``, an experiment's grid, a search's proposals), which tell this
+    cell apart from the others."""
+    given = {_canonical(arg) for arg in command or ()}
+    return " ".join([o for o in overrides if _canonical(o) not in given] or overrides)
 
 
 def position(job: int, total: int | None) -> str:
