@@ -98,9 +98,12 @@ class _TrainOverVal(MetricsTextColumn):
 
 
 def _images_in(batch: Any) -> int:
-    """How many images a batch holds: the length of its first tensor ((images, labels))."""
-    first = batch[0] if isinstance(batch, (list, tuple)) else batch
-    return len(first) if isinstance(first, torch.Tensor) else 0
+    """How many images a batch holds: the length of its first tensor (the images of
+    ``(images, labels)``, or the canvases of ``((canvases, boxes), labels)`` before the device
+    augments them)."""
+    while isinstance(batch, (list, tuple)) and batch:
+        batch = batch[0]
+    return len(batch) if isinstance(batch, torch.Tensor) else 0
 
 
 class CompactProgressBar(RichProgressBar):
