@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import zlib
@@ -103,6 +104,16 @@ def assert_scored_every_test_image(record: RunRecord | Mapping[str, Any], n_test
     assert sum(row["support"] for row in record.per_class) == n_test
     correct = record.metrics["test/acc"] * n_test
     assert abs(correct - round(correct)) < 1e-4, correct
+
+
+# A log record on the console: Hydra's "[time][logger][INFO] - ..." or Lightning's own
+# "INFO: ..." (its handler, when it has one); the commands keep these in their log files.
+LOG_LINE = re.compile(r"^(\[[\d\-: ,]+\]\[[\w.]+\]\[(INFO|DEBUG)\]|INFO: )")
+
+
+def log_lines(console: str) -> list[str]:
+    """The INFO and DEBUG log lines in a command's console output (none is expected)."""
+    return [line for line in console.splitlines() if LOG_LINE.match(line)]
 
 
 def compose_train_config(overrides: Sequence[str], output_dir: Path) -> DictConfig:

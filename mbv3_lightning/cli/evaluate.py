@@ -7,12 +7,11 @@ the work is :func:`mbv3_lightning.training.evaluate.evaluate`.
 
 from __future__ import annotations
 
-import logging
-
 import hydra
 from omegaconf import DictConfig
 
 from mbv3_lightning.cli.config import config_dir, register_resolvers
+from mbv3_lightning.cli.logs import route_lightning_logs
 
 register_resolvers()
 
@@ -23,8 +22,7 @@ def main(cfg: DictConfig) -> float:
     from mbv3_lightning.runs.result_table import print_result_table
     from mbv3_lightning.training.evaluate import evaluate
 
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).handlers.clear()  # see cli/train.py: no line printed twice
+    route_lightning_logs()
     record = evaluate(cfg)
     print_result_table(record)
     return record.metrics["test/acc"]

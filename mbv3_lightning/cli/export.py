@@ -7,25 +7,23 @@ real images and prints the size / latency table; the work is
 
 from __future__ import annotations
 
-import logging
-
 import hydra
 from omegaconf import DictConfig
 from rich.console import Console
 
 from mbv3_lightning.cli.config import config_dir, register_resolvers
+from mbv3_lightning.cli.logs import route_lightning_logs
 from mbv3_lightning.deploy.export import export, render_report
-
-log = logging.getLogger(__name__)
 
 register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="export")
 def main(cfg: DictConfig) -> None:
+    route_lightning_logs()
     report = export(cfg)
     Console().print(render_report(report))
-    log.info("Wrote %s", report["model_path"])
+    print(f"Exported {report['model_path']}")  # the CLI's final summary
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from mbv3_lightning.tracking.logger import (
 )
 from mbv3_lightning.tracking.results import log_run_results
 from mbv3_lightning.tracking.run_config import dataset_facts
-from mbv3_lightning.training.console import silence_library_noise
+from mbv3_lightning.training.console import CompactProgressBar, silence_library_noise
 from mbv3_lightning.training.module import ImageClassifier
 from mbv3_lightning.training.predictions import sample_predictions
 from mbv3_lightning.training.run import plain_config, record_context
@@ -130,8 +130,12 @@ def _evaluate(cfg: DictConfig) -> RunRecord:
     wandb_logger = _wandb_logger(cfg, model, datamodule.name)
     if wandb_logger is not None:
         wandb_logger.log_config(plain_config(cfg), dataset_facts(datamodule))
+    # the training run's bar: elapsed, time left and images per second
     trainer: L.Trainer = instantiate(
-        cfg.trainer, logger=wandb_logger or False, enable_checkpointing=False
+        cfg.trainer,
+        logger=wandb_logger or False,
+        enable_checkpointing=False,
+        callbacks=[CompactProgressBar()],
     )
     # verbose=False: Lightning's table prints raw float32 values; the result table rounds them.
     results = trainer.test(model, datamodule=datamodule, verbose=False)
