@@ -21,11 +21,14 @@ alarm.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path as FilePath
 from typing import Any
 
 import numpy as np
+import pytest
 from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -237,3 +240,38 @@ def collisions(fig: Figure, *, inside_figure: bool = False) -> list[str]:
             if not all(edge.contains(x, y) for x, y in box.corners)
         ]
     return problems
+
+
+class SavedFigures:
+    """Each figure ``Figure.savefig`` was asked to write, by file name, and its collisions."""
+
+    def __init__(self) -> None:
+        self.figures: dict[str, Figure] = {}
+        self.problems: dict[str, list[str]] = {}
+        self._checked: dict[int, list[str]] = {}
+
+    def record(self, fig: Figure, target: object, tight: bool) -> None:
+        # write_atomic's temporary file .tmp-<pid>-curves.png becomes curves.png
+        name = re.sub(r"^\.tmp-\d+-", "", FilePath(str(target)).name)
+        if id(fig) not in self._checked:  # a figure's PNG and PDF: checked once
+            self._checked[id(fig)] = collisions(fig, inside_figure=not tight)
+        self.figures[name] = fig
+        self.problems[name] = self._checked[id(fig)]
+
+    @property
+    def failures(self) -> dict[str, list[str]]:
+        return {name: found for name, found in self.problems.items() if found}
+
+
+def check_every_savefig(monkeypatch: pytest.MonkeyPatch) -> SavedFigures:
+    """From now on (until ``monkeypatch`` undoes it), every ``Figure.savefig`` checks its
+    figure for collisions first, then writes the file as usual; returns the record."""
+    saved = SavedFigures()
+    savefig = Figure.savefig
+
+    def checked_savefig(self: Figure, fname: Any, *args: Any, **kwargs: Any) -> None:
+        saved.record(self, fname, tight=kwargs.get("bbox_inches") == "tight")
+        savefig(self, fname, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", checked_savefig)
+    return saved

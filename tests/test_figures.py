@@ -11,9 +11,7 @@ listed here.
 from __future__ import annotations
 
 import json
-import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,41 +33,6 @@ from mbv3_lightning.sweeps.report import (
 from mbv3_lightning.sweeps.results import group_cells, load_cells
 
 from .figure_check import collisions
-
-
-class SavedFigures:
-    """Each figure ``Figure.savefig`` was asked to write, by file name, and its collisions."""
-
-    def __init__(self) -> None:
-        self.figures: dict[str, Figure] = {}
-        self.problems: dict[str, list[str]] = {}
-        self._checked: dict[int, list[str]] = {}
-
-    def record(self, fig: Figure, target: object, tight: bool) -> None:
-        # write_atomic's temporary file .tmp-<pid>-curves.png becomes curves.png
-        name = re.sub(r"^\.tmp-\d+-", "", Path(str(target)).name)
-        if id(fig) not in self._checked:  # a figure's PNG and PDF: checked once
-            self._checked[id(fig)] = collisions(fig, inside_figure=not tight)
-        self.figures[name] = fig
-        self.problems[name] = self._checked[id(fig)]
-
-    @property
-    def failures(self) -> dict[str, list[str]]:
-        return {name: found for name, found in self.problems.items() if found}
-
-
-@pytest.fixture
-def saved_figures(monkeypatch: pytest.MonkeyPatch) -> Iterator[SavedFigures]:
-    """Checks every figure just before matplotlib writes it, then writes it as usual."""
-    saved = SavedFigures()
-    savefig = Figure.savefig
-
-    def checked_savefig(self: Figure, fname: object, *args: object, **kwargs: object) -> None:
-        saved.record(self, fname, tight=kwargs.get("bbox_inches") == "tight")
-        savefig(self, fname, *args, **kwargs)
-
-    monkeypatch.setattr(Figure, "savefig", checked_savefig)
-    yield saved
 
 
 # ------------------------------------------------------------------------ the checker
