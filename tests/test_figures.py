@@ -1,11 +1,12 @@
 """Every figure the project writes, drawn and checked for collisions: no text on text, no
 legend on data, no caption under an image (the checker: tests/figure_check.py).
 
-The figures come from the code that writes them for users: a run's files
-(``write_run_files``), the sweep report with the paper's Figs 3-10 (``write_report``) and the
-label review's contact sheet (``write_contact_sheet``). Every ``Figure.savefig`` during those
-calls is checked just before it writes, so a figure added later is checked without being
-listed here.
+The figures come from the code that makes them for users: a run's files
+(``write_run_files``) and the label review's contact sheet (``write_contact_sheet``), whose
+every ``Figure.savefig`` is checked just before it writes (the ``saved_figures`` fixture), so
+a figure added there later is checked without being listed here; and the figures of the sweep
+report and its paper section, from the builders ``write_report`` writes them with (writing
+every one as a 300-dpi PNG and a PDF takes a minute on 2 cores: the slow test does).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from mbv3_lightning.deploy.predictor import load_predictor
 from mbv3_lightning.deploy.review import review_samples, write_contact_sheet
 from mbv3_lightning.runs.files import read_run_curves, write_run_files
 from mbv3_lightning.runs.record import EvaluationReport, RunRecord
-from mbv3_lightning.sweeps.figures import display_name
+from mbv3_lightning.sweeps.figures import display_name, roc_figure
 from mbv3_lightning.sweeps.paper import CURVE_ROC_FIGURES, PAPER_DATASETS, paper_figures
 from mbv3_lightning.sweeps.report import (
     DATASET_FIGURES,
@@ -30,17 +31,17 @@ from mbv3_lightning.sweeps.report import (
     table_rows,
     write_report,
 )
-from mbv3_lightning.sweeps.results import group_cells, load_cells
+from mbv3_lightning.sweeps.results import Group, group_cells, load_cells
 
 from .figure_check import collisions
 
 
 # ------------------------------------------------------------------------ the checker
-def _plot(legend_loc: str = "upper left", **text: str) -> Figure:
+def _plot(legend_loc: str = "upper left", title: str = "a title") -> Figure:
     fig = Figure(figsize=(4, 3), layout="constrained")
     ax = fig.subplots()
     ax.plot([0, 1, 2], [0, 1, 0], label="rise and fall")
-    ax.set_title(text.get("title", "a title"))
+    ax.set_title(title)
     ax.legend(loc=legend_loc)
     return fig
 
@@ -72,6 +73,26 @@ def test_the_checker_finds_what_was_built_to_collide():
     assert any(
         p.endswith("is cut off at the figure's edge") for p in collisions(wide, inside_figure=True)
     )
+
+
+@pytest.mark.parametrize(
+    ("draw", "covered"),
+    [
+        (lambda ax: ax.bar([1.5], [2.0], width=0.4), "a Rectangle"),
+        (lambda ax: ax.fill_between([0, 3], [1.8, 1.8], [2.0, 2.0]), "a FillBetweenPolyCollection"),
+        (lambda ax: ax.scatter([1.5], [2.1]), "a PathCollection"),
+        (lambda ax: ax.errorbar([1.5], [1.0], yerr=[1.5], fmt="none"), "a LineCollection"),
+    ],
+    ids=["bar", "band", "scatter", "error bar"],
+)
+def test_the_checker_sees_a_legend_on_bars_bands_points_and_error_bars(draw, covered):
+    fig = Figure(figsize=(4, 3), layout="constrained")
+    ax = fig.subplots()
+    ax.plot([0, 3], [0, 0], label="baseline")
+    draw(ax)
+    ax.set(xlim=(0, 3), ylim=(0, 2.2))
+    ax.legend(loc="upper center")
+    assert any(covered in p for p in collisions(fig)), collisions(fig)
 
 
 def test_the_checker_measures_rotated_labels_as_drawn():
@@ -249,6 +270,14 @@ def test_the_sweep_and_paper_reports_figures_do_not_collide(trained_checkpoint, 
     failures = {name: found for name, fig in drawn.items() if (found := collisions(fig))}
     assert not failures, failures
     _check_roc_legend_and_loss_axis(drawn, table_rows(per_dataset["fruits360"]))
+
+    # one seed: its own curve, no band, and the legend names the seed
+    small = per_dataset["fruits360"][1]
+    one = Group(small.dataset, small.variant, cells=small.cells[1:2])
+    fig = roc_figure("fruits360", [one])
+    assert fig is not None and not fig.axes[0].collections
+    auc = one.cells[0].value("test/auroc")
+    assert fig.legends[0].texts[0].get_text() == f"MobileNetV3-Small, AUC {auc:.4f} (seed 2)"
 
 
 @pytest.mark.slow

@@ -191,15 +191,11 @@ def seed_roc(group: Group) -> tuple[np.ndarray, np.ndarray, list[int | None]] | 
 def roc_label(group: Group, seeds: list[int | None]) -> str:
     """``MobileNetV3-Small, AUC 0.8012 ± 0.0319 (3 seeds)``: the AUC as the report's table
     prints it (``test/auroc``, mean ± std over seeds), and which seeds the curve shows."""
-    auc = group.stat("test/auroc")
-    if auc is None:  # runs written before test/auroc was recorded: the AUC roc.json holds
-        aucs = [r["macro"]["auc"] for c in group.cells if (r := c.roc()) and "macro" in r]
-        if aucs:
-            auc = (statistics.fmean(aucs), statistics.stdev(aucs) if len(aucs) > 1 else 0.0)
+    auc = group.stat("test/auroc")  # roc.json's macro AUC is test/auroc: one number
     text = NA if auc is None else mean_std_text(auc, AUC_DIGITS)
     drawn = f"{len(seeds)} seeds" if len(seeds) > 1 else f"seed {seeds[0]}"
-    if len(seeds) < len(group.cells):
-        drawn += f" of {len(group.cells)} with roc.json"
+    if len(seeds) < len(group.cells):  # the other runs wrote no roc.json
+        drawn = f"curve: {drawn} of {len(group.cells)}"
     return f"{display_name(group.variant)}, AUC {text} ({drawn})"
 
 
