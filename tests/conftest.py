@@ -19,6 +19,8 @@ from PIL import Image
 from mbv3_lightning.cli.config import CONFIG_NAME, compose_config
 from mbv3_lightning.runs.record import RunRecord
 
+from .figure_check import SavedFigures, check_every_savefig
+
 # Subprocesses (`python -m mbv3_lightning ...`) must import this checkout, not whichever copy
 # happens to be installed.
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -133,6 +135,13 @@ def compose_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
         return compose_train_config(overrides, output_dir or tmp_path / "run")
 
     return _compose
+
+
+@pytest.fixture
+def saved_figures(monkeypatch: pytest.MonkeyPatch) -> SavedFigures:
+    """Every figure saved during the test, checked for collisions just before it is written
+    (tests/figure_check.py): ``saved_figures.failures`` names each figure that has any."""
+    return check_every_savefig(monkeypatch)
 
 
 @pytest.fixture(autouse=True)
