@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import zlib
@@ -18,6 +19,8 @@ from PIL import Image
 from mbv3_lightning.cli.config import CONFIG_NAME, compose_config
 from mbv3_lightning.runs.record import RunRecord
 
+from .figure_check import SavedFigures, check_every_savefig
+
 # Subprocesses (`python -m mbv3_lightning ...`) must import this checkout, not whichever copy
 # happens to be installed.
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +30,14 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 
 
 # Distinct colours make the tiny classes learnable, so accuracy assertions mean something.
-CLASS_COLOURS = [(220, 40, 40), (40, 200, 60), (50, 70, 230), (230, 210, 40), (160, 60, 200)]
+CLASS_COLOURS = [
+    (220, 40, 40),
+    (40, 200, 60),
+    (50, 70, 230),
+    (230, 210, 40),
+    (160, 60, 200),
+    (40, 210, 220),
+]
 
 # Overrides that keep test runs small and quiet on a 2-core CPU.
 FAST_OVERRIDES = [
@@ -98,6 +108,16 @@ def assert_scored_every_test_image(record: RunRecord | Mapping[str, Any], n_test
     assert abs(correct - round(correct)) < 1e-4, correct
 
 
+# A log record on the console: Hydra's "[time][logger][INFO] - ..." or Lightning's own
+# "INFO: ..." (its handler, when it has one); the commands keep these in their log files.
+LOG_LINE = re.compile(r"^(\[[\d\-: ,]+\]\[[\w.]+\]\[(INFO|DEBUG)\]|INFO: )")
+
+
+def log_lines(console: str) -> list[str]:
+    """The INFO and DEBUG log lines in a command's console output (none is expected)."""
+    return [line for line in console.splitlines() if LOG_LINE.match(line)]
+
+
 def compose_train_config(overrides: Sequence[str], output_dir: Path) -> DictConfig:
     """Compose the real `conf/train.yaml` with overrides, as `python -m mbv3_lightning` would.
 
@@ -115,6 +135,13 @@ def compose_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
         return compose_train_config(overrides, output_dir or tmp_path / "run")
 
     return _compose
+
+
+@pytest.fixture
+def saved_figures(monkeypatch: pytest.MonkeyPatch) -> SavedFigures:
+    """Every figure saved during the test, checked for collisions just before it is written
+    (tests/figure_check.py): ``saved_figures.failures`` names each figure that has any."""
+    return check_every_savefig(monkeypatch)
 
 
 @pytest.fixture(autouse=True)

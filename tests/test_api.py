@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ from PIL import Image
 
 import mbv3_lightning
 
-from .conftest import FAST_OVERRIDES, REPO_ROOT
+from .conftest import FAST_OVERRIDES, REPO_ROOT, log_lines
 
 
 def test_import_stays_light():
@@ -29,8 +30,9 @@ def _assert_same(result, expected) -> None:
     assert result.confidence == pytest.approx(expected.confidence, abs=1e-6)
 
 
-def test_train_then_load_and_predict_images_and_paths(tiny_dataset, tmp_path):
+def test_train_then_load_and_predict_images_and_paths(tiny_dataset, tmp_path, capfd):
     out = tmp_path / "run"
+    lightning_handlers = list(logging.getLogger("lightning.pytorch").handlers)
     record = mbv3_lightning.train(
         overrides=[
             "dataset=image_folder",
@@ -44,6 +46,14 @@ def test_train_then_load_and_predict_images_and_paths(tiny_dataset, tmp_path):
     )
     metrics = json.loads((out / "metrics.json").read_text())
     assert record.to_json()["metrics"]["test/acc"] == metrics["metrics"]["test/acc"]
+    # As quiet as `mbv3 train`: Lightning's set-up lines and the package's INFO lines are in
+    # the run's train.log, not on the console; the caller's logging is left as it was.
+    console = "".join(capfd.readouterr())
+    assert "GPU available" not in console and "Seed set to" not in console
+    assert not log_lines(console)
+    log = (out / "train.log").read_text()
+    assert "GPU available" in log and "Seed set to 42" in log and "Dataset 'image_folder'" in log
+    assert logging.getLogger("lightning.pytorch").handlers == lightning_handlers
 
     best = out / "checkpoints" / metrics["best_ckpt"].split("/")[-1]
     model = mbv3_lightning.load(best)

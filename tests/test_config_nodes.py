@@ -246,7 +246,7 @@ def test_the_cli_stops_on_a_typo_before_anything_runs(tmp_path):
         cwd=tmp_path,
         timeout=120,
     )
-    assert result.returncode == 1
+    assert result.returncode == 2  # a user's mistake
     assert "dataset.balance='weigths' is not a valid choice" in result.stderr
     assert "none | weights | sampler" in result.stderr
     assert "x0_5 | x1_0 | x1_5 | x2_0" in result.stderr
@@ -261,7 +261,7 @@ def test_the_cli_stops_on_a_typo_before_anything_runs(tmp_path):
         cwd=tmp_path,
         timeout=120,
     )
-    assert sweep.returncode == 1
+    assert sweep.returncode == 2
     assert "(cell 1: model=shufflenet_v2 model.net.size=x9)" in sweep.stderr
     assert not (tmp_path / "sweep").exists()
 

@@ -1,19 +1,24 @@
-"""What a user sees on the console: the README demo through its own entry point, shortened."""
+"""What a user sees on the console: the README demo through its own entry point, shortened,
+the progress bar, the summary, and the serving commands' output."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
 import lightning as L
 import pytest
 import torch
+from rich.console import Console
 from torch.utils.data import DataLoader, TensorDataset
 
+from mbv3_lightning.runs.record import RunRecord
+from mbv3_lightning.runs.result_table import result_table
 from mbv3_lightning.training.console import CompactProgressBar, silence_library_noise
 
-from .conftest import FAST_OVERRIDES, REPO_ROOT
+from .conftest import FAST_OVERRIDES, REPO_ROOT, log_lines, run_module
 
 # Library chatter that used to fill the demo's console, none of it about the user's run.
 NOISE = [
@@ -57,9 +62,12 @@ def test_demo_console_is_the_progress_bar_and_the_summary(tmp_path):
     assert not [line for line in result.stderr.splitlines() if not line.startswith("wandb:")]
     lines = result.stdout.splitlines()
     assert max(len(line) for line in lines) <= 80
-    # one line per bar: epoch, batches, loss and accuracy of train and val together
-    (epoch,) = {line for line in lines if line.startswith("Epoch 1/1")}
-    assert all(f" {name}: " in epoch for name in ("loss", "acc", "val_loss", "val_acc"))
+    # the last of debug=limit's 2 epochs, counted from 1: batches, elapsed<left, speed, the
+    # training scores, and the validation scores on the line below
+    (at,) = [i for i, line in enumerate(lines) if line.startswith("Epoch 2/2 ")]
+    assert re.search(r" (\d+)/\1 \d+:\d\d<\d+:\d\d [\d.]+ img/s loss: \S+ acc: \S+", lines[at])
+    assert re.search(r"^ +val_loss: \S+ val_acc: \S+", lines[at + 1])
+    assert not log_lines(result.stdout)
     assert "test accuracy" in result.stdout and "MACs" in result.stdout  # the final summary
     # the INFO lines are in the run's log, not on the console
     log = (tmp_path / "run" / "train.log").read_text()
@@ -88,15 +96,17 @@ class _LogsWhatTheDemoLogs(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.0)
 
 
-def test_the_bar_of_a_two_digit_epoch_fits_80_columns(monkeypatch, capsys):
-    """The demo's last epoch ("Epoch 11/11", 17/17 batches) put val_acc's value on a second
-    line: Rich wrapped the metrics before it narrowed the bar."""
+def test_the_bar_shows_times_speed_and_epochs_from_1_within_80_columns(monkeypatch, capsys):
+    """The demo's last epoch ("Epoch 12/12", 17 batches): elapsed and time left, images per
+    second, and the four scores, within 80 columns (Rich once wrapped val_acc's value onto a
+    line of its own)."""
     monkeypatch.setenv("COLUMNS", "80")
     silence_library_noise()  # as the training command does
-    batches = DataLoader(TensorDataset(torch.zeros(17, 2)), batch_size=1)
+    batches = DataLoader(TensorDataset(torch.zeros(17 * 4, 2)), batch_size=4)
+    bar = CompactProgressBar()
     trainer = L.Trainer(
         max_epochs=12,
-        callbacks=[CompactProgressBar()],
+        callbacks=[bar],
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,
@@ -104,11 +114,60 @@ def test_the_bar_of_a_two_digit_epoch_fits_80_columns(monkeypatch, capsys):
     )
     trainer.fit(_LogsWhatTheDemoLogs(), batches, batches)
     lines = capsys.readouterr().out.splitlines()
-    (last_epoch,) = [line for line in lines if line.startswith("Epoch 11/11")]
-    assert last_epoch.rstrip().endswith(
-        " 17/17 loss: 0.121 acc: 0.925 val_loss: 0.0348 val_acc: 0.983"
-    )
     assert max(len(line) for line in lines) <= 80
+    (at,) = [i for i, line in enumerate(lines) if line.startswith("Epoch 12/12")]
+    shown = re.search(
+        r" 17/17 (\d+):(\d\d)<0:00 (\d+) img/s loss: 0.121 acc: 0.925$", lines[at].rstrip()
+    )
+    assert shown, lines[at]
+    assert lines[at + 1].strip() == "val_loss: 0.0348 val_acc: 0.983"
+    # The speed counts the last epoch's 68 images, not every epoch's, over its own time.
+    (epoch_task,) = [t for t in bar.progress.tasks if t.description.startswith("Epoch")]
+    assert epoch_task.fields["images"] == 17 * 4
+    assert int(shown.group(3)) == round(68 / epoch_task.finished_time)
+    assert int(shown.group(1)) * 60 + int(shown.group(2)) == round(epoch_task.finished_time)
+
+
+def test_the_summary_counts_the_best_epoch_from_1(trained_checkpoint):
+    """metrics.json keeps Lightning's 0-based best_epoch; the printed summary counts from 1."""
+    record = RunRecord.read(trained_checkpoint.parents[1])
+    console = Console(record=True, width=100)
+    console.print(result_table(record))
+    shown = re.search(r"epochs\s+│ 6 \(best: (\d)\)", console.export_text())
+    assert shown and int(shown.group(1)) == record.timings.best_epoch + 1
+
+
+@pytest.mark.slow
+def test_review_and_export_print_their_summary_and_no_log_lines(trained_checkpoint, tmp_path):
+    """Like training, the serving commands keep their log lines in their log file (the fast
+    suite checks this on `evaluate` and `predict`, which share the logging set-up)."""
+    root = RunRecord.read(trained_checkpoint.parents[1]).config["dataset"]["root"]
+    review = run_module(
+        "mbv3_lightning.cli.review",
+        f"ckpt_path={trained_checkpoint}",
+        "dataset=image_folder",
+        f"dataset.root={root}",
+        "split=test",
+        f"hydra.run.dir={tmp_path / 'review'}",
+        cwd=tmp_path,
+    )
+    assert review.returncode == 0, review.stderr[-3000:]
+    assert "Reviewed 12 test images" in review.stdout
+    assert not log_lines(review.stdout + review.stderr)
+    assert "Seed set to 42" not in review.stdout + review.stderr
+    assert "Seed set to 42" in (tmp_path / "review" / "review.log").read_text()
+
+    export = run_module(
+        "mbv3_lightning.cli.export",
+        f"ckpt_path={trained_checkpoint}",
+        "format=torchscript",
+        "latency_runs=2",
+        f"hydra.run.dir={tmp_path / 'export'}",
+        cwd=tmp_path,
+    )
+    assert export.returncode == 0, export.stderr[-3000:]
+    assert f"Exported {tmp_path / 'export' / 'mobilenet_v3_small.pt'}" in export.stdout
+    assert not log_lines(export.stdout + export.stderr)
 
 
 @pytest.mark.parametrize("bar", [pytest.param("default", marks=pytest.mark.slow), "null"])

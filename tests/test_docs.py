@@ -234,13 +234,17 @@ class Invocation:
     args: list[str]
 
 
+# `mbv3 --help`, `mbv3 --version`: the dispatcher's own flags, no command
+TOP_LEVEL_FLAGS = ("-h", "--help", "-V", "--version")
+
+
 def mbv3_invocation(words: Sequence[str]) -> Invocation | None:
     """``mbv3 <name> ...``, ``python -m mbv3_lightning ...`` (train) or ``python -m
     mbv3_lightning.cli.<name> ...``; None for any other program."""
     from mbv3_lightning.cli.main import COMMANDS as CLI
 
     if words and words[0] == "mbv3":
-        if len(words) == 1 or words[1] in ("-h", "--help"):
+        if len(words) == 1 or words[1] in TOP_LEVEL_FLAGS:
             return Invocation(None, list(words[1:]))
         return Invocation(words[1], list(words[2:]))
     if len(words) >= 3 and words[0] in ("python", "python3") and words[1] == "-m":
@@ -259,7 +263,7 @@ def program_problem(words: Sequence[str]) -> str | None:
     program = words[0]
     if program == "mbv3":
         name = words[1] if len(words) > 1 else "--help"
-        return None if name in ("-h", "--help") or name in available() else f"no `mbv3 {name}`"
+        return None if name in TOP_LEVEL_FLAGS or name in available() else f"no `mbv3 {name}`"
     if program in ("python", "python3") and len(words) > 1:
         if words[1] == "-m":
             found = importlib.util.find_spec(words[2]) is not None
@@ -384,10 +388,13 @@ def _compose_problem(invocation: Invocation, capsys) -> str | None:
     from mbv3_lightning.cli.main import check_overrides, main
 
     if invocation.name is None or _help_flags(invocation.args):
+        argv = [invocation.name, *invocation.args] if invocation.name else invocation.args
+        argv = argv or ["--help"]
         with pytest.raises(SystemExit) as stop:
-            main([invocation.name, *invocation.args] if invocation.name else ["--help"])
+            main(argv)
         out = capsys.readouterr().out
-        return None if stop.value.code == 0 and "usage: mbv3" in out else f"exit {stop.value.code}"
+        expected = "mbv3-lightning " if argv[0] in ("-V", "--version") else "usage: mbv3"
+        return None if stop.value.code == 0 and expected in out else f"exit {stop.value.code}"
     config = CLI[invocation.name].config
     args = _without_cfg_flag(invocation.args)
     if invocation.name == "report":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,13 @@ from PIL import Image
 from mbv3_lightning.training.evaluate import _check_same_classes
 from mbv3_lightning.training.run import run
 
-from .conftest import FAST_OVERRIDES, assert_scored_every_test_image, run_module, write_image
+from .conftest import (
+    FAST_OVERRIDES,
+    assert_scored_every_test_image,
+    log_lines,
+    run_module,
+    write_image,
+)
 from .test_wandb import offline_run
 
 # Six classes, so top-5 accuracy is reported too (conftest's folders have at most five).
@@ -155,6 +162,11 @@ def test_run_writes_every_metric_and_figure_then_evaluate_rescores_it(compose_cf
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    # the training run's bar, with its times and speed; the log lines only in evaluate.log
+    (testing,) = [line for line in result.stdout.splitlines() if line.startswith("Testing")]
+    assert re.search(r" \d+/\d+ \d+:\d\d<\d+:\d\d [\d.]+ img/s", testing), testing
+    assert not log_lines(result.stdout + result.stderr)
+    assert "GPU available" in (eval_dir / "evaluate.log").read_text()
     evaluated = json.loads((eval_dir / "metrics.json").read_text())
     for key in ("test/acc", "test/auroc", "test/f1", "test/acc_top5"):
         assert evaluated["metrics"][key] == pytest.approx(metrics["metrics"][key], abs=1e-6)
@@ -166,6 +178,9 @@ def test_run_writes_every_metric_and_figure_then_evaluate_rescores_it(compose_cf
     assert logged["job_type"] == "evaluate" and logged["group"] == "evaluate"
     assert logged["name"] == "mobilenet_v3_small-image_folder-s42-evaluate"
     assert {"test/acc", "test/auroc", "test_ms_per_image/median"} <= logged["summary"]
+    # the evaluated data beside the config: every test image the per-class table counts
+    scored = sum(row["support"] for row in evaluated["per_class"])
+    assert logged["config_values"]["data"]["test_images"] == scored
     # W&B stores a chart's data as <key>_table
     charts = {"test/roc_table", "test/confusion_matrix_table"}
     assert {"test/per_class", *charts, "figures/roc", "figures/confusion"} <= logged["history"]

@@ -57,4 +57,12 @@ def test_joblib_runs_cells_in_parallel_and_records_failures(tmp_path):
     statuses = [json.loads((sweep / c / "status.json").read_text()) for c in ("0", "1")]
     assert [s["status"] for s in statuses] == ["completed", "failed"]
     assert statuses[0]["pid"] != statuses[1]["pid"]  # two worker processes
+    # each worker prints its cell's start and end lines, in whichever order they come
+    lines = [line for line in result.stdout.splitlines() if line.startswith("cell ")]
+    assert sorted(" ".join(line.split()[:3]).rstrip(":") for line in lines) == [
+        "cell 1/2 completed",
+        "cell 1/2 started",
+        "cell 2/2 failed",
+        "cell 2/2 started",
+    ]
     assert (sweep / "1" / "traceback.txt").is_file()

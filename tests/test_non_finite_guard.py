@@ -54,7 +54,7 @@ def _fit(nan_batch: int, guard: NonFiniteLossGuard, *callbacks: L.Callback) -> _
         enable_model_summary=False,
         callbacks=[last, guard, *callbacks],  # last first: it sees the batch that raises
     )
-    with pytest.raises(NonFiniteLossError, match=rf"became nan at epoch 0, batch {nan_batch} "):
+    with pytest.raises(NonFiniteLossError, match=rf"became nan at epoch 1, batch {nan_batch + 1} "):
         trainer.fit(model, DataLoader(TensorDataset(images, labels), batch_size=BATCH))
     return last
 

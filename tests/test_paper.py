@@ -15,9 +15,13 @@ from PIL import Image
 
 from mbv3_lightning.data.paper_smoke import WRITERS
 from mbv3_lightning.data.transforms import SquareResize
+from mbv3_lightning.sweeps.paper import paper_figures
+from mbv3_lightning.sweeps.report import report_figures
+from mbv3_lightning.sweeps.results import group_cells, load_cells
 from mbv3_lightning.sweeps.tables import Column, Table
 
 from .conftest import FAST_OVERRIDES, run_module
+from .figure_check import collisions
 
 
 def _table() -> Table:
@@ -166,6 +170,14 @@ def test_paper_smoke_study_end_to_end(tmp_path):
         assert record["test_set_images"] > 0 and record["test_set_ms_per_image"] > 0
     report = (sweep / "report" / "report.md").read_text()
     assert "![fig10_test_time_accuracy](paper/fig10_test_time_accuracy.png)" in report
+
+    # every figure of both reports, rebuilt from the real runs and checked as drawn
+    cells = load_cells(sweep)
+    per_dataset = group_cells(cells)
+    figs = {**report_figures(per_dataset), **paper_figures(cells, per_dataset)}
+    assert all(fig is not None for fig in figs.values()), figs
+    collided = {name: found for name, fig in figs.items() if fig and (found := collisions(fig))}
+    assert not collided, collided
 
 
 def test_a_misspelt_protocol_or_preset_fails_at_compose_time(compose_cfg):

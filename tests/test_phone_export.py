@@ -24,7 +24,7 @@ from mbv3_lightning.runs.manifest import manifest_samples
 from mbv3_lightning.runs.record import RunRecord
 from mbv3_lightning.runs.run_dir import RunDir
 
-from .conftest import evaluate_exported
+from .conftest import evaluate_exported, write_image
 
 CLASSES = ["apple", "banana", "cherry"]
 MOBILE, TFLITE = EXTRAS["mobile"], EXTRAS["tflite"]
@@ -95,7 +95,8 @@ def test_predict_names_the_install_line_for_a_pte_without_executorch(tmp_path, m
     monkeypatch.setitem(sys.modules, "executorch", None)
     model = tmp_path / "mobilenet_v3_small.pte"
     model.write_bytes(b"")  # the runtime is asked for before the file is read
-    args = ["predict", f"ckpt_path={model}", f"inputs={tmp_path}", f"hydra.run.dir={tmp_path}"]
+    photo = write_image(tmp_path / "photos" / "a.jpg", (200, 30, 30))  # inputs are checked first
+    args = ["predict", f"ckpt_path={model}", f"inputs={photo}", f"hydra.run.dir={tmp_path}"]
     with pytest.raises(SystemExit) as stopped:
         main(args)
     assert stopped.value.code == 1

@@ -16,7 +16,7 @@ from mbv3_lightning.deploy.predictor import ModelInfo, load_predictor
 from mbv3_lightning.runs.manifest import manifest_samples
 from mbv3_lightning.training.run import build_components
 
-from .conftest import run_module, write_image, write_recipe_files
+from .conftest import log_lines, run_module, write_image, write_recipe_files
 
 CLASSES = ["apple", "banana", "cherry"]
 
@@ -97,6 +97,10 @@ def test_cli_prints_a_table_and_writes_csv_into_its_run_dir(trained_checkpoint, 
     )
     assert result.returncode == 0, result.stderr
     assert "mobilenet_v3_small (PyTorch eager) on 12 file(s)" in result.stdout
+    # the table and where the file is; the log lines are in the run's predict.log
+    assert f"Predictions in {run_dir / 'predictions.csv'}" in result.stdout
+    assert not log_lines(result.stdout + result.stderr)
+    assert "Classifying 12 file(s)" in (run_dir / "predict.log").read_text()
     with open(run_dir / "predictions.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 12 and all(r["class_1"] in CLASSES for r in rows)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from mbv3_lightning.deploy.review import ReviewRow, write_contact_sheet
 from mbv3_lightning.resources import resource_path
 
 from .conftest import FAST_OVERRIDES, run_module
@@ -30,7 +31,7 @@ def _plant_mislabelled(root: Path) -> set[str]:
 
 
 @pytest.mark.slow
-def test_review_ranks_planted_mislabelled_images_first(tmp_path):
+def test_review_ranks_planted_mislabelled_images_first(tmp_path, saved_figures):
     root = tmp_path / "fruits"
     shutil.copytree(resource_path("data/fruits360-mini"), root)
     planted = _plant_mislabelled(root)
@@ -80,3 +81,18 @@ def test_review_ranks_planted_mislabelled_images_first(tmp_path):
         # the photo's real class, which the model recognises
         assert row["predicted"] == path.stem.removeprefix("planted_")
     assert (review_dir / "review.png").stat().st_size > 10_000  # the contact sheet
+    # the same sheet drawn again from review.csv: its real photos' captions collide nowhere
+    reviewed = [
+        ReviewRow(
+            path=Path(r["path"]),
+            given=r["given"],
+            predicted=r["predicted"],
+            confidence=float(r["confidence"]),
+            given_probability=float(r["given_probability"]),
+            score=float(r["score"]),
+        )
+        for r in top
+    ]
+    title = "mobilenet_v3_small on fruits360_mini, test split: the 20 labels most likely wrong"
+    write_contact_sheet(reviewed, tmp_path / "review.png", f"{title} (cleanlab label quality)")
+    assert not saved_figures.failures, saved_figures.failures

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -48,6 +49,19 @@ def _fingerprint(run_dir: Path) -> dict[str, tuple[float, str]]:
     }
 
 
+# A sweep cell's console lines (mbv3_lightning/sweeps/progress.py): m:ss or h:mm:ss.
+CLOCK = r"\d+:\d\d(:\d\d)?"
+ETA = rf"sweep {CLOCK}, ETA {CLOCK}"
+
+
+def _cell_lines(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if line.startswith("cell ")]
+
+
+def _best_val_acc(run_dir: Path) -> str:
+    return f"{_json(run_dir / 'metrics.json')['metrics']['val/acc_best']:.4f}"
+
+
 @pytest.mark.slow
 def test_failing_cell_is_recorded_and_the_others_complete(tmp_path):
     good = make_image_folder(tmp_path / "good", splits={"train": 6, "test": 2})
@@ -65,6 +79,18 @@ def test_failing_cell_is_recorded_and_the_others_complete(tmp_path):
     assert "1 of 2 cells did not complete" in result.stderr
     assert f"#1 dataset.root={missing}" in result.stderr
     assert "FileNotFoundError" in result.stderr and "sweep.resume=true" in result.stderr
+    # One line as each cell starts and one as it ends, named by the override that differs;
+    # the failure's traceback is in its file, not on the console.
+    lines = _cell_lines(result.stdout)
+    assert lines[0] == f"cell 1/2 started: dataset.root={good}"
+    assert re.fullmatch(rf"cell 1/2 completed in {CLOCK}, best val acc [\d.]+; {ETA}", lines[1])
+    assert lines[2] == f"cell 2/2 started: dataset.root={missing}"
+    assert re.fullmatch(
+        rf"cell 2/2 failed after {CLOCK}: FileNotFoundError: .*; sweep {CLOCK}, ETA 0:00 "
+        rf"\(traceback: {re.escape(str(sweep_dir / '1' / 'traceback.txt'))}\)",
+        lines[3],
+    )
+    assert len(lines) == 4 and "Traceback" not in result.stdout + result.stderr
     assert _json(sweep_dir / "0" / "metrics.json")["metrics"]["test/acc"] >= 0.0
     assert _json(sweep_dir / "0" / "status.json")["status"] == "completed"
     failed = _json(sweep_dir / "1" / "status.json")
@@ -88,6 +114,14 @@ def test_failing_cell_is_recorded_and_the_others_complete(tmp_path):
     make_image_folder(missing, splits={"train": 6, "test": 2})
     resumed = _multirun(*args, "sweep.resume=true", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    lines = _cell_lines(resumed.stdout)
+    assert lines[:2] == [
+        f"cell 1/2 skipped (finished before, best val acc {_best_val_acc(sweep_dir / '0')}): "
+        f"dataset.root={good}",
+        f"cell 2/2 started: dataset.root={missing}",
+    ]
+    assert re.fullmatch(rf"cell 2/2 completed in {CLOCK}, best val acc [\d.]+; {ETA}", lines[2])
+    assert len(lines) == 3 and lines[2].endswith("ETA 0:00")
     assert _fingerprint(sweep_dir / "0") == before
     assert _json(sweep_dir / "0" / "status.json")["status"] == "skipped"
     rerun = _json(sweep_dir / "1" / "status.json")
@@ -232,3 +266,30 @@ def test_demo_grid_and_the_other_studies_compose(compose_cfg):
     assert (cfg.dataset.batch_size, cfg.trainer.max_epochs) == (8, 20)
     assert (cfg.optimizer.lr, cfg.scheduler.lrf) == (0.01, 0.01)
     assert cfg.scheduler._target_ == "mbv3_lightning.training.optim.cosine_schedule"
+
+
+@pytest.mark.slow
+def test_the_demo_grid_prints_one_start_and_one_end_line_per_cell(tmp_path):
+    """`-m experiment=demo_grid trainer.max_epochs=2` (4 cells) on tiny images: a line as each
+    cell starts and ends, with the sweep's ETA, and nothing else about the cells."""
+    data = make_image_folder(tmp_path / "data", splits={"train": 6, "test": 2})
+    result = _multirun(
+        "experiment=demo_grid",
+        "trainer.max_epochs=2",
+        "dataset=image_folder",
+        f"dataset.root={data}",
+        "model.input_size=32",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = _cell_lines(result.stdout)
+    cells = [(m, s) for m in ("mobilenet_v3_small", "mobilenet_v3_large") for s in (1, 2)]
+    assert lines[::2] == [
+        f"cell {i}/4 started: model={m} seed={s}" for i, (m, s) in enumerate(cells, 1)
+    ]
+    for i, line in enumerate(lines[1::2], 1):
+        assert re.fullmatch(rf"cell {i}/4 completed in {CLOCK}, best val acc [\d.]+; {ETA}", line)
+        assert line.endswith("ETA 0:00") == (i == 4)  # three cells' time left, then none
+    # no bar, no summary table per cell, no launcher lines ("#0 : model=...")
+    assert len(lines) == 8 and "│" not in result.stdout and "#0 :" not in result.stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import struct
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ import torch
 from PIL import Image
 
 from mbv3_lightning.tracking.logger import WANDB_RUN_ID_KEY
+from mbv3_lightning.tracking.run_config import absolute_paths
 from mbv3_lightning.training.run import run
 
 from .conftest import FAST_OVERRIDES, make_image_folder, run_module
@@ -67,13 +69,15 @@ def finished_records(run_dir: Path, wait_s: float = 120.0) -> list:
 
 def offline_run(run_dir: Path) -> dict:
     """Identity, summary keys and logged keys of an offline run directory; with the values of
-    the summary (``summary_values``) and config (``config_values``) and the logged artifacts
+    the summary (``summary_values``) and config (``config_values``), the files of the logged
+    media (``history_files``: key -> path, e.g. a table's JSON) and the logged artifacts
     (``artifacts``: type and aliases)."""
     info: dict = {
         "summary": set(),
         "history": set(),
         "summary_values": {},
         "config_values": {},
+        "history_files": {},
         "artifacts": [],
     }
     for record in finished_records(run_dir):
@@ -94,9 +98,15 @@ def offline_run(run_dir: Path) -> dict:
                 info["summary_values"][u.key or u.nested_key[0]] = json.loads(u.value_json)
         elif kind == "history":
             info["history"] |= {i.key or i.nested_key[0] for i in record.history.item}
+            for i in record.history.item:  # media are nested: [key, "path"] -> its file
+                if list(i.nested_key[1:]) == ["path"]:
+                    path = run_dir / "files" / json.loads(i.value_json)
+                    info["history_files"][i.nested_key[0]] = path
         elif kind == "config":
-            info.setdefault("config", set()).update(u.key for u in record.config.update)
-            for u in record.config.update:
+            # W&B's own chart settings come as nested updates (_wandb.visualize...): left out
+            updates = [u for u in record.config.update if u.key]
+            info.setdefault("config", set()).update(u.key for u in updates)
+            for u in updates:
                 info["config_values"][u.key] = json.loads(u.value_json)
         elif kind == "artifact":
             artifact = record.artifact
@@ -125,7 +135,9 @@ def test_run_logs_its_results_and_a_resume_continues_the_same_wandb_run(
     compose_cfg, tiny_dataset, tmp_path
 ):
     out = tmp_path / "run"
-    run(compose_cfg(_overrides(tiny_dataset, "trainer.max_epochs=1"), out))
+    # per-class scalars on request, besides the per-epoch tables
+    per_class = "logger.wandb.per_class_scalars=true"
+    run(compose_cfg(_overrides(tiny_dataset, "trainer.max_epochs=1", per_class), out))
     (first_dir,) = (out / "wandb").glob("offline-run-*")
     first = offline_run(first_dir)
     assert first["name"] == "mobilenet_v3_small-image_folder-s42"
@@ -144,18 +156,21 @@ def test_run_logs_its_results_and_a_resume_continues_the_same_wandb_run(
         "test_ms_per_image/median",
         "test_images_per_s",
     } <= first["summary"]
-    assert {"train/loss", "val/acc", "val/loss"} <= first["history"]  # per-epoch curves
-    # per-epoch per-class scores of train and val as one table per stage (not a chart per
-    # class), and train's macro means as curves
-    assert {"train/per_class_epochs", "val/per_class_epochs"} <= first["history"]
-    assert {"train/f1", "train/specificity"} <= first["history"]
-    assert not [key for key in first["history"] if "_class/" in key]
+    assert {"train/loss", "train/f1", "val/acc", "val/loss"} <= first["history"]  # curves
+    # per-epoch per-class scores of train and val as scalars (per_class_scalars=true) and as
+    # tables; train's macro means beside val's
+    assert {
+        f"{stage}_class/{name}/{metric}"
+        for stage in ("train", "val")
+        for name in ("apple", "banana", "cherry")
+        for metric in ("precision", "recall", "specificity", "f1")
+    } | {"train/per_class_epochs", "val/per_class_epochs"} <= first["history"]
+    assert {"train/specificity", "val/specificity"} <= first["summary"]
     assert {"figures/confusion_train", "figures/confusion_val"} <= first["history"]
     assert {
         "test/roc_table",  # W&B stores a chart's data as <key>_table
         "test/confusion_matrix_table",
         "test/per_class",
-        "figures/curves",
         "figures/roc",
         "figures/confusion",
     } <= first["history"]
@@ -165,7 +180,12 @@ def test_run_logs_its_results_and_a_resume_continues_the_same_wandb_run(
     # As if killed after the last checkpoint: a finished run (metrics.json) is not resumed in place.
     (out / "metrics.json").unlink()
     resumed_cfg = compose_cfg(
-        _overrides(tiny_dataset, "trainer.max_epochs=2", f"ckpt_path={out}/checkpoints/last.ckpt"),
+        _overrides(
+            tiny_dataset,
+            "trainer.max_epochs=2",
+            f"ckpt_path={out}/checkpoints/last.ckpt",
+            per_class,
+        ),
         out,
     )
     assert run(resumed_cfg).timings.epochs == 2
@@ -198,12 +218,90 @@ def test_multirun_jobs_are_separate_wandb_runs_in_one_group(tmp_path):
     assert [r["group"] for r in runs] == [group, group]
 
 
-def _strings(value) -> list[str]:
+def _strings(value, key: str = "") -> list[tuple[str, str]]:
+    """Every string of a config, with the key it sits under."""
     if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
+        return [s for k, v in value.items() for s in _strings(v, k)]
     if isinstance(value, list):
-        return [s for v in value for s in _strings(v)]
-    return [value] if isinstance(value, str) else []
+        return [s for v in value for s in _strings(v, key)]
+    return [(key, value)] if isinstance(value, str) else []
+
+
+# What the history of a run holds with logger=wandb's defaults, besides W&B's own _step,
+# _runtime, _timestamp and Lightning's epoch and trainer/global_step: the curves people
+# compare, the learning rate, and the media logged once the run is scored.
+DASHBOARD_HISTORY = {
+    *(f"{stage}/{score}" for stage in ("train", "val") for score in ("loss", "acc", "auroc", "f1")),
+    "lr-AdamW",
+    "train/per_class_epochs",
+    "val/per_class_epochs",
+    "test/per_class",
+    "test/predictions",
+    "test/roc_table",
+    "test/confusion_matrix_table",
+    "figures/roc",
+    "figures/confusion",
+    "figures/confusion_train",
+    "figures/confusion_val",
+}
+
+
+def test_wandb_run_reads_as_a_dashboard(compose_cfg, tmp_path, monkeypatch):
+    """The demo's training at tiny size (six classes, as the demo has more than five: top-5
+    accuracy is logged) with logger=wandb: absolute paths and the data's counts in the config,
+    a short history, per-class scores as tables."""
+    classes = ("apple", "banana", "cherry", "grape", "kiwi", "lemon")
+    make_image_folder(tmp_path / "tiny", classes=classes, splits={"train": 5, "test": 2})
+    monkeypatch.chdir(tmp_path)  # a relative dataset.root, as a user types it
+    out = tmp_path / "run"
+    run(compose_cfg(_overrides(Path("tiny"), "trainer.max_epochs=1"), out))
+    (run_dir,) = (out / "wandb").glob("offline-run-*")
+    info = offline_run(run_dir)
+    config = info["config_values"]
+
+    # every path absolute: the relative root the user typed, the data and run folders
+    assert config["dataset"]["root"] == str(tmp_path / "tiny")
+    assert config["paths"] == {"data_dir": str(tmp_path / "data"), "output_dir": str(out)}
+    assert config["callbacks"]["model_checkpoint"]["dirpath"] == str(out / "checkpoints")
+    strings = _strings(config)
+    assert not [(k, s) for k, s in strings if k.endswith(("root", "dir", "path")) and s[:1] != "/"]
+    assert not [(k, s) for k, s in strings if os.path.exists(s) and not os.path.isabs(s)]
+
+    # the dataset's name and image counts, as the run split it (split_manifest.json)
+    splits = json.loads((out / "split_manifest.json").read_text())["splits"]
+    assert config["data"] == {
+        "name": "image_folder",
+        "num_classes": 6,
+        "train_images": len(splits["train"]),
+        "val_images": len(splits["val"]),
+        "test_images": 12,
+    }
+    assert len(splits["train"]) + len(splits["val"]) == 30
+
+    # the history: the curves people compare, no per-class scalars; the rest in the summary
+    assert len(info["history"]) <= 25, sorted(info["history"])
+    assert info["history"] - {
+        "_step",
+        "_runtime",
+        "_timestamp",
+        "epoch",
+        "trainer/global_step",
+    } == (DASHBOARD_HISTORY)
+    assert {"val/acc_top5", "val/precision", "val/acc_best", "train/recall"} <= info["summary"]
+
+    # per-class scores: one table per stage, a row per class and epoch
+    for stage in ("train", "val"):
+        table = json.loads(info["history_files"][f"{stage}/per_class_epochs"].read_text())
+        assert table["columns"][:6] == [
+            "epoch",
+            "class",
+            "precision",
+            "recall",
+            "specificity",
+            "f1",
+        ]
+        assert [row[1] for row in table["data"]] == list(classes)
+        assert all(0.0 <= value <= 1.0 for row in table["data"] for value in row[2:6])
 
 
 def test_dashboard_best_summaries_test_scores_predictions_and_model_artifact(
@@ -226,6 +324,11 @@ def test_dashboard_best_summaries_test_scores_predictions_and_model_artifact(
     assert len(val_acc) == 3
     assert summary["val/acc"]["max"] == pytest.approx(max(val_acc))
     assert summary["val/loss"]["min"] == pytest.approx(min(val_loss))
+    # scores kept out of the history: their summary is their best epoch too
+    val_precision = [float(r["val/precision"]) for r in rows if r.get("val/precision")]
+    assert "val/precision" not in info["history"]
+    assert summary["val/precision"] == pytest.approx(max(val_precision))
+    assert summary["val/acc_best"] == pytest.approx(max(val_acc))
 
     # test scores: summary values, no one-point charts
     metrics = json.loads((out / "metrics.json").read_text())["metrics"]
@@ -249,9 +352,27 @@ def test_dashboard_best_summaries_test_scores_predictions_and_model_artifact(
     # the best checkpoint as a model artifact, best and latest
     assert ("model", ["best", "latest"]) in info["artifacts"]
 
-    # the config is the Hydra config alone, with no machine path in it
+    # the config is the Hydra config (and the data section), no module hparams on top
     config = info["config_values"]
     assert config["model"]["net"]["arch"] == "mobilenet_v3_small"
-    assert "input_size" not in config and "net" not in config  # no module hparams on top
-    assert not [s for s in _strings(config) if s.startswith("/")]
-    assert config["paths"]["output_dir"] == "."
+    assert "input_size" not in config and "net" not in config
+
+
+def test_config_paths_are_made_absolute_and_other_strings_kept(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = {
+        "ckpt_path": "outputs/run/checkpoints/last.ckpt",
+        "dataset": {"root": "../photos", "name": "photos", "classes": ["a/b"]},
+        "callbacks": {"best": {"dirpath": "/abs/checkpoints", "monitor": "val/acc"}},
+        "inputs_path": ["a.jpg", "/b.jpg"],
+        "logger": {"csv": {"save_dir": "", "name": ""}},
+        "model": {"net": {"weights_path": None}},
+    }
+    assert absolute_paths(config) == {
+        "ckpt_path": str(tmp_path / "outputs/run/checkpoints/last.ckpt"),
+        "dataset": {"root": str(tmp_path.parent / "photos"), "name": "photos", "classes": ["a/b"]},
+        "callbacks": {"best": {"dirpath": "/abs/checkpoints", "monitor": "val/acc"}},
+        "inputs_path": [str(tmp_path / "a.jpg"), "/b.jpg"],
+        "logger": {"csv": {"save_dir": "", "name": ""}},
+        "model": {"net": {"weights_path": None}},
+    }

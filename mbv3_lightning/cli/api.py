@@ -16,6 +16,7 @@ from PIL import Image
 
 from mbv3_lightning.cli.config import CONFIG_NAME, compose_config
 from mbv3_lightning.cli.config_check import check_config
+from mbv3_lightning.cli.logs import run_log
 from mbv3_lightning.data.images import load_rgb
 from mbv3_lightning.deploy.predictor import Predictor, load_predictor
 from mbv3_lightning.deploy.predictor import top_k as rank
@@ -79,7 +80,8 @@ def train(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -
     """Train (and test) like ``mbv3 train <overrides>``; returns the run's record (metrics.json).
 
     ``output_dir`` defaults to ``outputs/<date>/<time>`` under the working directory, as on the
-    command line.
+    command line. As there, the progress bar and warnings are shown and every other log line
+    goes to ``<output_dir>/train.log``.
     """
     from mbv3_lightning.training.run import run
 
@@ -89,4 +91,5 @@ def train(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -
         output_dir = claim_run_dir(Path("outputs") / datetime.now().strftime("%Y-%m-%d/%H-%M-%S"))
     cfg = compose_config(CONFIG_NAME, overrides, hydra_runtime=True, output_dir=Path(output_dir))
     Path(output_dir).mkdir(parents=True, exist_ok=True)
-    return run(cfg)
+    with run_log(Path(output_dir) / "train.log"):
+        return run(cfg)

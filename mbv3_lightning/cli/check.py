@@ -9,7 +9,6 @@ training, so every override works here.
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,6 @@ from rich.console import Console
 from rich.table import Table
 
 from mbv3_lightning.cli.config import config_dir, register_resolvers
-
-log = logging.getLogger(__name__)
 
 register_resolvers()
 
@@ -95,7 +92,7 @@ def main(cfg: DictConfig) -> None:
     console = Console()
     console.print(render_counts(report))
     console.print(render_summary(report))
-    log.info("Report written to %s", out)
+    print(f"Report written to {out}")  # the CLI's final summary
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@ outside a ``@hydra.main`` entry (tests, benchmarks) composes them."""
 
 from __future__ import annotations
 
+import difflib
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -67,3 +69,28 @@ def compose_config(
         if output_dir is not None:
             OmegaConf.update(cfg, output_key, str(output_dir))
     return cfg
+
+
+# The line before the folders Hydra lists when a config is missing.
+SEARCH_PATH = "\nConfig search path:"
+
+
+def composition_problem(error: Exception) -> str:
+    """What a failed composition tells the user: for an unknown choice of a config group
+    (``model=mobilenet_v3_larg``) the nearest choice and the list; for anything else Hydra's
+    message without the folders it searched, which say nothing about the mistake."""
+    from hydra.errors import MissingConfigException
+
+    text = str(error)
+    if not isinstance(error, MissingConfigException) or not error.options:
+        return text.split(SEARCH_PATH)[0].strip()
+    group, _, value = str(error.missing_cfg_file).rpartition("/")
+    close = difflib.get_close_matches(value, list(error.options), n=1, cutoff=0.6)
+    did_you_mean = f" Did you mean {close[0]}?" if close else ""
+    # named by a config file (experiment/x.yaml), not on the command line
+    parent = re.match(r"In '([^']+/[^']+)'", text)
+    where = f" (named in {parent.group(1)}.yaml)" if parent else ""
+    return (
+        f"{group}={value} is not a choice of '{group}'{where}.{did_you_mean} "
+        f"Choices: {', '.join(sorted(error.options))}"
+    )

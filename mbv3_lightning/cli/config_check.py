@@ -7,6 +7,9 @@ node turns ``skip`` into ``BadImages.skip``; ``model.freeze`` is a word or an in
 config: by :class:`ConfigCheck`, a Hydra callback in ``conf/hydra/default.yaml`` that runs right
 after composition (``python -m mbv3_lightning ...``, every cell of a ``-m`` grid before the first
 one starts, and the other entry points), and by :func:`check_config` for composed configs in code.
+For one run the callback also checks the files and folders the command reads
+(:mod:`mbv3_lightning.cli.path_check`). Either failure exits with status 2 before Hydra makes
+the run folder.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from mbv3_lightning.cli.exit_status import usage_error
+from mbv3_lightning.cli.path_check import path_errors
 from mbv3_lightning.data.bad_images import BAD_IMAGE_POLICIES
 from mbv3_lightning.data.balance import BALANCE_MODES
 from mbv3_lightning.data.device_augment import AUGMENT_ON
@@ -302,7 +307,9 @@ def _cell_configs(config: DictConfig) -> list[tuple[str, DictConfig]]:
     """The composed config of every cell of a basic-sweeper grid (empty for other sweepers)."""
     from hydra import compose
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
 
+    from mbv3_lightning.cli.config import composition_problem
     from mbv3_lightning.sweeps.cells import expand_grid
 
     grid = expand_grid(config)
@@ -311,27 +318,41 @@ def _cell_configs(config: DictConfig) -> list[tuple[str, DictConfig]]:
     name = config.hydra.job.config_name
     cells = []
     for number, overrides in enumerate(grid):
-        cell = compose(config_name=name, overrides=list(overrides))
-        cells.append((f" (cell {number}: {' '.join(overrides)})", cell))
+        where = f" (cell {number}: {' '.join(overrides)})"
+        try:
+            cell = compose(config_name=name, overrides=list(overrides))
+        except HydraException as error:  # Hydra would only warn, and run the other cells
+            raise ConfigError(f"mbv3 {name}{where}: {composition_problem(error)}") from None
+        cells.append((where, cell))
     return cells
 
 
 class ConfigCheck(Callback):
-    """Hydra callback: stop with the list of invalid choices before any job starts.
+    """Hydra callback: stop with the list of invalid choices, and (for one run) of the paths
+    the command could not read, before any job starts or any run folder is made.
 
-    Hydra turns a callback's exceptions into warnings, so a failed check exits (``SystemExit``).
+    Hydra turns a callback's exceptions into warnings, so a failed check exits (``SystemExit``,
+    status 2: a user's mistake).
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        problems = []
         try:
             check_config(config)
         except ConfigError as error:
-            raise SystemExit(str(error)) from None
+            problems.append(str(error))
+        # each command's config is named after it (conf/predict.yaml: `mbv3 predict`)
+        command = str(OmegaConf.select(config, "hydra.job.config_name", default="train"))
+        problems += [f"mbv3 {command}: {problem}" for problem in path_errors(config, command)]
+        if problems:
+            usage_error("\n".join(problems))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Paths are left to each cell: a sweep's cells stand alone (one missing dataset fails
+        # its own cells, recorded in sweep.json) and the smoke study writes its data in a cell.
         try:
             check_config(config)
             for where, cell in _cell_configs(config):
                 check_config(cell, where)
         except ConfigError as error:
-            raise SystemExit(str(error)) from None
+            usage_error(str(error))

@@ -3,7 +3,9 @@
 A user's mistake (a refused resume, an unsafe checkpoint, a bad config value) exits 2, as a
 usage error does; the environment (a full disk, a read-only folder, a folder another process
 writes) exits 1; a run stopped by a signal exits 143 (128 + SIGTERM) after saying how to
-resume. Anything else is a bug and keeps Hydra's traceback.
+resume. Anything else is a bug and keeps Hydra's traceback. The statuses are
+mbv3_lightning/cli/exit_status.py; mistakes found before the job starts (a typo, a wrong path)
+end there, in the dispatcher and the ConfigCheck callback.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from mbv3_lightning.cli.config_check import ConfigError
+from mbv3_lightning.cli.exit_status import ENVIRONMENT_EXIT_CODE, USAGE_EXIT_CODE
 from mbv3_lightning.data.images import UnreadableImageError
 from mbv3_lightning.data.split_manifest import SplitManifestError
 from mbv3_lightning.extras import MissingExtraError
@@ -25,9 +28,6 @@ from mbv3_lightning.runs.run_dir import RunFileWriteError
 from mbv3_lightning.runs.status import INTERRUPTED_EXIT_CODE, RunInterrupted
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-USAGE_EXIT_CODE = 2
-ENVIRONMENT_EXIT_CODE = 1
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError,

@@ -8,7 +8,6 @@ roc.json, curves.csv, PNGs) into a new run directory; the work is
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 import hydra
@@ -16,6 +15,7 @@ from omegaconf import DictConfig
 
 from mbv3_lightning.cli.config import config_dir, register_resolvers
 from mbv3_lightning.cli.errors import reports_errors
+from mbv3_lightning.cli.logs import route_lightning_logs
 
 if TYPE_CHECKING:
     from mbv3_lightning.training.evaluate import ExportedNetwork
@@ -51,8 +51,7 @@ def main(cfg: DictConfig) -> float:
     from mbv3_lightning.runs.result_table import print_result_table
     from mbv3_lightning.training.evaluate import evaluate
 
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).handlers.clear()  # see cli/train.py: no line printed twice
+    route_lightning_logs()
     record = evaluate(cfg, exported_network(cfg.ckpt_path))
     print_result_table(record)
     return record.metrics["test/acc"]

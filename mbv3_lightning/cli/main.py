@@ -12,14 +12,15 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.util
+import platform
 import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NoReturn
 
 from omegaconf import DictConfig, OmegaConf
 
+from mbv3_lightning.cli.exit_status import ENVIRONMENT_EXIT_CODE, usage_error
 from mbv3_lightning.extras import MissingExtraError, require_extra
 
 
@@ -92,6 +93,15 @@ COMMANDS: dict[str, Command] = {
 }
 
 HELP_FLAGS = ("-h", "--help")
+VERSION_FLAGS = ("-V", "--version")
+# What `mbv3 --version` reports (package: module): this package and the three that decide how
+# a run behaves.
+VERSIONED = {
+    "mbv3-lightning": "mbv3_lightning",
+    "torch": "torch",
+    "lightning": "lightning",
+    "hydra-core": "hydra",
+}
 
 
 def available() -> dict[str, Command]:
@@ -106,7 +116,24 @@ def overview() -> str:
     width = max(len(n) for n in commands)
     lines = ["usage: mbv3 <command> [overrides ...]", "", "commands:"]
     lines += [f"  {name:<{width}}  {c.summary}" for name, c in commands.items()]
-    lines += ["", "`mbv3 <command> --help` lists a command's options."]
+    lines += [
+        "",
+        "`mbv3 <command> --help` lists a command's options; `mbv3 --version` the versions.",
+    ]
+    return "\n".join(lines)
+
+
+def versions() -> str:
+    """``mbv3 --version``: one line per package, as imported (torch's says its CUDA build,
+    e.g. ``2.5.1+cu124``, which the installed metadata may leave out)."""
+    lines = []
+    for package, module in VERSIONED.items():
+        try:
+            version = importlib.import_module(module).__version__
+        except ImportError:
+            version = "not installed"
+        lines.append(f"{package} {version}")
+    lines.append(f"python {platform.python_version()}")
     return "\n".join(lines)
 
 
@@ -149,6 +176,8 @@ def check_overrides(name: str, overrides: Sequence[str]) -> str | None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from mbv3_lightning.cli.config import composition_problem
+
     command = COMMANDS[name]
     if command.config is None:
         return None  # no Hydra config to check (report, app parse their own arguments)
@@ -168,7 +197,7 @@ def check_overrides(name: str, overrides: Sequence[str]) -> str | None:
                 f"mbv3 {name}: '{key}' is not a key of the {command.config} config"
                 f"{did_you_mean} (a new key needs a leading '+': +{key}=...)"
             )
-        return f"mbv3 {name}: {text.strip()}"
+        return f"mbv3 {name}: {composition_problem(err)}"
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         return f"mbv3 {name}: missing required value(s): {', '.join(missing)}"
@@ -191,13 +220,26 @@ def _group_options(config: str, groups: Sequence[str]) -> dict[str, list[str]]:
         GlobalHydra.instance().clear()
 
 
+# A reST role (:func:`pkg.f`, :mod:`~pkg.mod`) and an inline literal (``x``) in a docstring
+_ROLE = re.compile(r":[a-z]+:`(~?)([^`]+)`")
+
+
+def plain_text(doc: str) -> str:
+    """A docstring as help text: roles become the name they point at and double-backtick
+    literals single-backtick ones, as in the rest of the help."""
+    text = _ROLE.sub(
+        lambda m: f"`{m.group(2).rsplit('.', 1)[-1] if m.group(1) else m.group(2)}`", doc
+    )
+    return text.replace("``", "`")
+
+
 def command_help(name: str) -> str:
     """Usage plus the command's own options (its composed config, or its module's text)."""
     command = COMMANDS[name]
     lines = [usage(name), "", command.summary + "."]
     if command.config is None:
         doc = importlib.import_module(command.module).__doc__ or ""
-        lines += ["", doc.split("\n\n", 1)[-1].strip()]
+        lines += ["", plain_text(doc.split("\n\n", 1)[-1].strip())]
         return "\n".join(lines)
     from hydra.core.hydra_config import HydraConfig
 
@@ -219,28 +261,25 @@ def command_help(name: str) -> str:
     return "\n".join(lines)
 
 
-def _usage_error(message: str) -> NoReturn:
-    """A usage error: the message on stderr and exit status 2, as argparse does."""
-    print(message, file=sys.stderr)
-    raise SystemExit(2)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """``mbv3 <command> [overrides]``: check the overrides, then run the command's entry."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:
-        _usage_error(overview())
+        usage_error(overview())
     if args[0] in HELP_FLAGS:
         print(overview())
+        raise SystemExit(0)
+    if args[0] in VERSION_FLAGS:
+        print(versions())
         raise SystemExit(0)
     name, rest = args[0], args[1:]
     if name not in COMMANDS:
         close = difflib.get_close_matches(name, list(available()), n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
-        _usage_error(f"mbv3: unknown command '{name}'.{hint}\n\n{overview()}")
+        usage_error(f"mbv3: unknown command '{name}'.{hint}\n\n{overview()}")
     command = COMMANDS[name]
     if importlib.util.find_spec(command.module) is None:
-        _usage_error(f"mbv3: '{name}' is not part of this installation.\n\n{overview()}")
+        usage_error(f"mbv3: '{name}' is not part of this installation.\n\n{overview()}")
     if any(a in HELP_FLAGS for a in rest):
         print(command_help(name))
         raise SystemExit(0)
@@ -248,15 +287,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         try:
             require_extra(command.extra, f"mbv3 {name}")
         except MissingExtraError as error:
-            # the environment lacks a package: exit 1, as for other environment errors
+            # the environment lacks a package, as for other environment errors
             print(error, file=sys.stderr)
-            raise SystemExit(1) from None
+            raise SystemExit(ENVIRONMENT_EXIT_CODE) from None
     # Hydra's own flags (--cfg, -m, --multirun, ...) go straight through: a sweep's cells are
     # checked by the ConfigCheck callback before the first one starts.
     if command.config is not None and not any(a.startswith("-") for a in rest):
         problem = check_overrides(name, rest)
         if problem:
-            _usage_error(f"{problem}\n{usage(name)}")
+            usage_error(f"{problem}\n{usage(name)}")
     sys.argv = [f"mbv3 {name}", *rest]
     importlib.import_module(command.module).main()
 

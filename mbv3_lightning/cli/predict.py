@@ -19,6 +19,7 @@ from rich.console import Console
 
 from mbv3_lightning.cli.config import config_dir, register_resolvers
 from mbv3_lightning.cli.errors import reports_errors
+from mbv3_lightning.cli.logs import route_lightning_logs
 from mbv3_lightning.deploy.predict import (
     predict_paths,
     render_predictions,
@@ -35,6 +36,7 @@ register_resolvers()
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="predict")
 @reports_errors("predict")  # an .onnx / .pte / .tflite without its runtime: the install line
 def main(cfg: DictConfig) -> None:
+    route_lightning_logs()
     if cfg.top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {cfg.top_k}.")
     predictor = load_predictor(
@@ -57,7 +59,7 @@ def main(cfg: DictConfig) -> None:
         log.warning(
             "%d of %d file(s) could not be read; see the `error` column.", skipped, len(paths)
         )
-    log.info("Wrote %s", out)
+    print(f"Predictions in {out}")  # the CLI's final summary
 
 
 if __name__ == "__main__":

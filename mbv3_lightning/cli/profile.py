@@ -32,6 +32,7 @@ def main(cfg: DictConfig) -> None:
     row = profile_model(cfg)
     (output_dir / PROFILE_FILE).write_text(json.dumps(row, indent=2))
     save_tables([row], output_dir)
+    print(f"Profile tables saved in {output_dir}")  # the CLI's final summary
 
 
 class CombinedProfileTable(Callback):

@@ -1,8 +1,12 @@
 """`mbv3 report <sweep_dir>`: paper-style tables and figures for a sweep.
 
-Parses ``<sweep_dir>`` and ``report.key=value`` options, has
-:func:`mbv3_lightning.sweeps.report.write_report` write ``<sweep_dir>/report/`` and prints
-each dataset's table.
+<sweep_dir> is the folder a multirun wrote, e.g. outputs/multirun/2026-11-23/12-00-00. Writes
+report.md, results.csv (one row per cell) and figures (300-dpi PNG + PDF) into
+<sweep_dir>/report (or report.out=DIR) and prints each dataset's table: per dataset a summary
+(mean +/- std over seeds), curves, macro ROC, test time vs accuracy and an accuracy-vs-latency
+Pareto plot; for the MobileNetV3 paper's datasets also report/paper/ with its Tables III-VI and
+Figs 3-10. Cells without results are listed, never dropped. report.wandb=true also logs the
+tables and figures to W&B, as one run in the sweep's group (W&B project: report.project).
 """
 
 from __future__ import annotations

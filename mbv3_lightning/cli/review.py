@@ -15,6 +15,7 @@ import hydra
 from omegaconf import DictConfig
 
 from mbv3_lightning.cli.config import config_dir, register_resolvers
+from mbv3_lightning.cli.logs import route_lightning_logs
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ def main(cfg: DictConfig) -> Path:
     )
     from mbv3_lightning.runs.files import write_split_files
 
+    route_lightning_logs()
     if cfg.split not in SPLITS:
         raise ValueError(f"split={cfg.split!r} is not a split; choose one of: {' | '.join(SPLITS)}")
     if cfg.top < 1:

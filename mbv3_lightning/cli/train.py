@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +12,7 @@ from omegaconf import DictConfig
 
 from mbv3_lightning.cli.config import CONFIG_NAME, config_dir, register_resolvers
 from mbv3_lightning.cli.errors import reports_errors
+from mbv3_lightning.cli.logs import route_lightning_logs
 
 if TYPE_CHECKING:
     from lightning.pytorch.callbacks import Callback
@@ -26,34 +26,32 @@ def main(cfg: DictConfig) -> float | None:
     """Train; returns val/acc_best, the objective of a search sweeper (Optuna)."""
     # Imported here so `--help` and `--cfg job` answer without loading torch.
     from mbv3_lightning.runs.result_table import print_result_table
-    from mbv3_lightning.sweeps.cells import run_cell
+    from mbv3_lightning.sweeps.cells import run_cell, sweep_size
     from mbv3_lightning.training.run import run
 
-    # Lightning prints through handlers of its own; under Hydra the root logger already prints
-    # to the console and to <run dir>/train.log, so drop Lightning's to avoid every line twice.
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).handlers.clear()
+    route_lightning_logs()
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode == RunMode.MULTIRUN:
-        # One failing cell is recorded in its directory and must not stop the others.
+        sweep_dir = Path(hydra_cfg.sweep.dir)
+        # One failing cell is recorded in its directory and must not stop the others. A cell
+        # prints a line as it starts and ends; its summary is in metrics.json and the report.
         record = run_cell(
             Path(cfg.paths.output_dir),
             job_num=hydra_cfg.job.num,
             overrides=list(hydra_cfg.overrides.task),
             resume=bool(cfg.sweep.resume),
             train=lambda status: run(cfg, status, _search_trial_callbacks(hydra_cfg)),
-            sweep_dir=Path(hydra_cfg.sweep.dir),
+            sweep_dir=sweep_dir,
+            # a grid's cells, else the trials a search sweeper (Optuna) was asked for
+            total=sweep_size(sweep_dir) or hydra_cfg.sweeper.get("n_trials"),
         )
         if record is None:
             # A failed cell: NaN tells a search sweeper (Optuna) "failed trial" and lets the
             # study go on; the basic sweeper ignores return values.
             return float("nan")
-        if _is_search_trial(hydra_cfg):
-            # The study prints one line per trial; each trial's table is in its folder.
-            return record.metrics.get("val/acc_best")
     else:
         record = run(cfg)
-    print_result_table(record)
+        print_result_table(record)
     return record.metrics.get("val/acc_best")
 
 

@@ -279,6 +279,10 @@ class ImageFolderDataModule(L.LightningDataModule):
         files = self.splits.get(split, {})
         return [(path, index[name]) for name in self.class_keys for path in files.get(name, [])]
 
+    def image_counts(self) -> dict[str, int]:
+        """Images per split (``train``, ``val``, ``test``; 0 for a split the dataset lacks)."""
+        return {split: sum(self.class_counts(split)) for split in SPLITS}
+
     def class_counts(self, split: str = "train") -> list[int]:
         """Images per class (label order) in ``split``."""
         files = self.splits.get(split, {})

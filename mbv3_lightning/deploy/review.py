@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import math
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,31 +97,53 @@ def write_review_csv(rows: Sequence[ReviewRow], path: Path) -> None:
             )
 
 
-def write_contact_sheet(rows: Sequence[ReviewRow], path: Path, title: str) -> None:
-    """A grid of the given (most suspicious) images, each captioned with its rank, given and
-    predicted label; red where they disagree."""
-    import matplotlib
+# Contact sheet layout: a column is 2.6 inches wide; an 8-point caption line holds about 34
+# characters in it, so longer file and class names are shortened in the middle.
+SHEET_COLUMNS = 5
+COLUMN_INCHES = 2.6
+CAPTION_CHARS = 34
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def shorten(text: str, limit: int = CAPTION_CHARS) -> str:
+    """``IMG_20240613_…_cover_000.jpg``: ``text`` cut in the middle to ``limit`` characters,
+    so a caption keeps both a name's start and its end (the number, the suffix)."""
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) // 2
+    return f"{text[:head]}…{text[len(text) - (limit - 1 - head) :]}"
+
+
+def caption(rank: int, row: ReviewRow) -> str:
+    """Three short lines under one image: rank and file, the given label, the prediction."""
+    predicted = f"{row.predicted} ({row.confidence:.0%})"
+    return "\n".join(
+        [
+            shorten(f"#{rank} {row.path.name}"),
+            shorten(f"given: {row.given}"),
+            shorten(f"predicted: {predicted}"),
+        ]
+    )
+
+
+def write_contact_sheet(rows: Sequence[ReviewRow], path: Path, title: str) -> None:
+    """A grid of the given (most suspicious) images, each captioned with its rank, file,
+    given and predicted label; red where they disagree. The layout engine places the title
+    and every caption in space of its own, so nothing covers a caption."""
+    from matplotlib.figure import Figure
 
     if not rows:
         raise ValueError("No images for the contact sheet.")
-    columns = min(5, len(rows))
+    columns = min(SHEET_COLUMNS, len(rows))
     lines = math.ceil(len(rows) / columns)
-    fig, axes = plt.subplots(lines, columns, figsize=(2.6 * columns, 2.9 * lines), squeeze=False)
+    width = COLUMN_INCHES * columns
+    fig = Figure(figsize=(width, 2.9 * lines + 0.5), layout="constrained")
+    axes = fig.subplots(lines, columns, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for rank, (ax, row) in enumerate(zip(axes.flat, rows, strict=False), start=1):
         ax.imshow(load_rgb(row.path))
         colour = "tab:red" if row.given != row.predicted else "black"
-        ax.set_title(
-            f"#{rank} {row.path.name}\ngiven: {row.given}\n"
-            f"predicted: {row.predicted} ({row.confidence:.0%})",
-            fontsize=8,
-            color=colour,
-        )
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+        ax.set_title(caption(rank, row), fontsize=8, color=colour)
+    # a 10-point title line holds about 12 characters per inch
+    fig.suptitle(textwrap.fill(title, width=int(12 * width)), fontsize=10)
     fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -6,11 +6,13 @@ so nothing depends on (or changes) a global backend and no window is ever opened
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -18,39 +20,73 @@ from matplotlib.ticker import MaxNLocator
 # drawn as thin grey lines without labels, and confusion cells lose their number annotations.
 MAX_LABELLED_CLASSES = 20
 MAX_ANNOTATED_CELLS = 30
+# A loss panel whose values span more than this factor gets a log y axis: a diverging
+# model's first epochs (a loss of 2e6) would otherwise flatten every other curve to 0.
+LOG_SCALE_SPAN = 100.0
+
+
+def _save(fig: Figure, path: Path) -> None:
+    """``path`` as a PNG framed to its contents: long class names on a square confusion
+    matrix can outgrow the figure's height, and a tight frame grows with them."""
+    fig.savefig(path, dpi=120, bbox_inches="tight", pad_inches=0.05)
 
 
 def _title(what: str, subtitle: str) -> str:
     return f"{what}\n{subtitle}" if subtitle else what
 
 
+def spans_orders_of_magnitude(values: Iterable[float], span: float = LOG_SCALE_SPAN) -> bool:
+    """Whether the positive finite ``values`` range over more than ``span`` (largest /
+    smallest): such a panel reads only on a log axis."""
+    positive = [v for v in values if v is not None and math.isfinite(v) and v > 0]
+    return bool(positive) and max(positive) > span * min(positive)
+
+
+def set_loss_scale(ax: Axes, values: Iterable[float], label: str) -> None:
+    """A log y axis, said so in the label, when ``values`` span orders of magnitude;
+    otherwise the linear axis and ``label`` as given."""
+    if spans_orders_of_magnitude(values):
+        ax.set_yscale("log")
+        label = f"{label} (log scale)"
+    ax.set_ylabel(label)
+
+
 def plot_curves(curves: Sequence[dict[str, Any]], path: Path, subtitle: str = "") -> None:
     """Loss and accuracy per epoch, train vs validation (the layout of Fig. 4 of the
-    MobileNetV3 image-classification paper)."""
+    MobileNetV3 image-classification paper); the loss on a log axis when it spans orders of
+    magnitude."""
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     loss_ax, acc_ax = fig.subplots(1, 2)
     for ax, metric, label in ((loss_ax, "loss", "cross-entropy loss"), (acc_ax, "acc", "accuracy")):
+        plotted: list[float] = []
         for stage, style in (("train", "o-"), ("val", "s--")):
             # epochs counted from 1, as in the sweep report's figures
             points = [(r["epoch"] + 1, r[f"{stage}/{metric}"]) for r in curves]
             points = [(e, v) for e, v in points if v is not None]
             if points:
                 ax.plot(*np.array(points).T, style, markersize=4, label=stage)
+                plotted += [v for _, v in points]
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel(label)
+        if metric == "loss":
+            set_loss_scale(ax, plotted, label)
+        else:
+            ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-        ax.legend()
     acc_ax.set_ylim(-0.02, 1.02)
+    # one legend for both panels, below them: inside an axes it would cover some epoch's point
+    handles, labels = loss_ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncol=len(handles))
     fig.suptitle(_title("Learning curves", subtitle))
-    fig.savefig(path, dpi=120)
+    _save(fig, path)
 
 
 def plot_roc(roc: dict[str, Any], path: Path, subtitle: str = "") -> None:
     """One ROC curve per class plus the micro and macro averages, AUC in the legend."""
     classes = roc["classes"]
     labelled = len(classes) <= MAX_LABELLED_CLASSES
-    fig = Figure(figsize=(10, 7) if labelled else (8, 7), layout="constrained")
+    fig = Figure(figsize=(10, 7), layout="constrained")
     ax = fig.subplots()
     for i, (name, curve) in enumerate(classes.items()):
         if labelled:
@@ -71,11 +107,9 @@ def plot_roc(roc: dict[str, Any], path: Path, subtitle: str = "") -> None:
     ax.set_ylabel("true positive rate")
     ax.set_title(_title("ROC curves (one class vs rest)", subtitle))
     ax.grid(alpha=0.3)
-    if labelled:  # beside the axes, so a long legend never covers the curves
-        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
-    else:
-        ax.legend(loc="lower right")
-    fig.savefig(path, dpi=120)
+    # beside the axes, so the legend never covers a curve
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
+    _save(fig, path)
 
 
 def plot_confusion(
@@ -87,8 +121,10 @@ def plot_confusion(
     totals = matrix.sum(axis=1, keepdims=True)
     normalised = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
     n = len(class_names)
-    # ~0.16 inch (19 px) per class keeps 130 names legible at 6 pt; small sets get a normal figure.
-    side = max(6.0, 0.16 * n + 3.0)
+    annotated = n <= MAX_ANNOTATED_CELLS
+    # ~0.16 inch (19 px) per class keeps 130 names legible at 6 pt; an annotated cell needs
+    # ~0.3 inch, the width of "0.42" at 7 pt; small sets get a normal figure.
+    side = max(6.0, (0.3 if annotated else 0.16) * n + 3.0)
     font = 10 if n <= 15 else max(6, int(10 - n / 20))
     fig = Figure(figsize=(side + 1.2, side), layout="constrained")
     ax = fig.subplots()
@@ -105,7 +141,7 @@ def plot_confusion(
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(_title("Confusion matrix (normalised per true class)", subtitle))
-    if n <= MAX_ANNOTATED_CELLS:
+    if annotated:
         for (row, col), value in np.ndenumerate(normalised):
             if value > 0:
                 colour = "white" if value > 0.5 else "black"
@@ -118,4 +154,4 @@ def plot_confusion(
                     color=colour,
                     fontsize=font - 1,
                 )
-    fig.savefig(path, dpi=120)
+    _save(fig, path)

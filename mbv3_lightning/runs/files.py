@@ -146,12 +146,15 @@ def write_epoch_files(
             {"class_names": list(class_names), "best_epoch": best, "epochs": list(epoch_confusions)}
         ),
     )
+    if best is None:
+        return
     latest = {(e["epoch"], e["stage"]): e["confusion"] for e in epoch_confusions}
     for stage in ("train", "val"):
         confusion = latest.get((best, stage))
         if confusion is None:
             continue
-        subtitle = f"{title}, {stage} split, best epoch {best}"
+        # 0-based in the files, as Lightning counts; a figure counts from 1, as people do
+        subtitle = f"{title}, {stage} split, best epoch {best + 1}"
         write_atomic(
             run_dir.confusion_png_of(stage),
             partial(plot_confusion, confusion, list(class_names), subtitle=subtitle),

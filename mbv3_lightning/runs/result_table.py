@@ -38,7 +38,10 @@ def result_table(record: RunRecord) -> Table:
     if cost.macs is not None:
         table.add_row("MACs", f"{cost.macs / 1e6:.1f} M")
     if timings.epochs is not None:
-        table.add_row("epochs", str(timings.epochs))
+        epochs = str(timings.epochs)
+        if timings.best_epoch is not None:  # 0-based in metrics.json; people count from 1
+            epochs += f" (best: {timings.best_epoch + 1})"
+        table.add_row("epochs", epochs)
     if data.skipped_images:
         # Named in the log and in split_manifest.json; easy to miss in a long log.
         table.add_row("skipped images", f"{data.skipped_images} (split_manifest.json)")

@@ -18,6 +18,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,6 +30,7 @@ from mbv3_lightning.runs.pruned import RunPruned
 from mbv3_lightning.runs.resume import plan_resume
 from mbv3_lightning.runs.run_dir import RunDir, write_atomic, write_json_atomic
 from mbv3_lightning.runs.status import RunInterrupted, RunStatus, now_iso, read_status
+from mbv3_lightning.sweeps import progress
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +56,12 @@ def run_cell(
     resume: bool,
     train: Callable[[RunStatus], T],
     sweep_dir: Path | None = None,
+    total: int | None = None,
 ) -> T | None:
     """Run one multirun cell, recording it in ``status.json``.
+
+    It prints a line when it starts and one when it ends (:mod:`mbv3_lightning.sweeps.progress`;
+    ``total``: the sweep's number of cells, for ``cell 2/4``).
 
     The cell is locked for its whole run: a cell another process holds (two
     ``sweep.resume=true`` processes on one sweep) is left to it untouched, and this process
@@ -67,7 +73,8 @@ def run_cell(
     """
     try:
         with run_lock(run_dir):
-            return _run_locked_cell(run_dir, job_num, overrides, resume, train, sweep_dir)
+            cell = _Cell(run_dir, job_num, overrides, sweep_dir, total)
+            return _run_locked_cell(cell, resume, train)
     except RunLockedError as held:
         _drop_file_logs_into(run_dir)  # this process writes nothing into the other's cell
         holder = held.holder
@@ -92,14 +99,44 @@ def _drop_file_logs_into(run_dir: Path) -> None:
             handler.close()
 
 
-def _run_locked_cell(
-    run_dir: Path,
-    job_num: int,
-    overrides: list[str],
-    resume: bool,
-    train: Callable[[RunStatus], T],
-    sweep_dir: Path | None,
-) -> T | None:
+@dataclass(frozen=True)
+class _Cell:
+    """One cell of a sweep: its folder, job number and overrides, and the sweep around it."""
+
+    run_dir: Path
+    job: int
+    overrides: list[str]
+    sweep_dir: Path | None
+    total: int | None
+
+    def shown_overrides(self) -> str:
+        """The overrides that tell this cell apart from the sweep's others."""
+        sweep = _read_json(self.sweep_dir / SWEEP_FILE) if self.sweep_dir else None
+        kept = [o for o in self.overrides if not _is_sweep_setting(o)]
+        return progress.distinct_overrides(kept, (sweep or {}).get("command"))
+
+    def best_val_acc(self) -> float | None:
+        record = _read_json(RunDir(self.run_dir).metrics_json) or {}
+        value = (record.get("metrics") or {}).get("val/acc_best")
+        return float(value) if value is not None else None
+
+    def announce_end(self, status: RunStatus, traceback_file: Path | None = None) -> None:
+        eta: tuple[float | None, float | None] = (None, None)
+        if self.sweep_dir is not None:
+            sweep = _read_json(self.sweep_dir / SWEEP_FILE) or {}
+            eta = progress.sweep_eta(sweep, collect_cells(self.sweep_dir), self.total)
+        progress.cell_ended(
+            self.job,
+            self.total,
+            status.record,
+            self.best_val_acc(),
+            eta,
+            str(traceback_file) if traceback_file else None,
+        )
+
+
+def _run_locked_cell(cell: _Cell, resume: bool, train: Callable[[RunStatus], T]) -> T | None:
+    run_dir, job_num, overrides, sweep_dir = cell.run_dir, cell.job, cell.overrides, cell.sweep_dir
     files = RunDir(run_dir)
     previous = read_status(run_dir) or {}
     _check_same_cell(run_dir, previous, overrides)
@@ -117,6 +154,10 @@ def _run_locked_cell(
         history=[*previous.get("history", []), *([_brief(previous)] if previous else [])],
     )
     status.start()
+    if plan.action == "skip":
+        progress.cell_skipped(job_num, cell.total, cell.shown_overrides(), cell.best_val_acc())
+    else:
+        progress.cell_started(job_num, cell.total, cell.shown_overrides())
     try:
         result = train(status)
     except RunPruned as stop:  # a search's pruner ended it: a normal end, not a failure
@@ -127,14 +168,20 @@ def _run_locked_cell(
         status.end_after_error("interrupted")
         if sweep_dir is not None:
             _update_sweep(sweep_dir, status="interrupted")
+        cell.announce_end(status)
         raise
     except Exception as err:
-        log.exception("Cell %d (%s) failed.", job_num, " ".join(overrides))
+        # The traceback goes to the cell's train.log and traceback.txt; the console gets the
+        # cell's one end line, which names the error and the file.
+        log.info("Cell %d (%s) failed.", job_num, " ".join(overrides), exc_info=True)
         write_atomic(files.traceback_txt, "".join(traceback.format_exception(err)))
         status.end_after_error("failed", error=f"{type(err).__name__}: {err}")
+        cell.announce_end(status, files.traceback_txt)
         return None
     if status.status == "running":
         status.end("skipped" if plan.action == "skip" else "completed")
+    if plan.action != "skip":
+        cell.announce_end(status)
     return result
 
 
@@ -195,6 +242,12 @@ def expand_grid(config: DictConfig) -> list[list[str]] | None:
     overrides = OverridesParser.create().parse_overrides(arguments)
     batches = BasicSweeper.split_arguments(overrides, None)
     return [[o for o in cell if not _is_sweep_setting(o)] for cell in batches[0]]
+
+
+def sweep_size(sweep_dir: Path) -> int | None:
+    """How many cells the sweep's grid has (``sweep.json``); None for a search sweeper's."""
+    grid = (_read_json(sweep_dir / SWEEP_FILE) or {}).get("grid")
+    return len(grid) if grid else None
 
 
 def collect_cells(sweep_dir: Path) -> dict[int, dict[str, Any]]:

@@ -1,12 +1,15 @@
 """The sweep report's figures: the MobileNetV3 image-classification paper's Figs 4-10 and a
 Pareto plot, each as a 300-dpi PNG and a PDF beside it.
 
-Every function returns the written PNG's path (the PDF has the same stem), or ``None`` when
-no run has the data the figure needs (e.g. runs that predate ``roc.json``), so the report can
-say so instead of drawing an empty axis. Conventions shared by every figure: models by their
-display names ("MobileNetV3-Small"), legends outside the axes (they never cover data),
-constrained layout and a tight bounding box (labels stay inside the saved frame), and epochs
-counted from 1, as in the run's own ``curves.png``.
+Each figure has a builder (``curves_figure``: the matplotlib ``Figure``, or ``None`` when no
+run has the data it needs, e.g. runs that predate ``roc.json``) and a writer (``plot_curves``:
+the written PNG's path, the PDF has the same stem, or ``None``), so the report can say what
+is missing instead of drawing an empty axis. Conventions shared by every figure: models by
+their display names ("MobileNetV3-Small"), legends outside the axes (they never cover data),
+constrained layout and a tight bounding box (labels stay inside the saved frame), loss on a
+log axis when it spans orders of magnitude, a multi-seed curve as its mean with a ± std band,
+and epochs counted from 1, as in the run's own ``curves.png``. Figures are drawn on ``Figure``
+objects, never through pyplot, so no global backend is touched.
 """
 
 from __future__ import annotations
@@ -15,15 +18,14 @@ import math
 import statistics
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; never needs a display
-
-import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from mbv3_lightning.runs.figures import set_loss_scale
 from mbv3_lightning.sweeps.results import Group
+from mbv3_lightning.sweeps.tables import NA, mean_std_text
 
 LATENCY_KEY = "test_ms_per_image"
 ACCURACY_KEY = "test/acc"
@@ -60,18 +62,19 @@ def dataset_name(dataset: str) -> str:
     return DATASET_NAMES.get(dataset, dataset)
 
 
-def save_figure(fig: plt.Figure, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
     """``path`` as a 300-dpi PNG plus a PDF beside it; labels kept inside the saved frame."""
     for target, dpi in ((path.with_suffix(".pdf"), None), (path.with_suffix(".png"), PNG_DPI)):
         fig.savefig(target, dpi=dpi, bbox_inches="tight", pad_inches=0.05)
-    plt.close(fig)
     return path.with_suffix(".png")
 
 
-_save = save_figure
+def write_figure(fig: Figure | None, path: Path) -> Path | None:
+    """:func:`save_figure` for a built figure; ``None`` for one that had no data."""
+    return None if fig is None else save_figure(fig, path)
 
 
-def _legend_below(fig: plt.Figure, handles: list, labels: list[str]) -> None:
+def _legend_below(fig: Figure, handles: list, labels: list[str]) -> None:
     """One legend for the whole figure, below the axes: it never covers a curve or a point."""
     if handles:
         ncol = min(len(labels), 3 if max(len(x) for x in labels) > 24 else 5)
@@ -100,11 +103,6 @@ def seed_band(group: Group, column: str) -> tuple[list[int], list[float], list[f
     return [e + 1 for e in epochs], means, stds
 
 
-def _mean_curve(group: Group, column: str) -> tuple[list[int], list[float]]:
-    epochs, means, _ = seed_band(group, column)
-    return epochs, means
-
-
 # Panel order of the paper's Fig 8: (a) training accuracy, (b) training loss,
 # (c) validation accuracy, (d) validation loss.
 CURVE_PANELS = (
@@ -115,11 +113,14 @@ CURVE_PANELS = (
 )
 
 
-def plot_curves(dataset: str, groups: list[Group], path: Path, title: str = "") -> Path | None:
+def curves_figure(dataset: str, groups: list[Group], title: str = "") -> Figure | None:
     """Training and validation accuracy and loss per epoch, every variant overlaid, mean
-    +/- std over seeds as a band (the paper's Figs 4/6/8)."""
-    fig, axes = plt.subplots(2, 2, figsize=(9, 6.6), layout="constrained", sharex=True)
+    +/- std over seeds as a band (the paper's Figs 4/6/8); a loss panel whose curves span
+    more than two orders of magnitude is drawn on a log axis."""
+    fig = Figure(figsize=(9, 6.6), layout="constrained")
+    axes = fig.subplots(2, 2, sharex=True)
     handles, labels = [], []
+    plotted: dict[str, list[float]] = {column: [] for column, _, _ in CURVE_PANELS}
     drawn = False
     for i, group in enumerate(groups):
         colour = f"C{i % 10}"
@@ -127,6 +128,7 @@ def plot_curves(dataset: str, groups: list[Group], path: Path, title: str = "") 
             epochs, mean, std = seed_band(group, column)
             if not epochs:
                 continue
+            plotted[column] += mean
             (line,) = ax.plot(epochs, mean, color=colour, marker="o", ms=3, lw=1.4)
             if any(std):
                 low = [m - s for m, s in zip(mean, std, strict=True)]
@@ -137,43 +139,93 @@ def plot_curves(dataset: str, groups: list[Group], path: Path, title: str = "") 
                 handles.append(line)
                 labels.append(display_name(group.variant))
     if not drawn:
-        plt.close(fig)
         return None
     for ax, (column, panel, ylabel) in zip(axes.flat, CURVE_PANELS, strict=True):
         ax.set_title(panel, fontsize=10)
-        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.ticklabel_format(axis="y", useOffset=False)  # plain values, no "1e-5+2.3" header
         if column.endswith("acc"):
             ax.set_ylim(-0.02, 1.02)
+            ax.set_ylabel(ylabel)
+        else:
+            set_loss_scale(ax, plotted[column], ylabel)
     for ax in axes[1]:
         ax.set_xlabel("epoch")
     seeds = max((len(g.cells) for g in groups), default=0)
     band = ", band = mean ± std over seeds" if seeds > 1 else ""
     fig.suptitle(title or f"{dataset_name(dataset)}: learning curves{band}")
     _legend_below(fig, handles, labels)
-    return _save(fig, path)
+    return fig
 
 
-def plot_macro_roc(dataset: str, groups: list[Group], path: Path, title: str = "") -> Path | None:
-    """Macro-average test ROC of each variant's first seed, AUC in the legend (Figs 5/7/9)."""
-    fig, ax = plt.subplots(figsize=(5.6, 5.6), layout="constrained")
-    handles, labels = [], []
-    for i, group in enumerate(groups):
-        roc = next((r for c in group.cells if (r := c.roc()) and "macro" in r), None)
-        if roc is None:
+def plot_curves(dataset: str, groups: list[Group], path: Path, title: str = "") -> Path | None:
+    """:func:`curves_figure` written to ``path`` (PNG + PDF)."""
+    return write_figure(curves_figure(dataset, groups, title), path)
+
+
+# The common false-positive-rate grid the seeds' ROC curves are averaged on.
+ROC_GRID = np.linspace(0.0, 1.0, 201)
+AUC_DIGITS = 4  # as the report's AUROC column prints it
+
+
+def seed_roc(group: Group) -> tuple[np.ndarray, np.ndarray, list[int | None]] | None:
+    """Mean and sample std of the seeds' macro-average test TPR on :data:`ROC_GRID` (std 0
+    with one seed), and the seeds drawn; None if no run of the group wrote ``roc.json``."""
+    tprs, seeds = [], []
+    for cell in group.cells:
+        roc = cell.roc()
+        if not roc or "macro" not in roc:
             continue
-        macro = roc["macro"]
-        (line,) = ax.plot(macro["fpr"], macro["tpr"], color=f"C{i % 10}", lw=1.5)
+        tpr = np.interp(ROC_GRID, roc["macro"]["fpr"], roc["macro"]["tpr"])
+        tpr[0] = 0.0  # every ROC curve starts at (0, 0), whatever its first threshold holds
+        tprs.append(tpr)
+        seeds.append(cell.record.identity.seed if cell.record else None)
+    if not tprs:
+        return None
+    stack = np.stack(tprs)
+    std = stack.std(axis=0, ddof=1) if len(tprs) > 1 else np.zeros_like(ROC_GRID)
+    return stack.mean(axis=0), std, seeds
+
+
+def roc_label(group: Group, seeds: list[int | None]) -> str:
+    """``MobileNetV3-Small, AUC 0.8012 ± 0.0319 (3 seeds)``: the AUC as the report's table
+    prints it (``test/auroc``, mean ± std over seeds), and which seeds the curve shows."""
+    auc = group.stat("test/auroc")  # roc.json's macro AUC is test/auroc: one number
+    text = NA if auc is None else mean_std_text(auc, AUC_DIGITS)
+    drawn = f"{len(seeds)} seeds" if len(seeds) > 1 else f"seed {seeds[0]}"
+    if len(seeds) < len(group.cells):  # the other runs wrote no roc.json
+        drawn = f"curve: {drawn} of {len(group.cells)}"
+    return f"{display_name(group.variant)}, AUC {text} ({drawn})"
+
+
+def roc_figure(dataset: str, groups: list[Group], title: str = "") -> Figure | None:
+    """Macro-average test ROC of every variant (Figs 5/7/9): with several seeds the mean TPR
+    over them on a common FPR grid, with a ± std band; the legend gives the AUC as the table
+    does (mean ± std over seeds) and how many seeds the curve averages, or which seed it is."""
+    fig = Figure(figsize=(5.6, 5.6), layout="constrained")
+    ax = fig.subplots()
+    handles, labels = [], []
+    banded = False
+    for i, group in enumerate(groups):
+        curve = seed_roc(group)
+        if curve is None:
+            continue
+        mean, std, seeds = curve
+        colour = f"C{i % 10}"
+        (line,) = ax.plot(ROC_GRID, mean, color=colour, lw=1.5)
+        if len(seeds) > 1:
+            low, high = np.clip(mean - std, 0, 1), np.clip(mean + std, 0, 1)
+            ax.fill_between(ROC_GRID, low, high, color=colour, alpha=0.18, lw=0)
+            banded = True
         handles.append(line)
-        labels.append(f"{display_name(group.variant)} (AUC {macro.get('auc', float('nan')):.3f})")
+        labels.append(roc_label(group, seeds))
     if not handles:
-        plt.close(fig)
         return None
     (chance,) = ax.plot([0, 1], [0, 1], ":", color="grey")
+    title = title or f"{dataset_name(dataset)}: macro-average test ROC"
     ax.set(
-        title=title or f"{dataset_name(dataset)}: macro-average test ROC",
+        title=f"{title}\nmean over seeds, band = ± std" if banded else title,
         xlabel="false positive rate",
         ylabel="true positive rate",
         xlim=(0, 1),
@@ -181,10 +233,14 @@ def plot_macro_roc(dataset: str, groups: list[Group], path: Path, title: str = "
         aspect="equal",
     )
     ax.grid(alpha=0.3)
-    fig.legend(
-        [*handles, chance], [*labels, "chance"], loc="outside lower center", ncol=2, fontsize=8
-    )
-    return _save(fig, path)
+    # one entry per row: the labels are long, and side by side they would run into each other
+    fig.legend([*handles, chance], [*labels, "chance"], loc="outside lower center", fontsize=8)
+    return fig
+
+
+def plot_macro_roc(dataset: str, groups: list[Group], path: Path, title: str = "") -> Path | None:
+    """:func:`roc_figure` written to ``path`` (PNG + PDF)."""
+    return write_figure(roc_figure(dataset, groups, title), path)
 
 
 def _points(groups: list[Group], cost_key: str) -> list[tuple[float, float, float, str]]:
@@ -218,12 +274,13 @@ def cost_axis(groups: list[Group]) -> tuple[str, str]:
     return "params", "parameters (test latency not recorded by these runs)"
 
 
-def plot_test_time(dataset: str, groups: list[Group], path: Path) -> Path | None:
+def time_accuracy_figure(dataset: str, groups: list[Group]) -> Figure | None:
     """Test time per image against test accuracy, one labelled point per variant (Fig 10)."""
     points = _points(groups, LATENCY_KEY)
     if not points:
         return None
-    fig, ax = plt.subplots(figsize=(6, 4.8), layout="constrained")
+    fig = Figure(figsize=(6, 4.8), layout="constrained")
+    ax = fig.subplots()
     handles, labels = [], []
     for i, (ms, acc, std, name) in enumerate(points):
         bars = ax.errorbar(ms, acc, yerr=std or None, fmt="o", color=f"C{i % 10}", capsize=3)
@@ -236,19 +293,23 @@ def plot_test_time(dataset: str, groups: list[Group], path: Path) -> Path | None
     )
     ax.grid(alpha=0.3)
     _legend_below(fig, handles, labels)
-    return _save(fig, path)
+    return fig
 
 
-def plot_pareto(per_dataset: dict[str, list[Group]], path: Path) -> Path | None:
+def plot_test_time(dataset: str, groups: list[Group], path: Path) -> Path | None:
+    """:func:`time_accuracy_figure` written to ``path`` (PNG + PDF)."""
+    return write_figure(time_accuracy_figure(dataset, groups), path)
+
+
+def pareto_figure(per_dataset: dict[str, list[Group]]) -> Figure | None:
     """Accuracy against cost per dataset; the Pareto front is joined and its points filled."""
     all_groups = [g for groups in per_dataset.values() for g in groups]
     cost_key, cost_label = cost_axis(all_groups)
     panels = {ds: pts for ds, groups in per_dataset.items() if (pts := _points(groups, cost_key))}
     if not panels:
         return None
-    fig, axes = plt.subplots(
-        1, len(panels), figsize=(5.5 * len(panels), 4.8), squeeze=False, layout="constrained"
-    )
+    fig = Figure(figsize=(5.5 * len(panels), 4.8), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)
     scale = 1e6 if cost_key == "params" else 1.0
     # one colour per variant across panels, so the shared legend names each once
     variants = list(dict.fromkeys(name for pts in panels.values() for *_, name in pts))
@@ -280,4 +341,9 @@ def plot_pareto(per_dataset: dict[str, list[Group]], path: Path) -> Path | None:
     fig.suptitle("Accuracy vs cost (filled = on the Pareto front)")
     names = list(handles)
     _legend_below(fig, [handles[n] for n in names], [display_name(n) for n in names])
-    return _save(fig, path)
+    return fig
+
+
+def plot_pareto(per_dataset: dict[str, list[Group]], path: Path) -> Path | None:
+    """:func:`pareto_figure` written to ``path`` (PNG + PDF)."""
+    return write_figure(pareto_figure(per_dataset), path)

@@ -18,13 +18,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 from PIL import Image
 
 from mbv3_lightning.runs.run_dir import RunDir
 from mbv3_lightning.sweeps import figures
-from mbv3_lightning.sweeps.figures import dataset_name, display_name, save_figure
+from mbv3_lightning.sweeps.figures import dataset_name, display_name, write_figure
 from mbv3_lightning.sweeps.results import Cell, Group, partial_notes
 from mbv3_lightning.sweeps.tables import Column, Table, recipe_lines
 
@@ -338,7 +338,7 @@ def _ordered(groups: list[Group]) -> list[Group]:
 
 
 # ------------------------------------------------------------------------ figures
-def plot_samples(cells_per_dataset: dict[str, Cell], path: Path, per_row: int = 6) -> Path | None:
+def samples_figure(cells_per_dataset: dict[str, Cell], per_row: int = 6) -> Figure | None:
     """Fig 3: one row per dataset, one training image of each of its first classes."""
     rows = []
     for dataset, cell in cells_per_dataset.items():
@@ -359,13 +359,9 @@ def plot_samples(cells_per_dataset: dict[str, Cell], path: Path, per_row: int = 
         rows.append((dataset, picks[:per_row]))
     if not rows:
         return None
-    fig, axes = plt.subplots(
-        len(rows),
-        per_row,
-        figsize=(1.6 * per_row, 1.9 * len(rows)),
-        squeeze=False,
-        layout="constrained",
-    )
+    per_row = max(len(picks) for _, picks in rows)  # no empty columns for datasets of few classes
+    fig = Figure(figsize=(1.6 * per_row, 1.9 * len(rows)), layout="constrained")
+    axes = fig.subplots(len(rows), per_row, squeeze=False)
     for (dataset, picks), ax_row in zip(rows, axes, strict=True):
         for i, ax in enumerate(ax_row):
             ax.set_xticks([])
@@ -379,10 +375,10 @@ def plot_samples(cells_per_dataset: dict[str, Cell], path: Path, per_row: int = 
             ax.set_title(name.replace("_", " ")[:22], fontsize=7)
         ax_row[0].set_ylabel(dataset_name(dataset), fontsize=9)
     fig.suptitle("Fig 3: sample training images")
-    return save_figure(fig, path)
+    return fig
 
 
-def plot_fig10(per_dataset: dict[str, list[Group]], path: Path) -> Path | None:
+def fig10_figure(per_dataset: dict[str, list[Group]]) -> Figure | None:
     """Fig 10: (a) test time per image as the paper defines it, (b) test accuracy; grouped
     bars, one group per dataset, one bar per model, error bars = std over seeds."""
     datasets = [d for d in PAPER_DATASETS if d in per_dataset] + [
@@ -391,7 +387,8 @@ def plot_fig10(per_dataset: dict[str, list[Group]], path: Path) -> Path | None:
     models = _model_order(list(dict.fromkeys(g.variant for d in datasets for g in per_dataset[d])))
     if not models:
         return None
-    fig, (ax_time, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.6), layout="constrained")
+    fig = Figure(figsize=(11, 4.6), layout="constrained")
+    ax_time, ax_acc = fig.subplots(1, 2)
     width = 0.8 / len(models)
     x = np.arange(len(datasets))
     handles = []
@@ -428,10 +425,38 @@ def plot_fig10(per_dataset: dict[str, list[Group]], path: Path) -> Path | None:
         ncol=min(5, len(models)),
         fontsize=8,
     )
-    return save_figure(fig, path)
+    return fig
 
 
 # ------------------------------------------------------------------------ all of it
+def paper_figures(
+    cells: list[Cell], per_dataset: dict[str, list[Group]]
+) -> dict[str, Figure | None]:
+    """Figs 3-10 by file stem (``fig3_samples``, ``fig4_fruits360_curves``, ...); ``None``
+    where no run recorded the data."""
+    samples = {
+        d: cell
+        for d in PAPER_DATASETS
+        if (cell := next((c for c in cells if c.complete and c.dataset == d), None))
+    }
+    figs: dict[str, Figure | None] = {"fig3_samples": samples_figure(samples)}
+    for dataset, (curve_no, roc_no) in CURVE_ROC_FIGURES.items():
+        groups = _ordered(per_dataset.get(dataset, []))
+        if not groups:
+            continue
+        name = dataset_name(dataset)
+        figs[f"fig{curve_no}_{dataset}_curves"] = figures.curves_figure(
+            dataset, groups, title=f"Fig {curve_no}: {name}, accuracy and loss per epoch"
+        )
+        figs[f"fig{roc_no}_{dataset}_roc"] = figures.roc_figure(
+            dataset, groups, title=f"Fig {roc_no}: {name}, macro-average test ROC"
+        )
+    figs["fig10_test_time_accuracy"] = fig10_figure(
+        {d: per_dataset[d] for d in PAPER_DATASETS if d in per_dataset}
+    )
+    return figs
+
+
 def write_paper_report(
     cells: list[Cell], per_dataset: dict[str, list[Group]], out_dir: Path
 ) -> dict[str, Any]:
@@ -453,33 +478,10 @@ def write_paper_report(
     for table in tables:
         written["tables"][table.name] = table.write(out_dir)
 
-    samples = {
-        d: cell
-        for d in PAPER_DATASETS
-        if (cell := next((c for c in cells if c.complete and c.dataset == d), None))
+    figs = {
+        key: write_figure(fig, out_dir / key)
+        for key, fig in paper_figures(cells, per_dataset).items()
     }
-    figs: dict[str, Path | None] = {"fig3_samples": plot_samples(samples, out_dir / "fig3_samples")}
-    for dataset, (curve_no, roc_no) in CURVE_ROC_FIGURES.items():
-        groups = _ordered(per_dataset.get(dataset, []))
-        if not groups:
-            continue
-        name = dataset_name(dataset)
-        figs[f"fig{curve_no}_{dataset}_curves"] = figures.plot_curves(
-            dataset,
-            groups,
-            out_dir / f"fig{curve_no}_{dataset}_curves",
-            title=f"Fig {curve_no}: {name}, accuracy and loss per epoch",
-        )
-        figs[f"fig{roc_no}_{dataset}_roc"] = figures.plot_macro_roc(
-            dataset,
-            groups,
-            out_dir / f"fig{roc_no}_{dataset}_roc",
-            title=f"Fig {roc_no}: {name}, macro-average test ROC",
-        )
-    figs["fig10_test_time_accuracy"] = plot_fig10(
-        {d: per_dataset[d] for d in PAPER_DATASETS if d in per_dataset},
-        out_dir / "fig10_test_time_accuracy",
-    )
     written["figures"] = {k: v for k, v in figs.items() if v is not None}
     lines = ["## The paper's tables and figures", ""]
     lines += [

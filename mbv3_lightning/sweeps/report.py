@@ -17,12 +17,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from matplotlib.figure import Figure
+
 from mbv3_lightning.extras import require_extra
 from mbv3_lightning.sweeps import figures
 from mbv3_lightning.sweeps.paper import PAPER_DATASETS, write_paper_report
 from mbv3_lightning.sweeps.results import Cell, Group, group_cells, load_cells
 from mbv3_lightning.sweeps.search import SEARCH_FILE
-from mbv3_lightning.sweeps.tables import csv_number
+from mbv3_lightning.sweeps.tables import csv_number, mean_std_text
 from mbv3_lightning.tracking.results import log_report
 
 log = logging.getLogger(__name__)
@@ -31,10 +33,7 @@ NA = "n/a"
 
 
 def _fmt(stat: tuple[float, float] | None, digits: int, scale: float = 1.0) -> str:
-    if stat is None:
-        return NA
-    mean, std = stat[0] / scale, stat[1] / scale
-    return f"{mean:.{digits}f} ± {std:.{digits}f}" if std > 0 else f"{mean:.{digits}f}"
+    return NA if stat is None else mean_std_text(stat, digits, scale)
 
 
 def _cell(group: Group, key: str, digits: int, scale: float = 1.0) -> str:
@@ -53,7 +52,7 @@ COLUMNS: list[tuple[str, Callable[[Group], str]]] = [
     ("best val acc", lambda g: _cell(g, "val/acc_best", 4)),
     ("test acc", lambda g: _cell(g, "test/acc", 4)),
     ("test ms/image", lambda g: _cell(g, "test_ms_per_image", 2)),
-    ("AUROC", lambda g: _cell(g, "test/auroc", 4)),
+    ("AUROC", lambda g: _cell(g, "test/auroc", figures.AUC_DIGITS)),  # as the ROC legend
     ("seeds", lambda g: f"{len(g.cells)}" + (f" ({g.missing} missing)" if g.missing else "")),
     # the paper's test time: the whole test set's prediction time / its images
     ("test set ms/image", lambda g: _cell(g, "test_set_ms_per_image", 2)),
@@ -128,6 +127,30 @@ def write_results_csv(cells: list[Cell], path: Path) -> Path:
     return path
 
 
+def _file_stem(dataset: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in dataset)
+
+
+# The per-dataset figures of the report, in the order it shows them.
+DATASET_FIGURES = ("curves", "roc", "test_time")
+
+
+def report_figures(per_dataset: dict[str, list[Group]]) -> dict[str, Figure | None]:
+    """Every figure of the report by file stem (``curves_<dataset>``, ``roc_<dataset>``,
+    ``test_time_<dataset>``, ``pareto``); ``None`` where no run recorded the data."""
+    build: dict[str, Callable[[str, list[Group]], Figure | None]] = {
+        "curves": figures.curves_figure,
+        "roc": figures.roc_figure,
+        "test_time": figures.time_accuracy_figure,
+    }
+    built: dict[str, Figure | None] = {}
+    for dataset, groups in per_dataset.items():
+        for name in DATASET_FIGURES:
+            built[f"{name}_{_file_stem(dataset)}"] = build[name](dataset, groups)
+    built["pareto"] = figures.pareto_figure(per_dataset)
+    return built
+
+
 def write_report(
     sweep_dir: Path, out_dir: Path | None = None, storage: str | None = None
 ) -> dict[str, Any]:
@@ -148,23 +171,20 @@ def write_report(
     ]
     figure_paths: dict[str, Path] = {}
     tables: dict[str, list[list[str]]] = {}
+    built = report_figures(per_dataset)
     for dataset, groups in per_dataset.items():
-        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in dataset)
         tables[dataset] = table_rows(groups)
         lines += ["", f"## {dataset}", ""]
         lines += _markdown_table([title for title, _ in COLUMNS], tables[dataset])
-        for name, plot in (
-            ("curves", figures.plot_curves),
-            ("roc", figures.plot_macro_roc),
-            ("test_time", figures.plot_test_time),
-        ):
-            written = plot(dataset, groups, out_dir / f"{name}_{safe}.png")
+        for name in DATASET_FIGURES:
+            stem = f"{name}_{_file_stem(dataset)}"
+            written = figures.write_figure(built[stem], out_dir / f"{stem}.png")
             if written is None:
                 lines += ["", f"_{name.replace('_', ' ')}: {NA} (no run recorded the data)_"]
             else:
                 figure_paths[f"{name}/{dataset}"] = written
                 lines += ["", f"![{name} {dataset}]({written.name})"]
-    pareto = figures.plot_pareto(per_dataset, out_dir / "pareto.png")
+    pareto = figures.write_figure(built["pareto"], out_dir / "pareto.png")
     lines += ["", "## Accuracy vs latency (Pareto front)", ""]
     if pareto is None:
         lines.append(f"_{NA}: no run has both a test accuracy and a cost_")

@@ -21,6 +21,13 @@ Value = int | float | str | tuple[float, float] | None
 NA = "n/a"
 
 
+def mean_std_text(stat: tuple[float, float], digits: int, scale: float = 1.0) -> str:
+    """``0.8012 ± 0.0319``: a mean and std over seeds as every table and legend prints it
+    (the mean alone when the std is 0, e.g. one seed)."""
+    mean, std = stat[0] / scale, stat[1] / scale
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if std > 0 else f"{mean:.{digits}f}"
+
+
 @dataclass(frozen=True)
 class Column:
     """One column: its title, how many decimals to show, and whether high or low is best."""
@@ -76,9 +83,7 @@ class Table:
         if isinstance(value, str):
             return value
         if isinstance(value, tuple):
-            mean, std = value[0] / column.scale, value[1] / column.scale
-            digits = column.digits
-            return f"{mean:.{digits}f} ± {std:.{digits}f}" if std > 0 else f"{mean:.{digits}f}"
+            return mean_std_text(value, column.digits, column.scale)
         if isinstance(value, int) and column.scale == 1.0:
             return f"{value:,}"
         return f"{value / column.scale:.{column.digits}f}"

@@ -1,12 +1,12 @@
-"""The W&B side of Lightning: the project's WandbLogger (best-value summaries, the Hydra
-config as the run config) and the run's identity across resumes and jobs (the run id and group
-kept in every checkpoint)."""
+"""The W&B side of Lightning: the project's WandbLogger (the curves people compare in the
+history, best values in the summary, the Hydra config as the run config) and the run's identity
+across resumes and jobs (the run id and group kept in every checkpoint)."""
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 
 from mbv3_lightning.models.safe_load import load_checkpoint
 from mbv3_lightning.runs.environment import process_rank
-from mbv3_lightning.tracking.results import relative_paths
+from mbv3_lightning.tracking.run_config import run_config
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,15 @@ def wandb_resume_kwargs(ckpt_path: str | Path | None) -> dict[str, Any]:
 # The summary of each curve: its best value, not its last epoch.
 _SUMMARY_MAX = ("acc", "auroc", "f1", "precision", "recall", "specificity", "acc_top5")
 
+# The train/val scores charted per epoch: the curves people compare between runs. The other
+# train/val scores (macro precision, recall, specificity, top-5 accuracy, val/acc_best) go to
+# the run summary only, as their best value, so that the history stays a short list.
+CHARTED_SCORES = ("loss", "acc", "auroc", "f1")
+
+# The per-class scores of an epoch, as ``<stage>_class/<class>/<score>`` scalars when
+# ``per_class_scalars`` is on (each class's scores are in the per-epoch tables either way).
+PER_CLASS_SCORES = ("precision", "recall", "specificity", "f1")
+
 
 def _summary_kind(key: str) -> str | None:
     stage, _, name = key.partition("/")
@@ -79,19 +88,38 @@ def _summary_kind(key: str) -> str | None:
     return "max" if name in _SUMMARY_MAX or name == "acc_best" else None
 
 
+def _summary_only(key: str) -> bool:
+    stage, _, name = key.partition("/")
+    return stage in ("train", "val") and name not in CHARTED_SCORES
+
+
+def _best(kind: str | None, old: Any, new: float) -> float:
+    """``new``, or ``old`` where it is better (a resumed online run's summary holds the best
+    of the epochs before the resume)."""
+    if kind is None or not isinstance(old, (int, float)):
+        return new
+    return max(old, new) if kind == "max" else min(old, new)
+
+
 class ProjectWandbLogger(WandbLogger):
     """Lightning's WandbLogger with the dashboard a user expects from this project.
 
-    - each train/val curve's summary is its best value (max accuracy/AUROC, min loss);
+    - the history holds the curves people compare (:data:`CHARTED_SCORES` of train and val,
+      the learning rate); each one's summary is its best value (max accuracy/AUROC/F1, min
+      loss); the other train/val scores are summary values only, their best;
+    - ``per_class_scalars=True`` adds every class's scores of every epoch as scalars
+      (:meth:`log_per_class`), 8 curves per class; off, they are the per-epoch tables of
+      :func:`mbv3_lightning.tracking.results.log_run_results` alone;
     - test scores (one value each) are no one-point charts: the run's results put them in
       the run summary (:func:`mbv3_lightning.tracking.results.log_run_results`);
-    - the run config is the resolved Hydra config alone (:meth:`log_config`): Lightning's own
-      call with the module's hyper-parameters would repeat them at the top level;
+    - the run config is the resolved Hydra config with absolute paths and the dataset's counts
+      (:meth:`log_config`): Lightning's own call with the module's hyper-parameters would
+      repeat them at the top level;
     - ``log_model`` works offline too (the artifact is synced with the run);
     - no ``anonymous`` argument, which wandb deprecates and warns about even when unset.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, per_class_scalars: bool = False, **kwargs: Any) -> None:
         if kwargs.get("offline") and kwargs.get("log_model"):
             # Lightning refuses log_model with offline=True, yet W&B keeps artifacts of an
             # offline run and `wandb sync` uploads them later: run offline through W&B's own
@@ -99,6 +127,7 @@ class ProjectWandbLogger(WandbLogger):
             kwargs.update(offline=False, mode="offline")
         super().__init__(*args, **kwargs)
         self._wandb_init.pop("anonymous", None)
+        self.per_class_scalars = per_class_scalars
         self._defined: set[str] = set()
 
     def _define(self, keys: Iterable[str]) -> None:
@@ -113,16 +142,39 @@ class ProjectWandbLogger(WandbLogger):
     def log_hyperparams(self, params: Any) -> None:
         """Ignored: the config comes from :meth:`log_config`, once, as the Hydra config."""
 
-    def log_config(self, config: dict[str, Any], run_dir: str | Path) -> None:
-        """The resolved Hydra config, with absolute paths made relative to ``run_dir``."""
+    def log_config(self, config: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+        """The resolved Hydra config with every path absolute, and the dataset's name, classes
+        and images per split (``data``, :func:`~mbv3_lightning.tracking.run_config.dataset_facts`)
+        as its ``data`` section."""
         if process_rank() == 0:
-            self.experiment.config.update(relative_paths(config, run_dir), allow_val_change=True)
+            self.experiment.config.update(run_config(config, data), allow_val_change=True)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         if process_rank() != 0:
             return
         # Test scores go to the run summary once, with the run's results (log_run_results).
-        rest = {k: v for k, v in metrics.items() if not k.startswith("test/")}
-        if rest:
-            self._define(rest)
-            super().log_metrics(rest, step)
+        kept = {k: v for k, v in metrics.items() if not k.startswith("test/")}
+        summary_only = {k: v for k, v in kept.items() if _summary_only(k)}
+        if summary_only:
+            summary = self.experiment.summary
+            summary.update(
+                {k: _best(_summary_kind(k), summary.get(k), v) for k, v in summary_only.items()}
+            )
+        charted = {k: v for k, v in kept.items() if k not in summary_only}
+        if set(charted) - {"epoch"}:  # Lightning adds the epoch to every call: no row for it alone
+            self._define(charted)
+            super().log_metrics(charted, step)
+
+    def log_per_class(
+        self, stage: str, rows: Sequence[Mapping[str, Any]], epoch: int, step: int
+    ) -> None:
+        """One epoch's per-class scores (``rows``: ``class``, precision, recall, specificity,
+        F1) as ``<stage>_class/<class>/<score>`` scalars; only with ``per_class_scalars``."""
+        if not self.per_class_scalars:
+            return
+        scores = {
+            f"{stage}_class/{row['class']}/{score}": float(row[score])
+            for row in rows
+            for score in PER_CLASS_SCORES
+        }
+        self.log_metrics({**scores, "epoch": epoch}, step)

@@ -5,7 +5,6 @@ tables (test, and every epoch of train and val) and the PNG figures."""
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,24 +37,12 @@ class Prediction:
     confidence: float
 
 
-def relative_paths(config: Any, run_dir: str | Path) -> Any:
-    """``config`` with every absolute path written relative to the run directory, so the W&B
-    config carries no machine's folders (``/home/me/data/x`` -> ``../../../data/x``)."""
-    if isinstance(config, dict):
-        return {k: relative_paths(v, run_dir) for k, v in config.items()}
-    if isinstance(config, list):
-        return [relative_paths(v, run_dir) for v in config]
-    if isinstance(config, str) and os.path.isabs(config):
-        return os.path.relpath(config, os.path.abspath(run_dir))
-    return config
-
-
 def summary_scalars(record: RunRecord) -> dict[str, float | int]:
     """The headline numbers of metrics.json, flat, for the W&B run summary.
 
-    Per-epoch train/val values are left out: their summary is each curve's best value
-    (``define_metric`` in :class:`~mbv3_lightning.tracking.logger.ProjectWandbLogger`), which
-    the last epoch's value would overwrite.
+    Per-epoch train/val values are left out: their summary is each score's best value
+    (:class:`~mbv3_lightning.tracking.logger.ProjectWandbLogger`), which the last epoch's
+    value would overwrite.
     """
     scalars: dict[str, float | int] = {
         k: v for k, v in record.metrics.items() if not k.startswith(("train/", "val/"))
@@ -148,8 +135,8 @@ def log_run_results(
         if len(report.class_names) <= MAX_NATIVE_PLOT_CLASSES:
             media["test/confusion_matrix"] = _confusion_chart(wandb, report)
     files = RunDir(run_dir)
+    # Not curves.png: W&B draws the same curves itself, comparable between runs.
     figures = (
-        files.curves_png,
         files.roc_png,
         files.confusion_png,
         files.confusion_png_of("train"),  # the best epoch's train and val matrices

@@ -76,7 +76,8 @@ class NonFiniteLossGuard(Callback):
         epoch, batch_idx, step, _ = pending[first]
         lrs = [group["lr"] for opt in trainer.optimizers for group in opt.param_groups]
         raise NonFiniteLossError(
-            f"Training loss became {losses[first].item()} at epoch {epoch}, batch {batch_idx} "
+            f"Training loss became {losses[first].item()} at epoch {epoch + 1}, "
+            f"batch {batch_idx + 1} "
             f"(global step {step}; learning rate now {lrs}). The job was stopped. Usual "
             "fixes: a lower `optimizer.lr`, gradient clipping "
             "(`+trainer.gradient_clip_val=1.0`), `trainer.precision=32-true` instead of a "

@@ -35,7 +35,8 @@ from mbv3_lightning.tracking.logger import (
     wandb_run_id_from_checkpoint,
 )
 from mbv3_lightning.tracking.results import log_run_results
-from mbv3_lightning.training.console import silence_library_noise
+from mbv3_lightning.tracking.run_config import dataset_facts
+from mbv3_lightning.training.console import CompactProgressBar, silence_library_noise
 from mbv3_lightning.training.module import ImageClassifier
 from mbv3_lightning.training.predictions import sample_predictions
 from mbv3_lightning.training.run import plain_config, record_context
@@ -167,11 +168,16 @@ def _evaluate(cfg: DictConfig, exported: ExportedNetwork | None) -> RunRecord:
     write_split_files(output_dir, datamodule.manifest(), datamodule.class_indices())
     wandb_logger = _wandb_logger(cfg, model, datamodule.name)
     if wandb_logger is not None:
-        wandb_logger.log_config(plain_config(cfg), output_dir)
+        wandb_logger.log_config(plain_config(cfg), dataset_facts(datamodule))
     # An exported file runs on the CPU whatever the machine has: batches stay there.
     on_cpu = {"accelerator": "cpu"} if exported is not None else {}
+    # the training run's bar: elapsed, time left and images per second
     trainer: L.Trainer = instantiate(
-        cfg.trainer, logger=wandb_logger or False, enable_checkpointing=False, **on_cpu
+        cfg.trainer,
+        logger=wandb_logger or False,
+        enable_checkpointing=False,
+        callbacks=[CompactProgressBar()],
+        **on_cpu,
     )
     # verbose=False: Lightning's table prints raw float32 values; the result table rounds them.
     results = trainer.test(model, datamodule=datamodule, verbose=False)

@@ -21,6 +21,7 @@ from mbv3_lightning.models.memory_format import CHANNELS_LAST_CHOICES, batch_mem
 from mbv3_lightning.models.registry import count_parameters, get_spec
 from mbv3_lightning.models.safe_load import load_checkpoint
 from mbv3_lightning.runs.record import EvaluationReport
+from mbv3_lightning.tracking.logger import ProjectWandbLogger
 from mbv3_lightning.training.metrics import (
     EpochOutputs,
     build_report,
@@ -232,7 +233,8 @@ class ImageClassifier(L.LightningModule):
 
     def _log_per_class(self, stage: str) -> None:
         """This epoch's per-class scores from the stage's confusion matrix: the macro means
-        for train (val has torchmetrics' own), and the matrix kept for the run's files."""
+        for train (val has torchmetrics' own), the matrix kept for the run's files, and every
+        class's scores as W&B scalars where ``logger.wandb.per_class_scalars`` asks for them."""
         metric = getattr(self, f"{stage}_confusion")
         confusion = metric.compute().long().cpu()
         metric.reset()
@@ -246,6 +248,9 @@ class ImageClassifier(L.LightningModule):
         self.epoch_confusions.append(
             {"epoch": self.current_epoch, "stage": stage, "confusion": confusion.tolist()}
         )
+        for logger in self.loggers:
+            if isinstance(logger, ProjectWandbLogger):
+                logger.log_per_class(stage, rows, self.current_epoch, self.global_step)
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch_metrics("train")

@@ -47,6 +47,7 @@ from mbv3_lightning.tracking.logger import (
     wandb_resume_kwargs,
 )
 from mbv3_lightning.tracking.results import log_run_results
+from mbv3_lightning.tracking.run_config import dataset_facts
 from mbv3_lightning.training.callbacks import TrainTime
 from mbv3_lightning.training.checkpoint_io import RunFolderCheckpointIO
 from mbv3_lightning.training.console import silence_library_noise
@@ -231,7 +232,7 @@ def _train_and_test(
     )
     for logger in loggers:
         if isinstance(logger, ProjectWandbLogger):
-            logger.log_config(plain_config(cfg), output_dir)
+            logger.log_config(plain_config(cfg), dataset_facts(datamodule))
         else:
             logger.log_hyperparams(plain_config(cfg))
 
