@@ -23,8 +23,11 @@ from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from mbv3_lightning.extras import EXTRAS, MissingExtraError, has_module
 from mbv3_lightning.runs.pruned import RunPruned
+from mbv3_lightning.runs.record import Cost, Identity, RunRecord
 from mbv3_lightning.sweeps.cells import run_cell
+from mbv3_lightning.sweeps.search.objectives import check_objectives, label, objective_value
 from mbv3_lightning.sweeps.search.space import SearchSpaceError, parse_search_space
 from mbv3_lightning.sweeps.search.storage import lock_path, open_storage, storage_spec, study_lock
 from mbv3_lightning.sweeps.search.study import (
@@ -455,3 +458,82 @@ def test_optuna_study_runs_its_trials_and_the_report_shows_the_best(tmp_path):
     assert "## Hyper-parameter search (Optuna): 3 trials" in text
     assert f"Best val/acc_best: **{best.best_value:.4f}**" in text
     assert f"optimizer.lr={best.best_params['optimizer.lr']!r}" in text
+
+
+# ---- the phone's cost: the trial's best checkpoint as an ExecuTorch .pte (issue 31)
+
+needs_executorch = pytest.mark.skipif(
+    not has_module("executorch"),
+    reason=f"ExecuTorch is not installed: {EXTRAS['mobile'].install}",
+)
+PTE_OBJECTIVES = [
+    "hydra/sweeper/pruner=none",  # Optuna prunes single-objective studies only
+    "hydra.sweeper.objective=[val/acc_best,pte_ms_per_image]",
+    "hydra.sweeper.direction=[maximize,minimize]",
+]
+PTE_SEARCH = ["hydra/sweeper=optuna", *PTE_OBJECTIVES]
+
+
+def test_the_pte_latency_is_a_cost_a_study_can_minimise():
+    """metrics.json keeps the .pte latency through a write and a read; the study's objective
+    reads its median; a run that did not time it writes no such keys and has no value."""
+    identity = Identity(model="mobilenet_v3_small", dataset="d", seed=0, run_dir="r")
+    timed = RunRecord(
+        identity=identity,
+        cost=Cost(pte_ms_per_image={"median": 0.66, "p95": 0.9}, pte_threads=1, pte_size_mb=6.15),
+    )
+    check_objectives(["val/acc_best", "pte_ms_per_image"], ["maximize", "minimize"])
+    back = RunRecord.from_json(json.loads(json.dumps(timed.to_json())))
+    assert objective_value(back, "pte_ms_per_image") == 0.66
+    assert (back.cost.pte_threads, back.cost.pte_size_mb) == (1, 6.15)
+    assert label("pte_ms_per_image") == "ExecuTorch .pte ms per image (batch 1, median)"
+    untimed = RunRecord(identity=identity)
+    assert not {k for k in untimed.to_json() if k.startswith("pte_")}
+    assert objective_value(untimed, "pte_ms_per_image") is None
+
+
+def test_a_trial_times_its_pte_only_when_asked_and_says_what_it_needs(monkeypatch):
+    """Off by default; on for a study that names the objective (or pte_timing.enabled=true);
+    without the test there is no image to time, and without ExecuTorch the install line,
+    both before any training."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from mbv3_lightning.cli.config import compose_config
+    from mbv3_lightning.cli.config_check import ConfigError
+    from mbv3_lightning.cli.pte_timing import pte_cost
+
+    def cost(*overrides: str):
+        cfg = compose_config("train", overrides, hydra_runtime=True)
+        return pte_cost(cfg, HydraConfig.get())
+
+    assert cost() is None
+    assert cost("hydra/sweeper=optuna") is None  # a study on val/acc_best alone
+    with pytest.raises(ConfigError, match="needs test=true"):
+        cost(*PTE_SEARCH, "test=false")
+    monkeypatch.setitem(sys.modules, "executorch", None)
+    for overrides in (PTE_SEARCH, ["pte_timing.enabled=true"]):
+        with pytest.raises(MissingExtraError, match=r"pte_timing .* \(executorch\)\. Install"):
+            cost(*overrides)
+
+
+@pytest.mark.slow
+@needs_executorch
+def test_a_study_minimises_the_pte_latency_each_trial_measured(tmp_path):
+    """A real two-objective study on accuracy and the .pte latency: each trial lowers its best
+    checkpoint to ExecuTorch after the test, times it on one thread, records it in its
+    metrics.json, and the study's second value is that median."""
+    data = make_image_folder(tmp_path / "data", classes=("x", "y"), splits={"train": 4, "test": 2})
+    sweep = tmp_path / "study"
+    args = _study_args(data, sweep, "trainer.max_epochs=1", "hydra.sweeper.n_trials=2")
+    args.remove("test=false")  # the latency is measured on a test image after the test
+    timing = ["pte_timing.runs=5", "pte_timing.warmup=2"]
+    result = run_module("mbv3_lightning", *args, *PTE_OBJECTIVES, *timing, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = _load(sweep)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    for trial in study.trials:
+        record = RunRecord.read(sweep / str(trial.number))
+        pte = record.cost.pte_ms_per_image
+        assert pte is not None and 0 < pte["median"] <= pte["p95"]
+        assert record.cost.pte_threads == 1 and record.cost.pte_size_mb > 1
+        assert trial.values == [record.metrics["val/acc_best"], pte["median"]]

@@ -36,7 +36,8 @@ class Classification:
 
 
 class Classifier:
-    """A trained model (``.ckpt``, ``.onnx`` or TorchScript ``.pt``) that classifies images."""
+    """A trained model (``.ckpt``, or an export: ``.onnx``, TorchScript ``.pt``, ExecuTorch
+    ``.pte``, LiteRT ``.tflite``) that classifies images."""
 
     def __init__(self, predictor: Predictor) -> None:
         self.predictor = predictor
@@ -83,6 +84,9 @@ def train(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -
     command line. As there, the progress bar and warnings are shown and every other log line
     goes to ``<output_dir>/train.log``.
     """
+    from hydra.core.hydra_config import HydraConfig
+
+    from mbv3_lightning.cli.pte_timing import pte_cost
     from mbv3_lightning.training.run import run
 
     cfg = compose_config(CONFIG_NAME, overrides, hydra_runtime=True)
@@ -90,6 +94,7 @@ def train(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -
     if output_dir is None:  # claimed, so two calls in one second get two folders
         output_dir = claim_run_dir(Path("outputs") / datetime.now().strftime("%Y-%m-%d/%H-%M-%S"))
     cfg = compose_config(CONFIG_NAME, overrides, hydra_runtime=True, output_dir=Path(output_dir))
+    deploy_cost = pte_cost(cfg, HydraConfig.get())  # pte_timing.enabled=true, as in the command
     Path(output_dir).mkdir(parents=True, exist_ok=True)
     with run_log(Path(output_dir) / "train.log"):
-        return run(cfg)
+        return run(cfg, deploy_cost=deploy_cost)

@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from mbv3_lightning.cli.config import CONFIG_NAME, config_dir, register_resolvers
 from mbv3_lightning.cli.errors import reports_errors
 from mbv3_lightning.cli.logs import route_lightning_logs
+from mbv3_lightning.cli.pte_timing import pte_cost
 
 if TYPE_CHECKING:
     from lightning.pytorch.callbacks import Callback
@@ -31,6 +32,7 @@ def main(cfg: DictConfig) -> float | None:
 
     route_lightning_logs()
     hydra_cfg = HydraConfig.get()
+    deploy_cost = pte_cost(cfg, hydra_cfg)
     if hydra_cfg.mode == RunMode.MULTIRUN:
         sweep_dir = Path(hydra_cfg.sweep.dir)
         # One failing cell is recorded in its directory and must not stop the others. A cell
@@ -40,7 +42,7 @@ def main(cfg: DictConfig) -> float | None:
             job_num=hydra_cfg.job.num,
             overrides=list(hydra_cfg.overrides.task),
             resume=bool(cfg.sweep.resume),
-            train=lambda status: run(cfg, status, _search_trial_callbacks(hydra_cfg)),
+            train=lambda status: run(cfg, status, _search_trial_callbacks(hydra_cfg), deploy_cost),
             sweep_dir=sweep_dir,
             # a grid's cells, else the trials a search sweeper (Optuna) was asked for
             total=sweep_size(sweep_dir) or hydra_cfg.sweeper.get("n_trials"),
@@ -50,7 +52,7 @@ def main(cfg: DictConfig) -> float | None:
             # study go on; the basic sweeper ignores return values.
             return float("nan")
     else:
-        record = run(cfg)
+        record = run(cfg, deploy_cost=deploy_cost)
         print_result_table(record)
     return record.metrics.get("val/acc_best")
 

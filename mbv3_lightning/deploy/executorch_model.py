@@ -27,8 +27,8 @@ SUFFIX = ".pte"
 RUNTIME = "ExecuTorch XNNPACK"
 
 
-def _example(info: ModelInfo) -> tuple[torch.Tensor]:
-    return (torch.zeros(1, 3, info.input_size, info.input_size),)
+def _example(input_size: int) -> tuple[torch.Tensor]:
+    return (torch.zeros(1, 3, input_size, input_size),)
 
 
 def _lower(program: torch.export.ExportedProgram) -> bytes:
@@ -39,11 +39,12 @@ def _lower(program: torch.export.ExportedProgram) -> bytes:
     return edge.to_executorch().buffer
 
 
-def program_bytes(net: torch.nn.Module, info: ModelInfo) -> bytes:
-    """The fp32 network as a ``.pte`` program whose ``forward`` takes ``(1, 3, S, S)``."""
+def program_bytes(net: torch.nn.Module, input_size: int) -> bytes:
+    """The fp32 network as a ``.pte`` program whose ``forward`` takes ``(1, 3, S, S)``,
+    ``S = input_size``."""
     require_extra("mobile", "format=executorch", ("executorch",))
     with torch.no_grad():
-        return _lower(torch.export.export(net.eval(), _example(info)))
+        return _lower(torch.export.export(net.eval(), _example(input_size)))
 
 
 def int8_program_bytes(
@@ -60,7 +61,7 @@ def int8_program_bytes(
 
     if not calibration:
         raise ValueError("int8 quantisation needs calibration images; none were found.")
-    example = _example(info)
+    example = _example(info.input_size)
     quantizer = XNNPACKQuantizer().set_global(
         get_symmetric_quantization_config(is_per_channel=True)
     )
@@ -82,6 +83,23 @@ def set_threads(threads: int) -> None:
     _unsafe_reset_threadpool(threads)
 
 
+class ExecuTorchProgram:
+    """A loaded ``.pte`` program and its ``forward`` method, run by ExecuTorch's Python
+    runtime (the same XNNPACK kernels as on a phone)."""
+
+    def __init__(self, model: bytes | Path) -> None:
+        from executorch.runtime import Runtime
+
+        # The method borrows from the program: running it after the program object is freed
+        # crashes the process, so this object owns both.
+        self._program: Any = Runtime.get().load_program(model)
+        self._method: Any = self._program.load_method("forward")
+
+    def forward(self, image: torch.Tensor) -> np.ndarray:
+        """The logits of one ``(1, 3, S, S)`` image (the batch size it was exported at)."""
+        return self._method.execute([image.float().contiguous()])[0].numpy()
+
+
 class ExecuTorchPredictor(Predictor):
     """A ``.pte`` program run by ExecuTorch's Python runtime (the same XNNPACK kernels)."""
 
@@ -89,18 +107,9 @@ class ExecuTorchPredictor(Predictor):
 
     def __init__(self, model: bytes | Path, info: ModelInfo, source: Path) -> None:
         require_extra("mobile", f"Running '{source.name}'", ("executorch",))
-        from executorch.runtime import Runtime
-
         super().__init__(info, source)
-        # The method borrows from the program: running it after the program object is freed
-        # crashes the process, so the predictor owns both.
-        self._program: Any = Runtime.get().load_program(model)
-        self._method: Any = self._program.load_method("forward")
+        self._program = ExecuTorchProgram(model)
 
     def logits(self, batch: torch.Tensor) -> np.ndarray:
         # The program was exported at batch 1, as an app runs it: one image per call.
-        rows = [
-            self._method.execute([batch[i : i + 1].float().contiguous()])[0].numpy()
-            for i in range(len(batch))
-        ]
-        return np.concatenate(rows)
+        return np.concatenate([self._program.forward(batch[i : i + 1]) for i in range(len(batch))])

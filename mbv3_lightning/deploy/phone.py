@@ -49,7 +49,7 @@ def build_model(
     if fmt == "executorch":
         if calibration is not None:
             return executorch_model.int8_program_bytes(net, info, calibration)
-        return executorch_model.program_bytes(net, info)
+        return executorch_model.program_bytes(net, info.input_size)
     if fmt == "tflite":
         if calibration is not None:
             raise ValueError("quantize=int8 is built for format=onnx and format=executorch.")

@@ -75,6 +75,11 @@ class Cost:
     test_set_ms_per_image: float | None = None
     test_set_time_s: float | None = None
     test_set_images: int | None = None
+    # the best checkpoint as an ExecuTorch .pte, batch 1 on pte_threads CPU threads
+    # (pte_timing; mbv3_lightning/deploy/pte_latency.py)
+    pte_ms_per_image: dict[str, float] | None = None  # {median, p95}
+    pte_threads: int | None = None
+    pte_size_mb: float | None = None
 
 
 @dataclass
@@ -130,6 +135,9 @@ _LAYOUT: tuple[tuple[str, str], ...] = (
     ("test_set_ms_per_image", "cost"),
     ("test_set_time_s", "cost"),
     ("test_set_images", "cost"),
+    ("pte_ms_per_image", "cost"),
+    ("pte_threads", "cost"),
+    ("pte_size_mb", "cost"),
 )
 # Written only when known: a DDP worker that measured nothing, a run without test images.
 _OMITTED_WHEN_NONE = frozenset(
@@ -147,7 +155,9 @@ _OMITTED_WHEN_NONE = frozenset(
 )
 _COST_ONLY_WHEN_MEASURED = ("test_ms_per_image", "test_images_per_s")
 # Newer keys left out while unknown, so older files read back and write the same keys.
-_NEWER_OMITTED_WHEN_NONE = frozenset({"evaluated_split"})
+_NEWER_OMITTED_WHEN_NONE = frozenset(
+    {"evaluated_split", "pte_ms_per_image", "pte_threads", "pte_size_mb"}
+)
 
 
 def _upgrade(data: Mapping[str, Any]) -> dict[str, Any]:

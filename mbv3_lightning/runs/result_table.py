@@ -51,6 +51,13 @@ def result_table(record: RunRecord) -> Table:
         speed = cost.test_ms_per_image
         table.add_row("test time / image", f"{speed['median']:.1f} ms (p95 {speed['p95']:.1f})")
         table.add_row("test throughput", f"{cost.test_images_per_s:.0f} images/s")
+    if cost.pte_ms_per_image:
+        pte = cost.pte_ms_per_image
+        threads = f"{cost.pte_threads} thread" + ("" if cost.pte_threads == 1 else "s")
+        table.add_row(
+            "ExecuTorch .pte / image",
+            f"{pte['median']:.2f} ms (p95 {pte['p95']:.2f}, batch 1, {threads})",
+        )
     if cost.test_set_ms_per_image is not None:
         table.add_row(
             "test set time / image",

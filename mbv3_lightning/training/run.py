@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, cast
 
 import lightning as L
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
@@ -185,8 +186,17 @@ def _hydra_runtime() -> Any | None:
     return HydraConfig.get() if HydraConfig.initialized() else None
 
 
+# A cost measured on the best network after the test, from a few preprocessed test images,
+# joined to the run's costs in metrics.json; the commands pass one in (the .pte latency of
+# cli/train.py lives in deploy/, which training does not import).
+DeployCost = Callable[[torch.nn.Module, torch.Tensor], Mapping[str, Any]]
+
+
 def _train_and_test(
-    cfg: DictConfig, status: RunStatus, extra_callbacks: Sequence[Callback] = ()
+    cfg: DictConfig,
+    status: RunStatus,
+    extra_callbacks: Sequence[Callback] = (),
+    deploy_cost: DeployCost | None = None,
 ) -> RunRecord:
     started = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
@@ -322,6 +332,9 @@ def _train_and_test(
             cfg.get("timing"),
             test_batches=eval_loader if report else None,
         )
+        if deploy_cost is not None and test_images is not None:
+            # after trainer.test(ckpt_path=best) the module holds the best checkpoint's weights
+            cost.update(deploy_cost(model.net, test_images))
     record = build_run_record(
         **record_context(cfg, model, datamodule, trainer),
         epochs=trainer.current_epoch,
@@ -347,7 +360,10 @@ def _train_and_test(
 
 
 def run(
-    cfg: DictConfig, status: RunStatus | None = None, extra_callbacks: Sequence[Callback] = ()
+    cfg: DictConfig,
+    status: RunStatus | None = None,
+    extra_callbacks: Sequence[Callback] = (),
+    deploy_cost: DeployCost | None = None,
 ) -> RunRecord:
     """Train (and test) one configuration; returns the record also saved as metrics.json.
 
@@ -359,6 +375,7 @@ def run(
     ``last.ckpt``. The W&B run is finished in every case, also when it raises.
     ``extra_callbacks`` join the configured ones (a search trial's pruning callback); a trial
     its study's pruner stops ends as ``pruned`` and raises :class:`RunPruned`.
+    ``deploy_cost`` adds a cost measured on the best network after the test (the .pte latency).
     """
     output_dir = Path(cfg.paths.output_dir)
     # A distributed run's other processes (Lightning's ddp starts them with this command)
@@ -376,7 +393,7 @@ def run(
                 cfg.ckpt_path = str(plan.ckpt_path)
         failed = True
         try:
-            record = _train_and_test(cfg, status, extra_callbacks)
+            record = _train_and_test(cfg, status, extra_callbacks, deploy_cost)
             failed = False
         except RunPruned as stop:
             failed = False  # stopped by the search's pruner: a normal end

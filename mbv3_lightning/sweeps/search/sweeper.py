@@ -25,6 +25,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
+from mbv3_lightning.extras import MissingExtraError, require_extra
 from mbv3_lightning.runs.run_dir import write_atomic, write_json_atomic
 from mbv3_lightning.sweeps.search import SEARCH_FILE
 from mbv3_lightning.sweeps.search.builders import (
@@ -34,7 +35,12 @@ from mbv3_lightning.sweeps.search.builders import (
     target_class,
     trial_seed,
 )
-from mbv3_lightning.sweeps.search.objectives import ObjectiveError, check_objectives, label
+from mbv3_lightning.sweeps.search.objectives import (
+    PTE_OBJECTIVE,
+    ObjectiveError,
+    check_objectives,
+    label,
+)
 from mbv3_lightning.sweeps.search.space import SearchSpace, SearchSpaceError, parse_search_space
 from mbv3_lightning.sweeps.search.storage import (
     StorageError,
@@ -135,12 +141,20 @@ class OptunaSearch:
     def sweep(self, arguments: list[str]) -> None:
         try:
             self._sweep(arguments)
-        except _USER_ERRORS as err:
+        except (*_USER_ERRORS, MissingExtraError) as err:
             raise SystemExit(str(err)) from None
 
     # ------------------------------------------------------------------ the study
     def _sweep(self, arguments: list[str]) -> None:
         check_objectives(self.objectives, self.directions)
+        if PTE_OBJECTIVE in self.objectives:
+            # else every trial would train, then fail for want of its objective
+            if not self.config.get("test", True):
+                raise ObjectiveError(
+                    f"hydra.sweeper.objective: {PTE_OBJECTIVE} times the best checkpoint on a "
+                    "test image after the test; the trials need test=true."
+                )
+            require_extra("mobile", f"hydra.sweeper.objective={PTE_OBJECTIVE}", ("executorch",))
         space = parse_search_space(plain_mapping(self.params) if self.params else None, arguments)
         if not space.distributions:
             raise SearchSpaceError(
