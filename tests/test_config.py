@@ -17,11 +17,9 @@ from .conftest import FAST_OVERRIDES, run_module
 MODEL_CONFIGS = sorted(p.stem for p in (resource_path("conf") / "model").glob("*.yaml"))
 
 
-def test_default_config_is_the_demo(compose_cfg):
+def test_the_default_config_trains_on_the_bundled_photos_at_their_size(compose_cfg):
     cfg = compose_cfg()
-    assert cfg.model.net.arch == "mobilenet_v3_small"
-    assert cfg.dataset.name == "fruits360_mini"
-    assert Path(cfg.dataset.root, "train", "apple_10").is_dir()
+    assert Path(cfg.dataset.root, "train", "apple_10").is_dir()  # found from any folder
     assert resolve_input_size(cfg) == 100  # the demo trains at its images' native size
 
 

@@ -8,9 +8,11 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from mbv3_lightning.cli.config_check import ConfigError, check_config
 from mbv3_lightning.deploy.predictor import load_checkpoint_network
+from mbv3_lightning.models.hparams import build_net
 from mbv3_lightning.training.module import ImageClassifier
 from mbv3_lightning.training.optim import OneCycleSchedule, cosine_factor
 from mbv3_lightning.training.run import build_components
@@ -63,8 +65,9 @@ def test_any_torch_optimizer_trains_from_the_command_line(compose_cfg, tiny_data
     optimizer = trainer.optimizers[0]
     assert type(optimizer) is torch.optim.RMSprop
     assert optimizer.defaults["alpha"] == 0.9
-    assert optimizer.defaults["lr"] == cfg.optimizer.lr == 0.003
-    assert optimizer.defaults["weight_decay"] == 0.05
+    # the node's other values reach the class the command line named
+    assert optimizer.defaults["lr"] == cfg.optimizer.lr
+    assert optimizer.defaults["weight_decay"] == cfg.optimizer.weight_decay
     assert trainer.global_step == 2
     # and the checkpoint's hyper-parameters keep the node as plain data
     assert model.hparams.optimizer["_target_"] == "torch.optim.RMSprop"
@@ -192,9 +195,13 @@ def test_network_knobs_live_under_model_net_and_are_saved(compose_cfg, tiny_data
     assert info.arch == "mobilenet_v1" and net.features[0][0].out_channels == 8
 
 
-def test_inception_reads_pretrained_for_transform_input(compose_cfg):
-    cfg = compose_cfg(["model=inception_v3", "model.net.pretrained=true"])
-    assert cfg.model.net.transform_input is True
+def test_inception_normalises_its_input_as_its_imagenet_weights_expect(compose_cfg):
+    """transform_input follows pretrained: the ImageNet weights were trained on inputs
+    normalised another way, a network from scratch is not."""
+    for pretrained in (True, False):
+        cfg = compose_cfg(["model=inception_v3", f"model.net.pretrained={pretrained}"])
+        node = {**OmegaConf.to_container(cfg.model.net, resolve=True), "pretrained": False}
+        assert build_net(node, 3).transform_input is pretrained
 
 
 @pytest.mark.parametrize(

@@ -149,10 +149,23 @@ def _check_same_cell(run_dir: Path, previous: dict[str, Any], overrides: list[st
         )
 
 
+# Which process ran an attempt (host, pid) is kept: two writers on one sweep show up here.
+_HISTORY_KEYS = (
+    "attempt",
+    "status",
+    "action",
+    "error",
+    "started_at",
+    "ended_at",
+    "duration_s",
+    "host",
+    "pid",
+)
+
+
 def _brief(status: dict[str, Any]) -> dict[str, Any]:
     """One earlier attempt, as kept in a cell's history."""
-    keys = ("attempt", "status", "action", "error", "started_at", "ended_at", "duration_s")
-    return {k: status[k] for k in keys if k in status}
+    return {k: status[k] for k in _HISTORY_KEYS if k in status}
 
 
 def _is_sweep_setting(override: str) -> bool:

@@ -173,15 +173,18 @@ def test_two_resuming_processes_share_a_sweep_and_run_each_cell_once(tmp_path):
     pids = set()
     for cell in ("0", "1", "2", "3"):
         status = json.loads((sweep / cell / "status.json").read_text())
-        assert status["status"] == "completed" and status["attempt"] == 1, status
-        pids.add(status["pid"])
+        # trained once: a process that came to a cell the other had finished skipped it
+        attempts = [status, *status.get("history", [])]
+        trained = [a for a in attempts if a["status"] == "completed"]
+        assert len(trained) == 1 and status["status"] in ("completed", "skipped"), status
+        pids.add(trained[0]["pid"])
         rows = (sweep / cell / "metrics.csv").read_text().splitlines()
         epochs = [row.split(",")[0] for row in rows[1:] if row.split(",")[0]]
         val_rows = [r for r in rows[1:] if r.split(",")[0] and "val" in rows[0]]
         assert epochs.count("0") == epochs.count("1") >= 2, rows  # each epoch's rows once
         assert len(val_rows) == len(epochs)
         assert json.loads((sweep / cell / "metrics.json").read_text())["epochs"] == 2
-    assert pids == {first.pid, second.pid}, "both processes took cells"
+    assert {first.pid, second.pid} <= pids, "both processes trained cells"
     assert json.loads((sweep / "sweep.json").read_text())["status"] == "completed"
 
 
