@@ -86,13 +86,27 @@ def _set_statistics(bn: _BatchNorm, values: tuple[torch.Tensor, torch.Tensor]) -
     bn.running_var.copy_(values[1])
 
 
-def flat_statistics(layers: list[_BatchNorm]) -> torch.Tensor:
+def average_over_processes(
+    layers: list[_BatchNorm], count: int, all_reduce_sum: Callable[[torch.Tensor], torch.Tensor]
+) -> int:
+    """Set ``layers``' statistics to every process's, weighted by its number of batches
+    (``count``); returns the batches of all processes. ``all_reduce_sum`` sums a tensor over
+    the processes (e.g. the Lightning strategy's ``reduce(tensor, reduce_op="sum")``). A
+    process that estimated nothing weighs nothing; if none did, the statistics stay."""
+    flat = _flat_statistics(layers)
+    total = int(all_reduce_sum(torch.tensor([float(count)], device=flat.device)).item())
+    summed = all_reduce_sum(flat * count)
+    if total:
+        _load_flat_statistics(layers, summed / total)
+    return total
+
+
+def _flat_statistics(layers: list[_BatchNorm]) -> torch.Tensor:
     """Every layer's running mean and variance, concatenated (one tensor to all-reduce)."""
     return torch.cat([torch.cat(_statistics(bn)) for bn in layers])
 
 
-def load_flat_statistics(layers: list[_BatchNorm], flat: torch.Tensor) -> None:
-    """The inverse of :func:`flat_statistics`."""
+def _load_flat_statistics(layers: list[_BatchNorm], flat: torch.Tensor) -> None:
     offset = 0
     for bn in layers:
         size = bn.num_features

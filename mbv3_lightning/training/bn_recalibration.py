@@ -21,9 +21,8 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from mbv3_lightning.data.random_state import seeded_rng
 from mbv3_lightning.models.batchnorm import (
+    average_over_processes,
     estimate_statistics,
-    flat_statistics,
-    load_flat_statistics,
     recalibrated_layers,
 )
 
@@ -185,7 +184,9 @@ class BatchNormRecalibration(Callback):
             )
             count = estimate_statistics(layers, loader, forward)
         if trainer.world_size > 1:
-            count = _average_over_processes(trainer, layers, count)
+            count = average_over_processes(
+                layers, count, lambda t: trainer.strategy.reduce(t, reduce_op="sum")
+            )
         seconds = time.perf_counter() - started
         if count == 0:
             log.warning("BatchNorm recalibration skipped: the training split has too few images.")
@@ -203,15 +204,3 @@ class BatchNormRecalibration(Callback):
         )
         pl_module.log(f"{stage}/bn_recal_batches", float(count), batch_size=1, sync_dist=True)
         pl_module.log(f"{stage}/bn_recal_s", seconds, batch_size=1, sync_dist=True)
-
-
-def _average_over_processes(trainer: L.Trainer, layers: list[Any], count: int) -> int:
-    """Every process's statistics, weighted by its batches, averaged; the total batches."""
-    flat = flat_statistics(layers)
-    weight = torch.tensor([float(count)], device=flat.device)
-    total = trainer.strategy.reduce(weight, reduce_op="sum")
-    summed = trainer.strategy.reduce(flat * count, reduce_op="sum")
-    batches = int(total.item())
-    if batches:
-        load_flat_statistics(layers, summed / batches)
-    return batches
