@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from mbv3_lightning.cli.config_check import config_errors
 from mbv3_lightning.data.images import ImageListDataset
 from mbv3_lightning.data.random_state import seeded_rng
 from mbv3_lightning.data.transforms import eval_transform
@@ -202,7 +203,7 @@ def test_a_network_without_trainable_batchnorm_is_left_alone(
     [
         ("num_batches=0", "num_batches must be a positive integer, got 0"),
         ("num_batches=-3", "num_batches must be a positive integer, got -3"),
-        ("transform=random", "transform must be train or eval, got 'random'"),
+        ("transform=random", "transform must be one of train | eval, got 'random'"),
     ],
 )
 def test_bad_settings_fail_with_the_key_and_the_fix(
@@ -210,7 +211,18 @@ def test_bad_settings_fail_with_the_key_and_the_fix(
 ) -> None:
     cfg = compose_cfg(_overrides(tiny_dataset, f"callbacks.bn_recalibration.{override}"))
     with pytest.raises(InstantiationException, match=message):
-        build_components(cfg)
+        build_components(cfg)  # a config composed in code, not checked before
+
+
+def test_the_command_refuses_bad_settings_before_anything_runs(compose_cfg: Any) -> None:
+    bad = ["callbacks.bn_recalibration.num_batches=0", "callbacks.bn_recalibration.transform=x"]
+    assert config_errors(compose_cfg(bad)) == [
+        "callbacks.bn_recalibration.transform='x' is not a valid choice; choose one of: "
+        "train | eval",
+        "callbacks.bn_recalibration.num_batches=0 is out of range: it must be >= 1 (to turn "
+        "the recalibration off: callbacks.bn_recalibration=null)",
+    ]
+    assert config_errors(compose_cfg(["callbacks.bn_recalibration=null"])) == []
 
 
 def test_calibration_batches_are_bounded_full_the_same_each_time_and_split_between_ranks() -> None:

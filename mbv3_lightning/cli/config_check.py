@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from mbv3_lightning.data.bad_images import BAD_IMAGE_POLICIES
 from mbv3_lightning.data.balance import BALANCE_MODES
 from mbv3_lightning.data.device_augment import AUGMENT_ON
+from mbv3_lightning.data.image_folder import CALIBRATION_TRANSFORMS
 from mbv3_lightning.data.ram_cache import CACHE_CHOICES
 from mbv3_lightning.data.splits import PROTOCOLS
 from mbv3_lightning.data.transforms import PREPROCESSING
@@ -169,6 +170,7 @@ NUMERIC_KEYS = (
     "dataset.brightness",
     "dataset.cache_budget_mb",
     "callbacks.last_checkpoint.every_n_train_steps",
+    "callbacks.bn_recalibration.num_batches",
 )
 
 
@@ -210,6 +212,11 @@ DOMAINS: tuple[tuple[str, Callable[[float], bool], str], ...] = (
     ("scheduler.warmup_epochs", lambda v: v >= 0, ">= 0"),
     ("scheduler.pct_start", lambda v: 0 < v < 1, "in (0, 1)"),
     ("callbacks.last_checkpoint.every_n_train_steps", lambda v: v >= 1, ">= 1 (or null)"),
+    (
+        "callbacks.bn_recalibration.num_batches",
+        lambda v: v >= 1,
+        ">= 1 (to turn the recalibration off: callbacks.bn_recalibration=null)",
+    ),
 )
 # Keys that must be whole numbers.
 INTEGER_KEYS = (
@@ -218,6 +225,7 @@ INTEGER_KEYS = (
     "dataset.eval_batch_size",
     "dataset.num_workers",
     "callbacks.last_checkpoint.every_n_train_steps",
+    "callbacks.bn_recalibration.num_batches",
 )
 
 
@@ -280,6 +288,7 @@ def config_errors(cfg: DictConfig) -> list[str]:
         _choice(cfg, "dataset.preprocess", PREPROCESSING),
         _choice(cfg, "dataset.augment_on", AUGMENT_ON),
         _choice(cfg, "channels_last", CHANNELS_LAST_CHOICES),
+        _choice(cfg, "callbacks.bn_recalibration.transform", CALIBRATION_TRANSFORMS),
     ]
     found = [e for e in errors if e]
     found += _numbers(cfg)

@@ -19,6 +19,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from mbv3_lightning.data.image_folder import CALIBRATION_TRANSFORMS
 from mbv3_lightning.data.random_state import seeded_rng
 from mbv3_lightning.models.batchnorm import (
     average_over_processes,
@@ -79,9 +80,10 @@ class BatchNormRecalibration(Callback):
                 f"{num_batches!r} (turn the recalibration off with "
                 "`callbacks.bn_recalibration=null`)."
             )
-        if transform not in ("train", "eval"):
+        if transform not in CALIBRATION_TRANSFORMS:
             raise ValueError(
-                f"callbacks.bn_recalibration.transform must be train or eval, got {transform!r}."
+                "callbacks.bn_recalibration.transform must be one of "
+                f"{' | '.join(CALIBRATION_TRANSFORMS)}, got {transform!r}."
             )
         self.num_batches = num_batches
         self.transform = transform
