@@ -344,8 +344,8 @@ def _multirun_problem(config_name: str, overrides: Sequence[str]) -> str | None:
     from hydra.types import RunMode
     from omegaconf.errors import OmegaConfBaseException
 
-    from mbv3_lightning.cli.config_check import ConfigCheck
     from mbv3_lightning.cli.config import config_dir, register_resolvers
+    from mbv3_lightning.cli.config_check import ConfigCheck
 
     register_resolvers()
     GlobalHydra.instance().clear()
@@ -377,10 +377,10 @@ def compose_problem(invocation: Invocation, capsys) -> str | None:
 
 
 def _compose_problem(invocation: Invocation, capsys) -> str | None:
+    from mbv3_lightning.cli.config import compose_config
     from mbv3_lightning.cli.config_check import config_errors
     from mbv3_lightning.cli.main import COMMANDS as CLI
     from mbv3_lightning.cli.main import check_overrides, main
-    from mbv3_lightning.cli.config import compose_config
 
     if invocation.name is None or _help_flags(invocation.args):
         with pytest.raises(SystemExit) as stop:
