@@ -33,6 +33,7 @@ minutes on a CPU), so they are not part of ``python -m benchmarks.run``.
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime as dt
 import fcntl
 import json
@@ -58,6 +59,7 @@ from mbv3_lightning.cli.config import CONFIG_NAME, compose_config
 from mbv3_lightning.data.workers import default_num_workers
 from mbv3_lightning.models.registry import IMAGENET_MEAN, IMAGENET_STD
 from mbv3_lightning.runs.files import read_run_curves
+from mbv3_lightning.runs.run_dir import RunDir
 from mbv3_lightning.training.run import resolve_input_size
 from mbv3_lightning.training.run import run as train_run
 
@@ -240,16 +242,26 @@ def project_run(overrides: list[str], output_dir: Path) -> dict[str, Any]:
     wall_s = time.perf_counter() - started
     rows = [row for row in read_run_curves(output_dir) if "val/acc" in row]
     manifest = json.loads((output_dir / "split_manifest.json").read_text())
+    recal_batches, recal_s = recalibration_cost(output_dir)
     return {
         "curve": [{"epoch": int(row["epoch"]), "val_acc": row["val/acc"]} for row in rows],
         "wall_s": wall_s,
         "train_s": record.timings.train_time_s,
-        "recal_batches": int(sum(row.get("val/bn_recal_batches", 0.0) for row in rows)),
-        "recal_s": sum(row.get("val/bn_recal_s", 0.0) for row in rows),
+        "recal_batches": recal_batches,
+        "recal_s": recal_s,
         "split": manifest,
         "val_images": [path for path, _ in manifest["splits"]["val"]],
         "protocol": manifest["protocol"],
     }
+
+
+def recalibration_cost(run_dir: Path) -> tuple[int, float]:
+    """Batches and seconds the BatchNorm recalibration took over a run's validations, as its
+    metrics.csv logged them (``val/bn_recal_batches``, ``val/bn_recal_s``); 0 when off."""
+    with RunDir(run_dir).metrics_csv.open(newline="") as f:
+        logged = [row for row in csv.DictReader(f) if row.get("val/bn_recal_s")]
+    batches = sum(int(float(row["val/bn_recal_batches"])) for row in logged)
+    return batches, sum(float(row["val/bn_recal_s"]) for row in logged)
 
 
 def summarise(side: str, result: dict[str, Any]) -> dict[str, Any]:
