@@ -433,13 +433,13 @@ def summary_entry(
     }
 
 
-def save(entry: dict[str, Any], name: str, device: str) -> Path:
-    """Merge ``entry`` into today's accuracy results file; write its markdown beside it.
+def save(entry: dict[str, Any], name: str, device: str, kind: str = "accuracy") -> Path:
+    """Merge ``entry`` into today's ``kind`` results file; write its markdown beside it.
 
     The results folder is locked while the file is read and replaced, so comparisons of
     several datasets run side by side keep each other's entries; each file is written whole
     to a temporary file and renamed, so a kill leaves the previous version."""
-    stem = f"{dt.date.today().isoformat()}-{socket.gethostname()}-accuracy"
+    stem = f"{dt.date.today().isoformat()}-{socket.gethostname()}-{kind}"
     json_path = RESULTS_DIR / f"{stem}.json"
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     folder = os.open(RESULTS_DIR, os.O_RDONLY)
