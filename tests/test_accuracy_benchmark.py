@@ -150,16 +150,20 @@ def test_compare_trains_both_sides_on_the_same_val_images_and_saves_the_table(
         extra_overrides=["callbacks.progress_bar=null"],
         workdir=tmp_path,
     )
-    entry, bare_result = compare()
-    bare, project = entry["rows"]
-    assert bare["val_images"] == project["val_images"] == 7
-    assert entry["ratio"] == round(project["best_val_acc"] - bare["best_val_acc"], 4)
+    entry, bare_result = compare(sides=accuracy.RECALIBRATION_SIDES["both"])
+    bare, off, on = entry["rows"]
+    assert bare["val_images"] == off["val_images"] == on["val_images"] == 7
+    # judged on the project as a user gets it: with the recalibration
+    assert entry["ratio"] == on["vs_bare"] == round(on["best_val_acc"] - bare["best_val_acc"], 4)
+    # one validation: the 2 full batches of 8 that the 18 training images make
+    assert off["recal_batches"] == 0 and on["recal_batches"] == 2
+    assert 0 < on["recal_share"] < 1
     path = accuracy.save({**entry, "seconds": 1.0}, "photos: defaults", "cpu")
     saved = json.loads(path.read_text())["benchmarks"]["photos: defaults"]
     assert saved["rows"] == entry["rows"]
     assert "| bare loop |" in path.with_suffix(".md").read_text()
     # a saved bare-loop result stands in for retraining it, only for the same settings
-    again, reused = compare(bare=json.loads(json.dumps(bare_result)))
+    again, reused = compare(bare=json.loads(json.dumps(bare_result)))  # one side: the project
     assert again["rows"][0] == entry["rows"][0] and reused == bare_result
     with pytest.raises(ValueError, match="rerun without --bare-result"):
         compare(epochs=2, bare=bare_result)
