@@ -34,6 +34,7 @@ BENCHMARKS = {
     "sweep_overhead": "benchmarks.sweep_overhead",
     "memory": "benchmarks.memory",
     "demo": "benchmarks.demo_speed",
+    "bn_recalibration": "benchmarks.bn_recalibration",
     "ceiling": "benchmarks.ceiling",
 }
 

@@ -47,7 +47,9 @@ def test_bare_model_uses_batchnorm_momentum_0_1_and_channels_last():
 
 
 def test_bare_loop_validates_every_epoch_on_every_val_image(photos: Path):
-    result = accuracy.bare_loop(photos, epochs=2, size=32, batch_size=8, seed=0)
+    result = accuracy.bare_loop(
+        accuracy.folder_split(photos), epochs=2, size=32, batch_size=8, seed=0
+    )
     assert [row["epoch"] for row in result["curve"]] == [0, 1]
     assert all(0.0 <= row["val_acc"] <= 1.0 for row in result["curve"])
     assert len(result["val_images"]) == 3 * 2 + 1
@@ -57,7 +59,54 @@ def test_bare_loop_validates_every_epoch_on_every_val_image(photos: Path):
 def test_bare_loop_names_the_differing_classes(photos: Path):
     (photos / "val" / "banana").rename(photos / "val" / "plantain")
     with pytest.raises(ValueError, match="plantain"):
-        accuracy.bare_loop(photos, epochs=1, size=32)
+        accuracy.folder_split(photos)
+
+
+def test_on_the_demo_the_bare_loop_reads_the_split_the_project_drew(photos: Path):
+    # split_manifest.json as a run writes it: validation carved out of train/
+    manifest = {
+        "root": str(photos),
+        "classes": ["apple", "banana", "cherry"],
+        "splits": {
+            "train": [["train/apple/000.jpg", 0], ["train/banana/000.jpg", 1]],
+            "val": [["train/cherry/001.jpg", 2]],
+        },
+    }
+    split = accuracy.manifest_split(manifest)
+    assert split.val == [("train/cherry/001.jpg", 2)]
+    image, label = accuracy.Photos(split.root, split.train, accuracy.bare_transforms(32)[1])[1]
+    assert image.shape == (3, 32, 32) and label == 1
+
+
+def test_the_demo_side_is_the_demo_command_with_only_the_budget_and_seed():
+    overrides = accuracy.project_overrides(
+        None, epochs=2, size=100, batch_size=32, seed=42, device="cpu"
+    )
+    assert overrides == ["trainer.max_epochs=2", "seed=42", "logger=csv", "test=false"]
+    assert accuracy.demo_settings(42) == (100, 32)  # conf/dataset/fruits360_mini.yaml
+
+
+def test_project_rows_report_the_recalibration_cost_as_a_share_of_training():
+    curve = [{"epoch": 0, "val_acc": 0.5}]
+    result = {
+        "curve": curve,
+        "wall_s": 50.0,
+        "val_images": [1],
+        "train_s": 40.0,
+        "recal_batches": 24,
+        "recal_s": 2.0,
+    }
+    row = accuracy.summarise("project", result)
+    assert (row["recal_batches"], row["recal_s"], row["recal_share"]) == (24, 2.0, 0.05)
+
+
+def test_epochs_takes_a_list_of_budgets_and_refuses_a_repeat(capsys: pytest.CaptureFixture):
+    with pytest.raises(SystemExit):
+        accuracy.main(["--demo", "--epochs", "2", "2"])
+    assert "lists a budget twice" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        accuracy.main(["--demo", "--epochs", "0"])
+    assert "positive number of epochs" in capsys.readouterr().err
 
 
 def test_summary_reports_best_and_final_accuracy_and_the_best_epoch():
@@ -101,16 +150,20 @@ def test_compare_trains_both_sides_on_the_same_val_images_and_saves_the_table(
         extra_overrides=["callbacks.progress_bar=null"],
         workdir=tmp_path,
     )
-    entry, bare_result = compare()
-    bare, project = entry["rows"]
-    assert bare["val_images"] == project["val_images"] == 7
-    assert entry["ratio"] == round(project["best_val_acc"] - bare["best_val_acc"], 4)
+    entry, bare_result = compare(sides=accuracy.RECALIBRATION_SIDES["both"])
+    bare, off, on = entry["rows"]
+    assert bare["val_images"] == off["val_images"] == on["val_images"] == 7
+    # judged on the project as a user gets it: with the recalibration
+    assert entry["ratio"] == on["vs_bare"] == round(on["best_val_acc"] - bare["best_val_acc"], 4)
+    # one validation: the 2 full batches of 8 that the 18 training images make
+    assert off["recal_batches"] == 0 and on["recal_batches"] == 2
+    assert 0 < on["recal_share"] < 1
     path = accuracy.save({**entry, "seconds": 1.0}, "photos: defaults", "cpu")
     saved = json.loads(path.read_text())["benchmarks"]["photos: defaults"]
     assert saved["rows"] == entry["rows"]
     assert "| bare loop |" in path.with_suffix(".md").read_text()
     # a saved bare-loop result stands in for retraining it, only for the same settings
-    again, reused = compare(bare=json.loads(json.dumps(bare_result)))
+    again, reused = compare(bare=json.loads(json.dumps(bare_result)))  # one side: the project
     assert again["rows"][0] == entry["rows"][0] and reused == bare_result
     with pytest.raises(ValueError, match="rerun without --bare-result"):
         compare(epochs=2, bare=bare_result)

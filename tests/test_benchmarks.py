@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
 from PIL import Image
 
-from benchmarks import ceiling, device_defaults, overhead
+from benchmarks import bn_recalibration, ceiling, device_defaults, overhead
 from benchmarks.memory_format import OP_CATEGORIES, op_breakdown, steps_seconds
 from benchmarks.run import to_markdown
 from benchmarks.step_tax import GOAL_MS, TrivialNet, project_trainer, run
@@ -251,3 +251,15 @@ def test_cuda_device_defaults_measure_cudnn_benchmark_and_both_formats(monkeypat
         assert row["default"] == "contiguous + cudnn.benchmark"
         assert len([key for key in row if key.endswith("img/s")]) == 4
         assert 0 < row["default_share_of_best"] <= 1
+
+
+@pytest.mark.slow
+def test_bn_recalibration_runs_the_demo_with_and_without_it_side_by_side():
+    result = bn_recalibration.run("cpu", quick=True)
+    rows = {(row["epochs"], row["recalibration"]): row for row in result["rows"]}
+    assert set(rows) == {(3, "on"), (3, "off"), (2, "on"), (2, "off")}
+    # 3 validations of 4 batches each; none without it
+    assert rows[3, "on"]["recal_batches"] == 12 and rows[3, "off"]["recal_batches"] == 0
+    assert 0 < rows[3, "on"]["recal_share_of_training"] < 0.5
+    assert result["ratio"] == round(rows[3, "on"]["wall_s"] / rows[3, "off"]["wall_s"], 3)
+    assert rows[2, "on"]["test_acc"] > rows[2, "off"]["test_acc"]  # the stale statistics' cost

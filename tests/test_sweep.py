@@ -255,6 +255,10 @@ def test_paper_mbv3_cell_composes_with_the_papers_recipe(compose_cfg):
     # epochs per dataset (an assumption of the study: the paper states none)
     assert cfg.optimizer._target_ == "torch.optim.SGD" and cfg.trainer.max_epochs == 5
     assert cfg.dataset.preprocess == "paper" and cfg.dataset.protocol == "paper"
+    # III.B: plain fine-tuning, no re-estimation of BatchNorm statistics (nor in the smoke run)
+    assert cfg.callbacks.bn_recalibration is None
+    smoke = compose_cfg(["experiment=paper_mbv3_smoke", "model=alexnet", "dataset=fruits360"])
+    assert smoke.callbacks.bn_recalibration is None
 
 
 def test_demo_grid_and_the_other_studies_compose(compose_cfg):
@@ -262,7 +266,9 @@ def test_demo_grid_and_the_other_studies_compose(compose_cfg):
     assert cfg.dataset.name == "fruits360_mini" and cfg.trainer.max_epochs == 8
     cfg = compose_cfg(["experiment=mobilenet_width_resolution", "model.input_size=160"])
     assert cfg.model.net.arch == "mobilenet_v1" and resolve_input_size(cfg) == 160
+    assert cfg.callbacks.bn_recalibration is not None  # from scratch, an assumption: kept on
     cfg = compose_cfg(["experiment=car_colours"])
+    assert cfg.callbacks.bn_recalibration is None  # the recipe re-estimates nothing
     assert (cfg.dataset.batch_size, cfg.trainer.max_epochs) == (8, 20)
     assert (cfg.optimizer.lr, cfg.scheduler.lrf) == (0.01, 0.01)
     assert cfg.scheduler._target_ == "mbv3_lightning.training.optim.cosine_schedule"

@@ -26,6 +26,7 @@ from mbv3_lightning.cli.path_check import path_errors
 from mbv3_lightning.data.bad_images import BAD_IMAGE_POLICIES
 from mbv3_lightning.data.balance import BALANCE_MODES
 from mbv3_lightning.data.device_augment import AUGMENT_ON
+from mbv3_lightning.data.image_folder import CALIBRATION_TRANSFORMS
 from mbv3_lightning.data.ram_cache import CACHE_CHOICES
 from mbv3_lightning.data.splits import PROTOCOLS
 from mbv3_lightning.data.transforms import PREPROCESSING
@@ -174,6 +175,7 @@ NUMERIC_KEYS = (
     "dataset.brightness",
     "dataset.cache_budget_mb",
     "callbacks.last_checkpoint.every_n_train_steps",
+    "callbacks.bn_recalibration.num_batches",
 )
 
 
@@ -215,6 +217,11 @@ DOMAINS: tuple[tuple[str, Callable[[float], bool], str], ...] = (
     ("scheduler.warmup_epochs", lambda v: v >= 0, ">= 0"),
     ("scheduler.pct_start", lambda v: 0 < v < 1, "in (0, 1)"),
     ("callbacks.last_checkpoint.every_n_train_steps", lambda v: v >= 1, ">= 1 (or null)"),
+    (
+        "callbacks.bn_recalibration.num_batches",
+        lambda v: v >= 1,
+        ">= 1 (to turn the recalibration off: callbacks.bn_recalibration=null)",
+    ),
 )
 # Keys that must be whole numbers.
 INTEGER_KEYS = (
@@ -223,6 +230,7 @@ INTEGER_KEYS = (
     "dataset.eval_batch_size",
     "dataset.num_workers",
     "callbacks.last_checkpoint.every_n_train_steps",
+    "callbacks.bn_recalibration.num_batches",
 )
 
 
@@ -285,6 +293,7 @@ def config_errors(cfg: DictConfig) -> list[str]:
         _choice(cfg, "dataset.preprocess", PREPROCESSING),
         _choice(cfg, "dataset.augment_on", AUGMENT_ON),
         _choice(cfg, "channels_last", CHANNELS_LAST_CHOICES),
+        _choice(cfg, "callbacks.bn_recalibration.transform", CALIBRATION_TRANSFORMS),
     ]
     found = [e for e in errors if e]
     found += _numbers(cfg)

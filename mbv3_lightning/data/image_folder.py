@@ -13,6 +13,7 @@ the dataset folder.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from mbv3_lightning.data.bad_images import BAD_IMAGE_POLICIES, drop_bad_images
 from mbv3_lightning.data.balance import BALANCE_MODES, balanced_sampler, inverse_frequency_weights
@@ -75,6 +76,10 @@ from mbv3_lightning.data.workers import default_num_workers
 from mbv3_lightning.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
+
+# What the images that re-estimate BatchNorm statistics go through: the training augmentation
+# or the evaluation transform (callbacks.bn_recalibration.transform).
+CALIBRATION_TRANSFORMS = ("train", "eval")
 
 
 class ImageFolderDataModule(L.LightningDataModule):
@@ -373,6 +378,26 @@ class ImageFolderDataModule(L.LightningDataModule):
         if self.device_augment is not None and isinstance(images, (list, tuple)):
             images = self.device_augment(*images)
         return images, targets
+
+    def calibration_dataset(self, transform: str) -> Dataset:
+        """The training images for re-estimating BatchNorm statistics
+        (:mod:`~mbv3_lightning.models.batchnorm`): prepared as training batches are
+        (``transform="train"``: augmented; on the GPU path the ``(canvas, box)`` pairs
+        :meth:`on_after_batch_transfer` finishes) or as evaluation prepares images
+        (``"eval"``: resize and centre crop)."""
+        if transform not in CALIBRATION_TRANSFORMS:
+            raise ValueError(
+                f"The BatchNorm recalibration transform must be one of "
+                f"{list(CALIBRATION_TRANSFORMS)}, got {transform!r}."
+            )
+        self.setup("fit")
+        train = self.datasets["train"]
+        if transform == "train":
+            return train
+        # The same images (and RAM cache) with the evaluation transform: a shallow copy.
+        view = copy.copy(train)
+        view.transform = eval_transform(self.preprocess, self.input_size, self.mean, self.std)
+        return view
 
     def cache_short_side(self, split: str) -> int:
         """The short side ``split``'s images are kept at in the RAM cache (never enlarged)."""

@@ -7,6 +7,8 @@ states (as tensors and plain data: a checkpoint holding them still loads weights
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, cast
 
 import numpy as np
@@ -38,3 +40,19 @@ def restore_rng(state: RngState) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextmanager
+def seeded_rng(seed: int) -> Iterator[None]:
+    """Inside: every generator seeded with ``seed``; after: the states from before, whatever
+    happened inside. Work done in between (e.g. drawing extra batches) then leaves the
+    training's random stream, and so its batches and a resumed run's, as they would have been.
+    """
+    state = capture_rng()
+    try:
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        yield
+    finally:
+        restore_rng(state)

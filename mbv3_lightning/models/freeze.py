@@ -100,6 +100,14 @@ def freeze(net: nn.Module, spec: ModelSpec, setting: str | int | None) -> int:
     return sum(p.numel() for p in frozen)
 
 
+def is_frozen_batchnorm(module: nn.Module) -> bool:
+    """A BatchNorm layer whose parameters are all frozen: its statistics stay as they are."""
+    if not isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return False
+    params = list(module.parameters(recurse=False))
+    return bool(params) and not any(p.requires_grad for p in params)
+
+
 def hold_frozen_batchnorm(net: nn.Module) -> None:
     """Put BatchNorm layers whose parameters are all frozen into eval mode.
 
@@ -107,7 +115,5 @@ def hold_frozen_batchnorm(net: nn.Module) -> None:
     dataset's batches move them would change a block that is supposed to stay fixed.
     """
     for module in net.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            params = list(module.parameters(recurse=False))
-            if params and not any(p.requires_grad for p in params):
-                module.eval()
+        if is_frozen_batchnorm(module):
+            module.eval()
