@@ -68,23 +68,24 @@ def _denied(path: Path) -> bool:
 
 def file_problem(key: str, value: str, hint: str) -> str | None:
     """Why ``value`` is no readable file, or None."""
-    path = Path(value).expanduser()
-    if path.is_file():
-        return (
-            f"{_shown(key, value)} is not readable (permission denied)" if _denied(path) else None
-        )
-    state = "is a folder, not a file" if path.is_dir() else "does not exist"
-    return f"{_shown(key, value)} {state}; {hint}"
+    return _path_problem(key, value, hint, folder=False)
 
 
 def folder_problem(key: str, value: str, hint: str) -> str | None:
     """Why ``value`` is no readable folder, or None."""
+    return _path_problem(key, value, hint, folder=True)
+
+
+def _path_problem(key: str, value: str, hint: str, *, folder: bool) -> str | None:
     path = Path(value).expanduser()
-    if path.is_dir():
+    if path.is_dir() if folder else path.is_file():
         return (
             f"{_shown(key, value)} is not readable (permission denied)" if _denied(path) else None
         )
-    state = "is a file, not a folder" if path.exists() else "does not exist"
+    if not path.exists():
+        state = "does not exist"
+    else:
+        state = "is a file, not a folder" if folder else "is a folder, not a file"
     return f"{_shown(key, value)} {state}; {hint}"
 
 
