@@ -15,3 +15,8 @@ for _name in list(os.environ):
 for _name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT"):
     os.environ.pop(_name, None)
 os.environ.update(WANDB_MODE="offline", WANDB_SILENT="true")
+
+# `pytest -n auto` runs one pytest-xdist worker per core; torch's default of one thread per core
+# in every worker (and in every command a test starts) would oversubscribe the machine.
+if _workers := os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(_workers)))
