@@ -5,8 +5,8 @@ Issue 27: ``python -m mbv3_lightning trainer.max_epochs=2`` ended at chance (tes
 ``callbacks.bn_recalibration`` re-estimates them before every evaluation. Goals: the 2-epoch
 demo reaches test accuracy >= 0.85; the 12-epoch demo (the default) scores no lower than
 without it, with a wall time at most 10% longer. Both variants are the real command, each run
-in a fresh process and run folder, interleaved (on, off, off, on, ...) so they share the
-machine's noise; wall times are medians.
+in a fresh process and run folder, 5 times each at 12 epochs, interleaved (on, off, off, on,
+...) so they share the machine's noise; wall times are medians.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def run(device: str, quick: bool) -> dict:
                 "on": partial(_demo, demo, work, results["on"]),
                 "off": partial(_demo, [*demo, *OFF], work, results["off"]),
             },
-            repeats=1 if quick else 3,
+            repeats=1 if quick else 5,
         )
         rows += [_row(long_epochs, side, times[side], results[side]) for side in ("on", "off")]
         short_results: dict[str, list[dict[str, Any]]] = {"on": [], "off": []}
