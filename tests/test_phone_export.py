@@ -1,7 +1,8 @@
 """Phone exports (ExecuTorch .pte, LiteRT .tflite, Core ML) and exported files in predict and
 evaluate: each file is run by its own runtime on the fixture's real test images.
 
-Tests of a format skip, with the install line as the reason, where its extra is missing.
+The README's test command installs the phone extras, so CI runs the default tests here; in an
+environment without them, the tests of a format skip with the install line as the reason.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from .conftest import evaluate_exported, write_image
 CLASSES = ["apple", "banana", "cherry"]
 MOBILE, TFLITE = EXTRAS["mobile"], EXTRAS["tflite"]
 
-# The phone extras are not part of [all] (docs/deploy-phone.md, "Installing"): without them
-# these tests skip, naming the line that installs them.
+# The phone extras are not part of [all] (docs/deploy-phone.md, "Install the runtimes"): without
+# them these tests skip, naming the line that installs them.
 needs_executorch = pytest.mark.skipif(
     not has_module("executorch"), reason=f"ExecuTorch is not installed: {MOBILE.install}"
 )
@@ -125,14 +126,19 @@ def test_int8_is_refused_for_formats_it_is_not_built_for(trained_checkpoint, tmp
 # ---- ExecuTorch
 
 
+# The tests reading this export run on one pytest-xdist worker (`--dist loadgroup`), so the
+# export (fp32 and int8) is made once.
+ONE_EXPORT = pytest.mark.xdist_group("executorch_export")
+
+
 @pytest.fixture(scope="module")
 def executorch_export(trained_checkpoint, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("export_executorch")
     return export(export_config(trained_checkpoint, out, "format=executorch", "quantize=int8"))
 
 
-@pytest.mark.slow
 @needs_executorch
+@ONE_EXPORT
 def test_executorch_export_matches_the_checkpoint(executorch_export, trained_checkpoint):
     rows = _rows(executorch_export)
     fp32 = rows["ExecuTorch XNNPACK"]
@@ -150,8 +156,8 @@ def test_executorch_export_matches_the_checkpoint(executorch_export, trained_che
     assert _top1(predictor, paths) == _top1(load_predictor(trained_checkpoint), paths)
 
 
-@pytest.mark.slow
 @needs_executorch
+@ONE_EXPORT
 def test_executorch_int8_is_smaller_and_scored_beside_fp32(executorch_export):
     rows = _rows(executorch_export)
     fp32, int8 = rows["ExecuTorch XNNPACK"], rows["ExecuTorch XNNPACK int8"]
@@ -163,8 +169,8 @@ def test_executorch_int8_is_smaller_and_scored_beside_fp32(executorch_export):
     assert load_predictor(int8_path).info.class_names == CLASSES
 
 
-@pytest.mark.slow
 @needs_executorch
+@ONE_EXPORT
 def test_evaluate_a_pte_scores_like_its_checkpoint(executorch_export, trained_checkpoint, tmp_path):
     record = evaluate_exported(Path(executorch_export["model_path"]), trained_checkpoint, tmp_path)
     trained = RunRecord.read(RunDir.of_checkpoint(trained_checkpoint).path)
@@ -184,7 +190,6 @@ def test_a_pte_failing_parity_is_not_written(trained_checkpoint, tmp_path):
 # ---- LiteRT
 
 
-@pytest.mark.slow
 @needs_litert
 def test_tflite_export_predict_and_evaluate_match_the_checkpoint(trained_checkpoint, tmp_path):
     report = export(export_config(trained_checkpoint, tmp_path / "export", "format=tflite"))
