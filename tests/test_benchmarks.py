@@ -258,8 +258,8 @@ def test_bn_recalibration_runs_the_demo_with_and_without_it_side_by_side():
     result = bn_recalibration.run("cpu", quick=True)
     rows = {(row["epochs"], row["recalibration"]): row for row in result["rows"]}
     assert set(rows) == {(3, "on"), (3, "off"), (2, "on"), (2, "off")}
-    # 3 validations of 4 batches each; none without it
-    assert rows[3, "on"]["recal_batches"] == 12 and rows[3, "off"]["recal_batches"] == 0
+    # 3 validations of 8 batches each; none without it
+    assert rows[3, "on"]["recal_batches"] == 24 and rows[3, "off"]["recal_batches"] == 0
     assert 0 < rows[3, "on"]["recal_share_of_training"] < 0.5
     assert result["ratio"] == round(rows[3, "on"]["wall_s"] / rows[3, "off"]["wall_s"], 3)
     assert rows[2, "on"]["test_acc"] > rows[2, "off"]["test_acc"]  # the stale statistics' cost
