@@ -29,6 +29,27 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 )
 
 
+def _import_absl_bound_to_the_real_stderr() -> None:
+    """absl's log handler (absl comes with LiteRT, the [tflite] extra) writes to whatever
+    ``sys.stderr`` is when absl is imported, and closes that stream when a later logging set-up
+    (Hydra's, in an in-process command) shuts the handler down, unless it is ``sys.stderr``
+    then. Imported during a test, that stream is pytest's capture file, and every later test
+    of the process fails with "I/O operation on closed file". Imported here, bound to the
+    process's own stderr, it is never closed."""
+    from importlib.util import find_spec
+
+    if find_spec("absl") is None:
+        return
+    captured, sys.stderr = sys.stderr, sys.__stderr__
+    try:
+        import absl.logging  # noqa: F401
+    finally:
+        sys.stderr = captured
+
+
+_import_absl_bound_to_the_real_stderr()
+
+
 # Distinct colours make the tiny classes learnable, so accuracy assertions mean something.
 CLASS_COLOURS = [
     (220, 40, 40),

@@ -126,12 +126,13 @@ def test_int8_is_refused_for_formats_it_is_not_built_for(trained_checkpoint, tmp
 # ---- ExecuTorch
 
 
-# The tests reading this export run on one pytest-xdist worker (`--dist loadgroup`), so the
-# export (fp32 and int8) is made once.
+# The tests reading this export run on one pytest-xdist worker (`--dist loadgroup`), and the
+# fixture lives as long as that worker (a worker may run other modules' tests in between), so
+# the export (fp32 and int8) is made once.
 ONE_EXPORT = pytest.mark.xdist_group("executorch_export")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def executorch_export(trained_checkpoint, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("export_executorch")
     return export(export_config(trained_checkpoint, out, "format=executorch", "quantize=int8"))
