@@ -126,54 +126,41 @@ def test_int8_is_refused_for_formats_it_is_not_built_for(trained_checkpoint, tmp
 # ---- ExecuTorch
 
 
-# The tests reading this export run on one pytest-xdist worker (`--dist loadgroup`), and the
-# fixture lives as long as that worker (a worker may run other modules' tests in between), so
-# the export (fp32 and int8) is made once.
-ONE_EXPORT = pytest.mark.xdist_group("executorch_export")
-
-
-@pytest.fixture(scope="session")
-def executorch_export(trained_checkpoint, tmp_path_factory) -> dict:
-    out = tmp_path_factory.mktemp("export_executorch")
-    return export(export_config(trained_checkpoint, out, "format=executorch", "quantize=int8"))
-
-
 @needs_executorch
-@ONE_EXPORT
-def test_executorch_export_matches_the_checkpoint(executorch_export, trained_checkpoint):
-    rows = _rows(executorch_export)
-    fp32 = rows["ExecuTorch XNNPACK"]
+def test_executorch_fp32_and_int8_match_the_checkpoint_and_serve_every_command(
+    trained_checkpoint, tmp_path
+):
+    """One export (fp32 and int8: the costly part, made once) checked as each command uses
+    it: parity and latency rows, the int8 file beside fp32, predict, the web page, evaluate."""
+    report = export(
+        export_config(trained_checkpoint, tmp_path / "export", "format=executorch", "quantize=int8")
+    )
+    rows = _rows(report)
+    fp32, int8 = rows["ExecuTorch XNNPACK"], rows["ExecuTorch XNNPACK int8"]
     assert fp32["max_softmax_diff"] <= 1e-4 and fp32["top1_agreement"] == 1.0
-    assert executorch_export["threads"] >= 1 and executorch_export["verified"] is True
+    assert report["threads"] >= 1 and report["verified"] is True
     for name in ("PyTorch eager", "ONNX Runtime", "ExecuTorch XNNPACK"):
         assert 0 < rows[name]["median_ms"] <= rows[name]["p95_ms"]
-    model_path = Path(executorch_export["model_path"])
+    model_path = Path(report["model_path"])
     assert model_path.suffix == ".pte" and model_path.stat().st_size > 1e6
     assert (model_path.parent / "labels.txt").read_text().split() == CLASSES
+
+    # int8: smaller, scored on the test split beside fp32
+    assert int8["size_mb"] < 0.5 * fp32["size_mb"]
+    assert report["test_images"] == 12
+    assert fp32["test_accuracy"] >= 0.9
+    assert int8["test_accuracy"] >= fp32["test_accuracy"] - 0.1
+    assert load_predictor(model_path.with_suffix(".int8.pte")).info.class_names == CLASSES
+
+    # predict and the web page run the .pte: the checkpoint's top-1 for every test image
     predictor = load_predictor(model_path)
     assert predictor.runtime == "ExecuTorch XNNPACK" and predictor.info.class_names == CLASSES
-    check_model(parse_arguments([f"ckpt_path={model_path}"]))  # the web page serves it
+    check_model(parse_arguments([f"ckpt_path={model_path}"]))
     paths = _test_paths(trained_checkpoint)
     assert _top1(predictor, paths) == _top1(load_predictor(trained_checkpoint), paths)
 
-
-@needs_executorch
-@ONE_EXPORT
-def test_executorch_int8_is_smaller_and_scored_beside_fp32(executorch_export):
-    rows = _rows(executorch_export)
-    fp32, int8 = rows["ExecuTorch XNNPACK"], rows["ExecuTorch XNNPACK int8"]
-    assert int8["size_mb"] < 0.5 * fp32["size_mb"]
-    assert executorch_export["test_images"] == 12
-    assert fp32["test_accuracy"] >= 0.9
-    assert int8["test_accuracy"] >= fp32["test_accuracy"] - 0.1
-    int8_path = Path(executorch_export["model_path"]).with_suffix(".int8.pte")
-    assert load_predictor(int8_path).info.class_names == CLASSES
-
-
-@needs_executorch
-@ONE_EXPORT
-def test_evaluate_a_pte_scores_like_its_checkpoint(executorch_export, trained_checkpoint, tmp_path):
-    record = evaluate_exported(Path(executorch_export["model_path"]), trained_checkpoint, tmp_path)
+    # evaluate scores it as the checkpoint scored
+    record = evaluate_exported(model_path, trained_checkpoint, tmp_path / "eval")
     trained = RunRecord.read(RunDir.of_checkpoint(trained_checkpoint).path)
     assert record.metrics["test/acc"] == pytest.approx(trained.metrics["test/acc"])
     assert record.environment.device == "cpu (ExecuTorch XNNPACK)"
