@@ -19,14 +19,9 @@ esac
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 MBV3_NEWEST=1 MBV3_VENV="$work/venv" bash .ci/run
-# The phone extras are outside [all] (docs/deploy-phone.md), so the test command neither
-# installs nor tests them: add them to the same environment and run their (slow) tests, so
-# their versions are recorded too, and only once they pass. LITERT_TORCH is the converter's
-# --no-deps line, which pip cannot resolve with the rest (mbv3_lightning/extras.py).
-"$work/venv/bin/python" -m pip install -q -e ".[mobile,tflite]"
-litert_torch=$("$work/venv/bin/python" -c 'from mbv3_lightning.extras import LITERT_TORCH; print(LITERT_TORCH)')
-# shellcheck disable=SC2086  # the line's words are pip's arguments
-"$work/venv/bin/python" -m $litert_torch
+# The test command installs the phone extras (and LiteRT's --no-deps converter line) and runs
+# their default tests; their slow tests (the demo exported end to end) run here as well, so the
+# versions are recorded only once those pass too.
 WANDB_MODE=offline "$work/venv/bin/python" -m pytest -q -m slow tests/test_phone_export.py
 
 if [ "${1:-}" = --check ]; then
