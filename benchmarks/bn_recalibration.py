@@ -1,6 +1,6 @@
 """The demo command with and without the BatchNorm recalibration: accuracy and wall time.
 
-Issue 27: ``python -m mbv3_lightning trainer.max_epochs=2`` ended at chance (test accuracy
+Without it, ``python -m mbv3_lightning trainer.max_epochs=2`` ends at chance (test accuracy
 0.100) with weights that, given BatchNorm statistics re-estimated for them, score above 0.9.
 ``callbacks.bn_recalibration`` re-estimates them before every evaluation. Goals: the 2-epoch
 demo reaches test accuracy >= 0.85; the 12-epoch demo (the default) scores no lower than

@@ -460,7 +460,7 @@ def test_optuna_study_runs_its_trials_and_the_report_shows_the_best(tmp_path):
     assert f"optimizer.lr={best.best_params['optimizer.lr']!r}" in text
 
 
-# ---- the phone's cost: the trial's best checkpoint as an ExecuTorch .pte (issue 31)
+# ---- the phone's cost: the trial's best checkpoint as an ExecuTorch .pte (docs/search.md)
 
 needs_executorch = pytest.mark.skipif(
     not has_module("executorch"),

@@ -4,10 +4,10 @@ Training keeps each BatchNorm layer's running mean and variance as an exponentia
 batch statistics, computed with weights that have changed since. From scratch the weights
 move faster than that average follows, and evaluation mode normalises with the stale values:
 a two-epoch demo run scored chance on its test set with weights that, given fresh statistics,
-scored above 0.9 (issue 27). Re-estimating the statistics over training batches with the
-current weights, as pycls and detectron2 do ("precise BN"), evaluates the network that was
-trained. Plain torch: the Lightning callback (``training/bn_recalibration.py``) draws the
-batches and averages over processes.
+scored above 0.9 (docs/batchnorm-recalibration.md). Re-estimating the statistics over
+training batches with the current weights, as pycls and detectron2 do ("precise BN"),
+evaluates the network that was trained. Plain torch: the Lightning callback
+(``training/bn_recalibration.py``) draws the batches and averages over processes.
 """
 
 from __future__ import annotations
